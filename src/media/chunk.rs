@@ -1,0 +1,71 @@
+//! Chunking with the segment muxer, and concat lists for the join.
+
+use std::path::{Path, PathBuf};
+
+/// One segment as the muxer's CSV list reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub path: PathBuf,
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("segment list line {line}: {reason}")]
+pub struct SegmentListError {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// Parses `-segment_list_type csv` output (`name,start,end`), resolving names against `dir`.
+pub fn parse_segment_list(csv: &str, dir: &Path) -> Result<Vec<Segment>, SegmentListError> {
+    let mut out = Vec::new();
+    for (i, line) in csv.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let err = |reason: &str| SegmentListError { line: i + 1, reason: reason.to_string() };
+        // Names can be quoted and hold commas, so split the two numbers off the right.
+        let mut parts = line.rsplitn(3, ',');
+        let end = parts.next().and_then(|s| s.trim().parse::<f64>().ok()).ok_or_else(|| err("bad end time"))?;
+        let start = parts.next().and_then(|s| s.trim().parse::<f64>().ok()).ok_or_else(|| err("bad start time"))?;
+        let name = parts.next().ok_or_else(|| err("missing file name"))?;
+        let name = name.trim().trim_matches('"').replace("\"\"", "\"");
+        if name.is_empty() || name.contains('/') {
+            return Err(err("segment name must be a plain file name"));
+        }
+        if !(end.is_finite() && start.is_finite() && end >= start) {
+            return Err(err("segment ends before it starts"));
+        }
+        out.push(Segment { path: dir.join(name), start_s: start, end_s: end });
+    }
+    Ok(out)
+}
+
+/// A concat-demuxer list; paths are quoted so any file name survives.
+pub fn concat_list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| format!("file '{}'\n", p.display().to_string().replace('\'', "'\\''")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_muxer_list() -> Result<(), SegmentListError> {
+        let csv = "c000.mkv,0.000000,3.770000\nc001.mkv,3.771000,6.239000\n\n\"a,b.mkv\",6.2,7\n";
+        let segs = parse_segment_list(csv, Path::new("/w"))?;
+        assert_eq!(segs.len(), 3);
+        assert_eq!(segs[1].path, Path::new("/w/c001.mkv"));
+        assert_eq!(segs[2].path, Path::new("/w/a,b.mkv"));
+        assert!(parse_segment_list("x.mkv,2,1", Path::new("/w")).is_err());
+        assert!(parse_segment_list("../x.mkv,0,1", Path::new("/w")).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn concat_list_escapes_quotes() {
+        let list = concat_list(&[PathBuf::from("/w/it's.mp4")]);
+        assert_eq!(list, "file '/w/it'\\''s.mp4'\n");
+    }
+}

@@ -1,0 +1,179 @@
+//! Profile + media → ffmpeg argv. Always argv vectors, never a shell string.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::profiles::{Codec, RateControl, Rung};
+use super::tools::{file_url, os_args};
+
+/// One encoded output of an encode command.
+#[derive(Debug, Clone)]
+pub struct RungOutput<'a> {
+    pub rung: &'a Rung,
+    pub path: &'a Path,
+    /// Prefix for this output's 2-pass statistics files.
+    pub passlog: &'a Path,
+    /// Scale to `rung.height`; false when the rung already equals the source height.
+    pub scale: bool,
+}
+
+/// `-f segment` over the first video stream, copied, with a CSV segment list.
+pub fn segment_args(source: &Path, segment_seconds: f64, list: &Path, pattern: &Path) -> Vec<OsString> {
+    let mut a = os_args(["-y", "-i"]);
+    a.push(file_url(source));
+    a.extend(os_args([
+        "-map", "0:v:0", "-an", "-sn", "-dn", "-c", "copy", "-f", "segment",
+        "-segment_time", &format!("{segment_seconds}"),
+        "-segment_format", "matroska", "-reset_timestamps", "1",
+        "-segment_list_type", "csv", "-segment_list",
+    ]));
+    a.push(list.as_os_str().to_owned());
+    a.push(pattern.as_os_str().to_owned());
+    a
+}
+
+fn video_codec_args(rung: &Rung, pass: Option<(u8, &Path)>) -> Vec<String> {
+    let kbps = |k: u32| format!("{k}k");
+    let g = rung.gop.to_string();
+    let mut a: Vec<String> = vec!["-c:v".into(), rung.codec.encoder().into(), "-pix_fmt".into(), "yuv420p".into()];
+    let two_pass = rung.rate_control == RateControl::TwoPass;
+    match rung.codec {
+        Codec::H264 => {
+            a.extend(["-preset", &rung.preset, "-g", &g, "-keyint_min", &g, "-sc_threshold", "0"].map(String::from));
+        }
+        Codec::H265 => {
+            let mut params = format!("log-level=error:keyint={g}:min-keyint={g}:scenecut=0:open-gop=0");
+            if let Some((n, log)) = pass {
+                params.push_str(&format!(":pass={n}:stats={}", log.display()));
+            }
+            a.extend(["-preset", &rung.preset, "-tag:v", "hvc1", "-x265-params", &params].map(String::from));
+        }
+        Codec::Vp9 => {
+            a.extend(
+                ["-deadline", "good", "-cpu-used", &rung.preset, "-row-mt", "1", "-g", &g, "-keyint_min", &g]
+                    .map(String::from),
+            );
+        }
+        Codec::Av1 => a.extend(["-preset", &rung.preset, "-g", &g].map(String::from)),
+    }
+    if two_pass {
+        a.extend(["-b:v".into(), kbps(rung.bitrate_kbps)]);
+    } else {
+        a.extend(["-crf".into(), rung.crf.to_string()]);
+        if rung.codec == Codec::Vp9 {
+            // Constant quality mode in libvpx needs -b:v 0.
+            a.extend(["-b:v".into(), "0".into()]);
+        }
+    }
+    if rung.codec != Codec::Av1 && (two_pass || rung.codec != Codec::Vp9) {
+        a.extend(["-maxrate".into(), kbps(rung.maxrate_kbps), "-bufsize".into(), kbps(rung.bufsize_kbps)]);
+    }
+    if let Some((n, log)) = pass {
+        if rung.codec != Codec::H265 {
+            a.extend(["-pass".into(), n.to_string(), "-passlogfile".into(), log.display().to_string()]);
+        }
+    }
+    a
+}
+
+/// Encode commands for one input and one or more rungs: a single ffmpeg that decodes once
+/// and feeds every rung through `split`. Two-pass rungs add a first command (pass 1).
+pub fn encode_commands(input: &Path, outputs: &[RungOutput<'_>]) -> Vec<Vec<OsString>> {
+    let two_pass: Vec<&RungOutput> = outputs.iter().filter(|o| o.rung.rate_control == RateControl::TwoPass).collect();
+    let mut commands = Vec::new();
+    if !two_pass.is_empty() {
+        commands.push(encode_command(input, &two_pass, Some(1)));
+    }
+    let all: Vec<&RungOutput> = outputs.iter().collect();
+    commands.push(encode_command(input, &all, if two_pass.is_empty() { None } else { Some(2) }));
+    commands
+}
+
+fn encode_command(input: &Path, outputs: &[&RungOutput<'_>], pass: Option<u8>) -> Vec<OsString> {
+    let mut a = os_args(["-y", "-i"]);
+    a.push(file_url(input));
+    let scale = |o: &RungOutput| {
+        if o.scale {
+            format!("scale=-2:{}:flags=bicubic", o.rung.height)
+        } else {
+            "null".to_string()
+        }
+    };
+    if outputs.len() > 1 {
+        let labels: String = (0..outputs.len()).map(|i| format!("[s{i}]")).collect();
+        let mut graph = format!("[0:v:0]split={}{labels}", outputs.len());
+        for (i, o) in outputs.iter().enumerate() {
+            graph.push_str(&format!(";[s{i}]{}[o{i}]", scale(o)));
+        }
+        a.extend(os_args(["-filter_complex", &graph]));
+    }
+    for (i, o) in outputs.iter().enumerate() {
+        if outputs.len() > 1 {
+            a.extend(os_args(["-map", &format!("[o{i}]")]));
+        } else {
+            a.extend(os_args(["-map", "0:v:0", "-vf", &scale(o)]));
+        }
+        a.extend(os_args(["-an", "-sn", "-dn", "-fps_mode", "passthrough"]));
+        let is_two_pass = o.rung.rate_control == RateControl::TwoPass;
+        let pass_arg = pass.filter(|_| is_two_pass).map(|n| (n, o.passlog));
+        a.extend(os_args(video_codec_args(o.rung, pass_arg)));
+        if pass == Some(1) {
+            a.extend(os_args(["-f", "null", "-"]));
+        } else {
+            a.push(o.path.as_os_str().to_owned());
+        }
+    }
+    a
+}
+
+/// The source audio a join encodes.
+#[derive(Debug, Clone)]
+pub struct JoinAudio<'a> {
+    pub rung: &'a Rung,
+    pub offset_s: f64,
+    pub channels: u32,
+}
+
+/// Joins encoded chunks (concat demuxer, copied) and encodes the source audio once, in one mux.
+/// `audio_offset_s` shifts the audio so it keeps its place relative to the first video frame.
+pub fn join_args(concat_list: &Path, source: &Path, audio: Option<&JoinAudio<'_>>, out: &Path) -> Vec<OsString> {
+    let mut a = os_args(["-y", "-f", "concat", "-safe", "0", "-i"]);
+    a.push(concat_list.as_os_str().to_owned());
+    if let Some(au) = audio {
+        a.extend(os_args(["-itsoffset", &format!("{:.6}", au.offset_s), "-i"]));
+        a.push(file_url(source));
+    }
+    a.extend(os_args(["-map", "0:v:0", "-c:v", "copy", "-fps_mode", "passthrough"]));
+    if let Some(au) = audio {
+        let codec = au.rung.codec;
+        a.extend(os_args([
+            "-map", "1:a:0", "-c:a", codec.audio_encoder(), "-b:a", &format!("{}k", au.rung.audio_kbps),
+        ]));
+        if au.channels > 2 {
+            a.extend(os_args(["-ac", "2"]));
+        }
+        // Opus takes 48 kHz only; keep AAC there too so every rung's audio is alike.
+        a.extend(os_args(["-ar", "48000"]));
+    }
+    a.extend(os_args(["-map_metadata", "-1", "-map_chapters", "-1"]));
+    if out.extension().is_some_and(|e| e == "mp4") {
+        a.extend(os_args(["-movflags", "+faststart", "-f", "mp4"]));
+    } else {
+        a.extend(os_args(["-f", "webm"]));
+    }
+    a.push(out.as_os_str().to_owned());
+    a
+}
+
+/// A GIF preview through palettegen/paletteuse, in one ffmpeg.
+pub fn gif_args(source: &Path, start_s: f64, duration_s: f64, width: u32, fps: u32, out: &Path) -> Vec<OsString> {
+    let mut a = os_args(["-y", "-ss", &format!("{start_s:.3}"), "-t", &format!("{duration_s:.3}"), "-i"]);
+    a.push(file_url(source));
+    let graph = format!(
+        "[0:v:0]fps={fps},scale={width}:-2:flags=lanczos,split[a][b];\
+         [a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=5:diff_mode=rectangle"
+    );
+    a.extend(os_args(["-filter_complex", &graph, "-an", "-loop", "0", "-f", "gif"]));
+    a.push(out.as_os_str().to_owned());
+    a
+}

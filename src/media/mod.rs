@@ -1,0 +1,11 @@
+//! Everything spool knows about ffmpeg, and nothing about Lua, sled or jobs.
+
+pub mod chunk;
+pub mod command;
+pub mod hash;
+pub mod probe;
+pub mod profiles;
+pub mod progress;
+pub mod run;
+pub mod tools;
+pub mod verify;

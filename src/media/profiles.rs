@@ -1,0 +1,164 @@
+//! Codec tables: encoders, containers, CRF defaults and bitrate ladders.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    H264,
+    H265,
+    Vp9,
+    Av1,
+}
+
+impl Codec {
+    pub const ALL: [Codec; 4] = [Codec::H264, Codec::H265, Codec::Vp9, Codec::Av1];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::H264 => "h264",
+            Codec::H265 => "h265",
+            Codec::Vp9 => "vp9",
+            Codec::Av1 => "av1",
+        }
+    }
+    /// The codec name ffprobe reports for this codec's output.
+    pub fn probe_name(self) -> &'static str {
+        match self {
+            Codec::H264 => "h264",
+            Codec::H265 => "hevc",
+            Codec::Vp9 => "vp9",
+            Codec::Av1 => "av1",
+        }
+    }
+    pub fn encoder(self) -> &'static str {
+        match self {
+            Codec::H264 => "libx264",
+            Codec::H265 => "libx265",
+            Codec::Vp9 => "libvpx-vp9",
+            Codec::Av1 => "libsvtav1",
+        }
+    }
+    /// Extension of the published file (and of the encoded chunks, so concat can copy).
+    pub fn container_ext(self) -> &'static str {
+        match self {
+            Codec::Vp9 => "webm",
+            _ => "mp4",
+        }
+    }
+    pub fn audio_encoder(self) -> &'static str {
+        match self {
+            Codec::Vp9 => "libopus",
+            _ => "aac",
+        }
+    }
+    pub fn default_audio_kbps(self) -> u32 {
+        match self {
+            Codec::Vp9 => 96,
+            _ => 128,
+        }
+    }
+    pub fn default_crf(self) -> u32 {
+        match self {
+            Codec::H264 => 23,
+            Codec::H265 => 28,
+            Codec::Vp9 => 32,
+            Codec::Av1 => 35,
+        }
+    }
+    pub fn crf_range(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Codec::H264 | Codec::H265 => 0..=51,
+            Codec::Vp9 | Codec::Av1 => 0..=63,
+        }
+    }
+    pub fn default_preset(self) -> &'static str {
+        match self {
+            Codec::H264 | Codec::H265 => "medium",
+            Codec::Vp9 => "4",
+            Codec::Av1 => "8",
+        }
+    }
+    /// Whether `preset` is one this encoder accepts.
+    pub fn preset_is_valid(self, preset: &str) -> bool {
+        const X26X: &[&str] = &[
+            "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+        ];
+        match self {
+            Codec::H264 | Codec::H265 => X26X.contains(&preset),
+            Codec::Vp9 => preset.parse::<u8>().is_ok_and(|n| n <= 8),
+            Codec::Av1 => preset.parse::<u8>().is_ok_and(|n| n <= 13),
+        }
+    }
+    /// ffmpeg 5.1's libsvtav1 wrapper has no multi-pass mode.
+    pub fn supports_two_pass(self) -> bool {
+        self != Codec::Av1
+    }
+    /// Relative cost of encoding one pixel, for weighting job progress.
+    pub fn cost_weight(self) -> f64 {
+        match self {
+            Codec::H264 => 1.0,
+            Codec::H265 => 3.0,
+            Codec::Vp9 => 2.5,
+            Codec::Av1 => 2.0,
+        }
+    }
+}
+
+pub const MIN_HEIGHT: u32 = 144;
+pub const MAX_HEIGHT: u32 = 2160;
+
+/// H.264 target bitrates (kbit/s) at up to 30 fps, per rung height.
+const H264_KBPS: &[(u32, u32)] = &[
+    (144, 150),
+    (240, 300),
+    (360, 600),
+    (480, 1000),
+    (720, 2500),
+    (1080, 4500),
+    (1440, 9000),
+    (2160, 18000),
+];
+
+/// Target bitrate for a rung: the H.264 table scaled by codec efficiency, ×1.5 above 30 fps.
+pub fn target_kbps(codec: Codec, height: u32, fps: f64) -> u32 {
+    let base = H264_KBPS
+        .iter()
+        .find(|(h, _)| *h >= height)
+        .or(H264_KBPS.last())
+        .map_or(4500, |(_, k)| *k);
+    let efficiency = match codec {
+        Codec::H264 => 1.0,
+        Codec::H265 => 0.6,
+        Codec::Vp9 => 0.65,
+        Codec::Av1 => 0.5,
+    };
+    let fps_factor = if fps > 30.5 { 1.5 } else { 1.0 };
+    (f64::from(base) * efficiency * fps_factor).round() as u32
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateControl {
+    /// Constant quality, capped by maxrate/bufsize where the encoder supports it.
+    Crf,
+    /// Two passes at the target bitrate, each task with its own passlogfile.
+    TwoPass,
+}
+
+/// One rung, with every value decided: what the argv builders consume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rung {
+    pub name: String,
+    pub codec: Codec,
+    pub height: u32,
+    pub rate_control: RateControl,
+    pub crf: u32,
+    pub preset: String,
+    pub bitrate_kbps: u32,
+    pub maxrate_kbps: u32,
+    pub bufsize_kbps: u32,
+    pub audio_kbps: u32,
+    /// Keyframe interval in frames.
+    pub gop: u32,
+}

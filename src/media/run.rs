@@ -1,0 +1,149 @@
+//! Runs one ffmpeg in its own process group: progress from `-progress pipe:1`,
+//! stderr kept as a tail, both drained concurrently so neither pipe can fill and block.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::process::Stdio;
+use std::time::Instant;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use super::progress::{Progress, ProgressParser};
+use super::tools::Tools;
+
+/// Messages that mean retrying cannot help (the seed's ERRORS_LIST, and kin).
+const FATAL_MESSAGES: &[&str] = &[
+    "Invalid data found when processing input",
+    "Output file is empty, nothing was encoded",
+    "Unknown encoder",
+    "Unrecognized option",
+    "Invalid argument",
+    "No such file or directory",
+    "Permission denied",
+    "moov atom not found",
+    "does not contain any stream",
+    "No space left on device",
+    "Error while opening encoder",
+];
+
+const STDERR_TAIL_LINES: usize = 25;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("ffmpeg failed: {message}")]
+    Fatal { message: String, stderr_tail: Vec<String> },
+    #[error("ffmpeg exited with {code}: {message}")]
+    Failed { code: String, message: String, stderr_tail: Vec<String> },
+    #[error("ffmpeg was cancelled")]
+    Cancelled,
+    #[error("could not start ffmpeg: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+impl RunError {
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, RunError::Fatal { .. } | RunError::Cancelled | RunError::Spawn(_))
+    }
+    pub fn stderr_tail(&self) -> &[String] {
+        match self {
+            RunError::Fatal { stderr_tail, .. } | RunError::Failed { stderr_tail, .. } => stderr_tail,
+            _ => &[],
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub elapsed_s: f64,
+    pub last_progress: Option<Progress>,
+}
+
+/// Runs `ffmpeg <args>` with progress reporting. `args` must not contain `-progress`.
+/// On cancel the whole process group gets SIGKILL and the child is reaped.
+pub async fn run_ffmpeg(
+    tools: &Tools,
+    args: &[OsString],
+    cancel: &CancellationToken,
+    mut on_progress: impl FnMut(&Progress) + Send,
+) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(&tools.ffmpeg)
+        .args(["-hide_banner", "-nostdin", "-nostats", "-progress", "pipe:1"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(RunError::Spawn)?;
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(RunError::Spawn(std::io::Error::other("ffmpeg pipes were not captured")));
+    };
+
+    let stderr_task = tokio::spawn(async move {
+        let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tail.len() == STDERR_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+        Vec::from(tail)
+    });
+
+    let mut parser = ProgressParser::default();
+    let mut last_progress = None;
+    let mut stdout_lines = BufReader::new(stdout).lines();
+    let mut stdout_open = true;
+    let status = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                if let Some(pgid) = pgid {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                }
+                let _ = child.wait().await;
+                stderr_task.abort();
+                return Err(RunError::Cancelled);
+            }
+            line = stdout_lines.next_line(), if stdout_open => match line {
+                Ok(Some(line)) => {
+                    if let Some(p) = parser.feed_line(&line) {
+                        on_progress(&p);
+                        last_progress = Some(p);
+                    }
+                }
+                _ => stdout_open = false,
+            },
+            status = child.wait() => break status.map_err(RunError::Spawn)?,
+        }
+    };
+    // Drain whatever progress is left after exit.
+    while let Ok(Some(line)) = stdout_lines.next_line().await {
+        if let Some(p) = parser.feed_line(&line) {
+            on_progress(&p);
+            last_progress = Some(p);
+        }
+    }
+    let stderr_tail = stderr_task.await.unwrap_or_default();
+    if status.success() {
+        return Ok(RunOutcome { elapsed_s: started.elapsed().as_secs_f64(), last_progress });
+    }
+    let message = stderr_tail
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .cloned()
+        .unwrap_or_else(|| "no error output".into());
+    if let Some(fatal) = FATAL_MESSAGES.iter().find(|m| stderr_tail.iter().any(|l| l.contains(*m))) {
+        let line = stderr_tail.iter().find(|l| l.contains(fatal)).cloned().unwrap_or(message);
+        return Err(RunError::Fatal { message: line, stderr_tail });
+    }
+    let code = status.code().map_or_else(|| "a signal".to_string(), |c| format!("code {c}"));
+    Err(RunError::Failed { code, message, stderr_tail })
+}

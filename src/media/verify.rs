@@ -1,0 +1,68 @@
+//! Checks an encoded file against what it must be before anyone trusts it.
+
+use std::path::Path;
+
+use super::probe::{count_video_frames, probe, MediaInfo, ProbeError};
+use super::tools::Tools;
+
+/// What an output must match.
+#[derive(Debug, Clone)]
+pub struct Expected<'a> {
+    pub codec: &'a str,
+    pub height: Option<u32>,
+    pub frames: Option<u64>,
+    /// Source duration and one frame's length: the allowed difference.
+    pub duration: Option<(f64, f64)>,
+    pub has_audio: bool,
+    /// Longest allowed gap between the audio and video start (one audio frame).
+    pub max_av_start_gap_s: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("output is empty")]
+    Empty,
+    #[error("output unreadable: {0}")]
+    Probe(#[from] ProbeError),
+    #[error("output check failed: {0}")]
+    Mismatch(String),
+    #[error("output unreadable: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Probes `path` and compares it with `want`; returns the probe on success.
+pub async fn verify_output(tools: &Tools, path: &Path, want: &Expected<'_>) -> Result<MediaInfo, VerifyError> {
+    if tokio::fs::metadata(path).await?.len() == 0 {
+        return Err(VerifyError::Empty);
+    }
+    let info = probe(tools, path).await?;
+    let video = info.video.as_ref().ok_or_else(|| VerifyError::Mismatch("no video stream".into()))?;
+    let fail = |m: String| Err(VerifyError::Mismatch(m));
+    if video.codec != want.codec {
+        return fail(format!("video codec is {}, expected {}", video.codec, want.codec));
+    }
+    if let Some(h) = want.height.filter(|h| *h != video.height) {
+        return fail(format!("height is {}, expected {h}", video.height));
+    }
+    if info.has_audio() != want.has_audio {
+        return fail(format!("audio present: {}, expected {}", info.has_audio(), want.has_audio));
+    }
+    if let Some((duration, tolerance)) = want.duration {
+        if (info.duration - duration).abs() > tolerance + 1e-3 {
+            return fail(format!("duration {:.3}s differs from the source's {duration:.3}s", info.duration));
+        }
+    }
+    if let Some(audio) = info.audio.first() {
+        let gap = (audio.start_time - video.start_time).abs();
+        if gap > want.max_av_start_gap_s + 1e-3 {
+            return fail(format!("audio starts {gap:.3}s away from video"));
+        }
+    }
+    if let Some(frames) = want.frames {
+        let got = count_video_frames(tools, path).await?;
+        if got != frames {
+            return fail(format!("{got} video frames, expected {frames}"));
+        }
+    }
+    Ok(info)
+}

@@ -1,0 +1,127 @@
+//! The workflow file's shape. Every struct refuses unknown fields.
+
+use serde::{Deserialize, Serialize};
+
+use crate::media::profiles::{Codec, RateControl};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    pub version: u32,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub chunking: Chunking,
+    #[serde(default)]
+    pub encode: EncodeSettings,
+    #[serde(default)]
+    pub retries: Retries,
+    #[serde(default)]
+    pub output: Output,
+    #[serde(default)]
+    pub gif: Gif,
+    pub profiles: Vec<Profile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Chunking {
+    pub enabled: bool,
+    pub segment_seconds: f64,
+    pub min_duration_seconds: f64,
+}
+
+impl Default for Chunking {
+    fn default() -> Self {
+        Chunking { enabled: true, segment_seconds: 6.0, min_duration_seconds: 20.0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncodeMode {
+    /// One ffmpeg per chunk decodes it once and encodes every rung through `split`.
+    Ladder,
+    /// One ffmpeg per chunk × rung (the MediaCMS way).
+    PerRung,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncodeSettings {
+    pub mode: EncodeMode,
+    pub keyframe_interval_seconds: f64,
+    /// ffmpeg processes at once; by default one per core.
+    pub concurrency: Option<usize>,
+}
+
+impl Default for EncodeSettings {
+    fn default() -> Self {
+        EncodeSettings { mode: EncodeMode::Ladder, keyframe_interval_seconds: 2.0, concurrency: None }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retries {
+    pub max_attempts: u32,
+    pub backoff_seconds: f64,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries { max_attempts: 3, backoff_seconds: 2.0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Output {
+    /// Placeholders: {stem} {profile} {codec} {height} {ext}.
+    pub naming: String,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Output { naming: "{stem}.{profile}.{ext}".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gif {
+    pub enabled: bool,
+    pub width: u32,
+    pub fps: u32,
+    pub start_seconds: f64,
+    pub duration_seconds: f64,
+}
+
+impl Default for Gif {
+    fn default() -> Self {
+        Gif { enabled: false, width: 344, fps: 10, start_seconds: 3.0, duration_seconds: 25.0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub codec: Codec,
+    pub height: u32,
+    /// Encode even when the source is smaller (the seed's MINIMUM_RESOLUTIONS_TO_ENCODE).
+    #[serde(default)]
+    pub always_encode: bool,
+    #[serde(default = "default_rate_control")]
+    pub rate_control: RateControl,
+    pub crf: Option<u32>,
+    pub preset: Option<String>,
+    /// Overrides the bitrate table (2-pass target, and the cap for CRF).
+    pub bitrate_kbps: Option<u32>,
+    pub audio_kbps: Option<u32>,
+}
+
+fn default_rate_control() -> RateControl {
+    RateControl::Crf
+}
