@@ -1,4 +1,6 @@
 //! spool: a durable media workflow engine built on ffmpeg.
 
+pub mod engine;
 pub mod media;
+pub mod store;
 pub mod workflow;

@@ -1,0 +1,2 @@
+pub mod status;
+pub mod ui;

@@ -1,0 +1,108 @@
+//! Renders engine events: progress bars on a terminal, plain log lines elsewhere.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use spool::engine::Event;
+
+pub async fn render(mut events: UnboundedReceiver<Event>, bars: bool) {
+    if bars {
+        render_bars(&mut events).await
+    } else {
+        render_lines(&mut events).await
+    }
+}
+
+async fn render_lines(events: &mut UnboundedReceiver<Event>) {
+    let mut last_logged: HashMap<String, (Instant, f64)> = HashMap::new();
+    while let Some(e) = events.recv().await {
+        match e {
+            Event::JobStarted { job, input, tasks, rungs } => {
+                tracing::info!(%job, %input, tasks, rungs = %rungs.join(","), "job started")
+            }
+            Event::Note { job, message } => tracing::info!(%job, "{message}"),
+            Event::TaskFinished { job, task, reused } => tracing::info!(%job, %task, reused, "task done"),
+            Event::JobProgress { job, fraction } => {
+                let entry = last_logged.entry(job.clone()).or_insert((Instant::now(), 0.0));
+                if entry.0.elapsed() >= Duration::from_secs(5) && fraction > entry.1 {
+                    *entry = (Instant::now(), fraction);
+                    tracing::info!(%job, "{:.0}% done", fraction * 100.0);
+                }
+            }
+            Event::TaskProgress { .. } => {}
+            Event::JobFinished(o) => match &o.reason {
+                None => tracing::info!(job = ?o.id, input = %o.input, status = o.status.as_str(),
+                    chunks = o.chunks, reused = o.reused_chunks, "job finished in {:.1}s", o.elapsed_s),
+                Some(r) => tracing::warn!(job = ?o.id, input = %o.input, status = o.status.as_str(), "job ended: {r}"),
+            },
+        }
+    }
+}
+
+async fn render_bars(events: &mut UnboundedReceiver<Event>) {
+    let multi = MultiProgress::new();
+    let job_style = ProgressStyle::with_template("{prefix:.bold} [{bar:30.cyan/blue}] {percent:>3}% {elapsed_precise} ETA {eta} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let task_style = ProgressStyle::with_template("  {prefix} [{bar:20}] {percent:>3}% {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let mut jobs: HashMap<String, ProgressBar> = HashMap::new();
+    let mut tasks: HashMap<(String, String), ProgressBar> = HashMap::new();
+    while let Some(e) = events.recv().await {
+        match e {
+            Event::JobStarted { job, input, .. } => {
+                let bar = multi.add(ProgressBar::new(1000).with_style(job_style.clone()));
+                bar.set_prefix(short_name(&input));
+                jobs.insert(job, bar);
+            }
+            Event::Note { job, message } => {
+                let _ = multi.println(format!("{job}: {message}"));
+            }
+            Event::JobProgress { job, fraction } => {
+                if let Some(b) = jobs.get(&job) {
+                    b.set_position((fraction * 1000.0) as u64);
+                }
+            }
+            Event::TaskProgress { job, task, fraction, fps, speed } => {
+                let bar = tasks.entry((job, task.clone())).or_insert_with(|| {
+                    let b = multi.add(ProgressBar::new(1000).with_style(task_style.clone()));
+                    b.set_prefix(task);
+                    b
+                });
+                bar.set_position((fraction * 1000.0) as u64);
+                bar.set_message(format!(
+                    "{} fps, {}x",
+                    fps.map_or("-".into(), |f| format!("{f:.0}")),
+                    speed.map_or("-".into(), |s| format!("{s:.2}"))
+                ));
+            }
+            Event::TaskFinished { job, task, .. } => {
+                if let Some(b) = tasks.remove(&(job, task)) {
+                    b.finish_and_clear();
+                }
+            }
+            Event::JobFinished(o) => {
+                let id = o.id.clone().unwrap_or_default();
+                if let Some(b) = jobs.remove(&id) {
+                    b.finish_with_message(o.status.as_str().to_string());
+                }
+                let line = match &o.reason {
+                    None => format!("{}: {} in {:.1}s ({} chunks, {} reused)", o.input, o.status.as_str(), o.elapsed_s, o.chunks, o.reused_chunks),
+                    Some(r) => format!("{}: {}: {r}", o.input, o.status.as_str()),
+                };
+                let _ = multi.println(line);
+            }
+        }
+    }
+}
+
+fn short_name(input: &str) -> String {
+    let name = std::path::Path::new(input).file_name().map_or(input.to_string(), |n| n.to_string_lossy().into_owned());
+    if name.chars().count() > 28 {
+        format!("{}…", name.chars().take(27).collect::<String>())
+    } else {
+        name
+    }
+}

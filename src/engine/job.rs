@@ -1,0 +1,563 @@
+//! One input's life: identity → probe → chunk (or whole file) → tasks → join → verify → publish.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{output_name, plan_rungs, rung_cost};
+use super::publish::{rename_durably, temp_name, write_atomic};
+use super::queue::trace_command;
+use super::task::{run_task, ChunkInfo, TaskSpec};
+use super::{Engine, Event, JobOutcome};
+use crate::media::chunk::{concat_list, parse_segment_list};
+use crate::media::command::{gif_args, join_args, segment_args, JoinAudio};
+use crate::media::hash::{digest_file, FileDigest};
+use crate::media::probe::{count_video_frames, probe, MediaInfo, VideoStream};
+use crate::media::profiles::Rung;
+use crate::media::run::{run_ffmpeg, RunError};
+use crate::media::verify::{verify_output, Expected};
+use crate::store::{now_ms, JobRecord, JobStatus, TaskRecord, TaskStatus};
+use crate::workflow::{EncodeMode, LoadedWorkflow};
+
+/// Why a job stopped short.
+#[derive(Debug)]
+pub(super) struct JobFailure {
+    pub message: String,
+    pub stderr_tail: Vec<String>,
+    pub cancelled: bool,
+}
+
+impl JobFailure {
+    pub fn new(message: impl Into<String>) -> JobFailure {
+        JobFailure { message: message.into(), stderr_tail: Vec::new(), cancelled: false }
+    }
+    pub fn from_run(context: &str, e: RunError) -> JobFailure {
+        JobFailure {
+            cancelled: matches!(e, RunError::Cancelled),
+            stderr_tail: e.stderr_tail().to_vec(),
+            message: format!("{context}: {e}"),
+        }
+    }
+}
+
+/// A verified output waiting in its temp file to be renamed into place.
+struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+    entry: serde_json::Value,
+}
+
+pub(super) struct JobCtx<'a> {
+    pub engine: &'a Engine,
+    pub wf: &'a LoadedWorkflow,
+    pub input: &'a Path,
+    pub id: String,
+    pub seq: u64,
+    pub work: PathBuf,
+    pub cancel: CancellationToken,
+    pub force: bool,
+}
+
+impl Engine {
+    pub(super) async fn run_job(&self, input: &Path, wf: &LoadedWorkflow, out_root: &Path, force: bool) -> JobOutcome {
+        let started = Instant::now();
+        let input_display = input.display().to_string();
+        let fail_early = |reason: String| JobOutcome {
+            id: None,
+            input: input_display.clone(),
+            status: JobStatus::Failed,
+            reason: Some(reason),
+            manifest: None,
+            chunks: 0,
+            reused_chunks: 0,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        };
+        match std::fs::metadata(input) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return fail_early(format!("{input_display}: not a regular file")),
+            Err(e) => return fail_early(format!("{input_display}: {e}")),
+        }
+        let owned = input.to_path_buf();
+        let digest = match tokio::task::spawn_blocking(move || digest_file(&owned)).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => return fail_early(format!("{input_display}: cannot read: {e}")),
+            Err(e) => return fail_early(format!("internal error while hashing: {e}")),
+        };
+        let out_dir = out_root.join(stem_of(input));
+        let out_dir_s = out_dir.display().to_string();
+        let earlier = self.repo.list_jobs().ok().and_then(|jobs| {
+            jobs.into_iter()
+                .filter(|j| j.input_md5 == digest.md5 && j.workflow_hash == wf.content_hash && j.out_dir == out_dir_s)
+                .max_by_key(|j| j.created_ms)
+        });
+        if let Some(done) = earlier.as_ref().filter(|j| j.status == JobStatus::Succeeded && !force) {
+            if done.manifest.as_deref().is_some_and(|m| Path::new(m).is_file()) {
+                self.emit(Event::Note { job: done.id.clone(), message: "already done; use --force to encode again".into() });
+                return JobOutcome {
+                    id: Some(done.id.clone()),
+                    input: input_display,
+                    status: JobStatus::Succeeded,
+                    reason: None,
+                    manifest: done.manifest.clone().map(PathBuf::from),
+                    chunks: done.chunks,
+                    reused_chunks: done.chunks,
+                    elapsed_s: started.elapsed().as_secs_f64(),
+                };
+            }
+        }
+        // An unfinished job for the same input resumes under its own id.
+        let id = earlier.filter(|j| j.status != JobStatus::Succeeded).map_or_else(|| self.new_job_id(), |j| j.id);
+        let mut record = JobRecord {
+            id: id.clone(),
+            input: input_display.clone(),
+            input_md5: digest.md5.clone(),
+            input_size: digest.size,
+            workflow_name: wf.workflow.name.clone(),
+            workflow_hash: wf.content_hash.clone(),
+            out_dir: out_dir_s,
+            status: JobStatus::Running,
+            created_ms: now_ms(),
+            updated_ms: now_ms(),
+            fallback_reason: None,
+            error: None,
+            stderr_tail: Vec::new(),
+            manifest: None,
+            chunks: 0,
+            reused_chunks: 0,
+            progress: 0.0,
+        };
+        if let Err(e) = self.repo.put_job(&record) {
+            return fail_early(e.to_string());
+        }
+        let cancel = self.shutdown.child_token();
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(id.clone(), cancel.clone());
+        }
+        let ctx = JobCtx {
+            engine: self,
+            wf,
+            input,
+            id: id.clone(),
+            seq: self.job_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            work: self.state_dir.join("work").join(&id),
+            cancel,
+            force,
+        };
+        let result = ctx.pipeline(&digest, &out_dir, &mut record).await;
+        let _ = tokio::fs::remove_dir_all(&ctx.work).await;
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&id);
+        }
+        let (status, reason) = match result {
+            Ok(manifest) => {
+                record.manifest = Some(manifest.display().to_string());
+                record.progress = 1.0;
+                (JobStatus::Succeeded, None)
+            }
+            Err(f) if f.cancelled && self.shutdown.is_cancelled() => (JobStatus::Interrupted, Some(f.message)),
+            Err(f) if f.cancelled => (JobStatus::Cancelled, Some("cancelled".to_string())),
+            Err(f) => {
+                record.stderr_tail = f.stderr_tail;
+                (JobStatus::Failed, Some(f.message))
+            }
+        };
+        record.status = status;
+        record.error = reason.clone();
+        record.updated_ms = now_ms();
+        if status != JobStatus::Succeeded {
+            if let Ok(tasks) = self.repo.tasks_of(&id) {
+                for mut t in tasks.into_iter().filter(|t| t.status == TaskStatus::Running) {
+                    t.status = if status == JobStatus::Cancelled { TaskStatus::Cancelled } else { TaskStatus::Pending };
+                    let _ = self.repo.put_task(&t);
+                }
+            }
+        }
+        let _ = self.repo.put_job(&record);
+        let _ = self.repo.flush();
+        let outcome = JobOutcome {
+            id: Some(id),
+            input: input_display,
+            status,
+            reason,
+            manifest: record.manifest.map(PathBuf::from),
+            chunks: record.chunks,
+            reused_chunks: record.reused_chunks,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        };
+        self.emit(Event::JobFinished(outcome.clone()));
+        outcome
+    }
+}
+
+fn stem_of(input: &Path) -> String {
+    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = stem.trim_start_matches('.').replace(['/', '\n', '\r'], "_");
+    if stem.is_empty() { "output".into() } else { stem }
+}
+
+impl JobCtx<'_> {
+    async fn pipeline(&self, digest: &FileDigest, out_dir: &Path, record: &mut JobRecord) -> Result<PathBuf, JobFailure> {
+        let engine = self.engine;
+        let media = probe(&engine.tools, self.input).await.map_err(|e| JobFailure::new(e.to_string()))?;
+        let Some(video) = media.video.clone() else {
+            return Err(JobFailure::new(format!(
+                "{}: no video stream to encode (streams: {})",
+                self.input.display(),
+                media.stream_types.join(", ")
+            )));
+        };
+        let source_frames = count_video_frames(&engine.tools, self.input).await.map_err(|e| JobFailure::new(e.to_string()))?;
+        if source_frames == 0 {
+            return Err(JobFailure::new(format!("{}: the video stream holds no frames", self.input.display())));
+        }
+        let plan = plan_rungs(&self.wf.workflow, &video).map_err(|e| JobFailure::new(e.to_string()))?;
+        for s in &plan.skipped {
+            engine.emit(Event::Note { job: self.id.clone(), message: format!("skipped {s}") });
+        }
+        tokio::fs::create_dir_all(self.work.join("enc")).await.map_err(|e| JobFailure::new(format!("work dir: {e}")))?;
+        let chunks = match self.chunk(&media, &video, source_frames).await? {
+            Ok(chunks) => chunks,
+            Err(reason) => {
+                engine.emit(Event::Note { job: self.id.clone(), message: format!("encoding whole file: {reason}") });
+                record.fallback_reason = Some(reason);
+                vec![ChunkInfo {
+                    index: None,
+                    path: self.input.to_path_buf(),
+                    digest: digest.clone(),
+                    frames: source_frames,
+                    duration: media.duration,
+                }]
+            }
+        };
+        let specs = build_tasks(self.wf.workflow.encode.mode, &plan.rungs, chunks.len());
+        record.chunks = chunks.len() as u32;
+        let task_records: Vec<TaskRecord> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| TaskRecord {
+                job: self.id.clone(),
+                index: i as u32,
+                chunk: chunks[s.chunk].index,
+                rungs: s.rungs.iter().map(|r| plan.rungs[*r].name.clone()).collect(),
+                status: TaskStatus::Pending,
+                attempts: 0,
+                progress: 0.0,
+                reused_rungs: 0,
+                error: None,
+            })
+            .collect();
+        engine.repo.create_job(record, &task_records).map_err(|e| JobFailure::new(e.to_string()))?;
+        engine.emit(Event::JobStarted {
+            job: self.id.clone(),
+            input: self.input.display().to_string(),
+            tasks: specs.len(),
+            rungs: plan.rungs.iter().map(|r| r.name.clone()).collect(),
+        });
+
+        let encoded = self.run_tasks(&specs, task_records, &chunks, &plan.rungs, &video).await?;
+        let reused_chunks = encoded.iter().filter(|(_, reused)| *reused == plan.rungs.len()).count();
+        record.reused_chunks = reused_chunks as u32;
+
+        tokio::fs::create_dir_all(out_dir).await.map_err(|e| JobFailure::new(format!("{}: {e}", out_dir.display())))?;
+        let staged = self.join_and_verify(&encoded, &chunks, &plan.rungs, &media, &video, source_frames, out_dir).await;
+        let staged = match staged {
+            Ok(s) => s,
+            Err(e) => {
+                remove_temps(out_dir).await;
+                return Err(e);
+            }
+        };
+        let mut entries = Vec::new();
+        for s in staged {
+            rename_durably(&s.tmp, &s.dest).map_err(|e| JobFailure::new(format!("publishing {}: {e}", s.dest.display())))?;
+            entries.push(s.entry);
+        }
+        let manifest = json!({
+            "job": self.id,
+            "input": self.input.display().to_string(),
+            "input_md5": digest.md5,
+            "workflow": { "name": self.wf.workflow.name, "hash": self.wf.content_hash },
+            "source": {
+                "duration": media.duration,
+                "width": video.display_size().0,
+                "height": video.display_size().1,
+                "fps": video.fps.as_f64(),
+                "frames": source_frames,
+                "has_audio": media.has_audio(),
+            },
+            "outputs": entries,
+            "skipped": plan.skipped,
+            "fallback_reason": record.fallback_reason,
+            "chunks": chunks.len(),
+            "reused_chunks": reused_chunks,
+            "elapsed_s": (now_ms().saturating_sub(record.created_ms)) as f64 / 1000.0,
+        });
+        let path = out_dir.join("manifest.json");
+        let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| JobFailure::new(e.to_string()))?;
+        write_atomic(&path, &bytes).map_err(|e| JobFailure::new(format!("writing {}: {e}", path.display())))?;
+        Ok(path)
+    }
+
+    /// Segments the video stream. Ok(Err(reason)) means: encode the whole file instead.
+    async fn chunk(
+        &self,
+        media: &MediaInfo,
+        video: &VideoStream,
+        source_frames: u64,
+    ) -> Result<Result<Vec<ChunkInfo>, String>, JobFailure> {
+        let c = &self.wf.workflow.chunking;
+        if !c.enabled {
+            return Ok(Err("chunking is disabled in the workflow".into()));
+        }
+        if media.duration < c.min_duration_seconds {
+            return Ok(Err(format!(
+                "the source is {:.1}s, shorter than chunking.min_duration_seconds ({}s)",
+                media.duration, c.min_duration_seconds
+            )));
+        }
+        if video.rotation != 0 {
+            return Ok(Err(format!("the source is rotated {}°, and copied chunks would lose that", video.rotation)));
+        }
+        let dir = self.work.join("chunks");
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| JobFailure::new(format!("work dir: {e}")))?;
+        let list = dir.join("chunks.csv");
+        let argv = segment_args(self.input, c.segment_seconds, &list, &dir.join("chunk-%05d.mkv"));
+        let slot = self.engine.slots.acquire((self.seq, 0, 0)).await;
+        trace_command(self.engine.trace.as_deref(), "segment", &argv);
+        let run = run_ffmpeg(&self.engine.tools, &argv, &self.cancel, |_| {}).await;
+        drop(slot);
+        match run {
+            Err(RunError::Cancelled) => return Err(JobFailure::from_run("chunking", RunError::Cancelled)),
+            Err(e) => return Ok(Err(format!("segmenting failed: {e}"))),
+            Ok(_) => {}
+        }
+        let text = tokio::fs::read_to_string(&list).await.unwrap_or_default();
+        let segments = match parse_segment_list(&text, &dir) {
+            Ok(s) if !s.is_empty() => s,
+            Ok(_) => return Ok(Err("the segment muxer wrote no chunks".into())),
+            Err(e) => return Ok(Err(format!("unreadable segment list: {e}"))),
+        };
+        let mut chunks = Vec::new();
+        for (i, seg) in segments.iter().enumerate() {
+            let path = seg.path.clone();
+            let digest = tokio::task::spawn_blocking(move || digest_file(&path)).await;
+            let Ok(Ok(digest)) = digest else {
+                return Ok(Err(format!("chunk {i} could not be hashed")));
+            };
+            let frames = match count_video_frames(&self.engine.tools, &seg.path).await {
+                Ok(n) => n,
+                Err(e) => return Ok(Err(format!("chunk {i} is unreadable: {e}"))),
+            };
+            if frames == 0 {
+                continue;
+            }
+            chunks.push(ChunkInfo {
+                index: Some(i as u32),
+                path: seg.path.clone(),
+                digest,
+                frames,
+                duration: (seg.end_s - seg.start_s).max(0.001),
+            });
+        }
+        let total: u64 = chunks.iter().map(|c| c.frames).sum();
+        if total != source_frames {
+            return Ok(Err(format!("chunks hold {total} frames but the source has {source_frames}")));
+        }
+        Ok(Ok(chunks))
+    }
+
+    /// Runs every task; on the first failure the rest are cancelled.
+    /// Returns, per chunk, the encoded file of each rung and how many rungs came from the cache.
+    async fn run_tasks(
+        &self,
+        specs: &[TaskSpec],
+        records: Vec<TaskRecord>,
+        chunks: &[ChunkInfo],
+        rungs: &[Rung],
+        video: &VideoStream,
+    ) -> Result<Vec<(Vec<PathBuf>, usize)>, JobFailure> {
+        let weights: Vec<f64> = specs
+            .iter()
+            .map(|s| chunks[s.chunk].duration * s.rungs.iter().map(|r| rung_cost(&rungs[*r])).sum::<f64>())
+            .collect();
+        let total_weight: f64 = weights.iter().sum::<f64>().max(1e-9);
+        let fractions = Arc::new(Mutex::new(vec![0.0; specs.len()]));
+        let tasks_cancel = self.cancel.child_token();
+        let mut futures = Vec::new();
+        for ((spec, record), weight) in specs.iter().zip(records).zip(weights) {
+            let fractions = fractions.clone();
+            let report = move |engine: &Engine, job: &str, index: usize, f: f64| {
+                if let Ok(mut fr) = fractions.lock() {
+                    fr[index] = f * weight;
+                    let fraction = fr.iter().sum::<f64>() / total_weight;
+                    engine.emit(Event::JobProgress { job: job.to_string(), fraction });
+                }
+            };
+            let tasks_cancel = tasks_cancel.clone();
+            futures.push(async move {
+                let r = run_task(self, spec, record, &chunks[spec.chunk], rungs, video, &tasks_cancel, &report).await;
+                if r.is_err() {
+                    tasks_cancel.cancel();
+                }
+                r
+            });
+        }
+        let results = futures::future::join_all(futures).await;
+        let mut per_chunk: Vec<(Vec<Option<PathBuf>>, usize)> = vec![(vec![None; rungs.len()], 0); chunks.len()];
+        let mut first_error: Option<JobFailure> = None;
+        for (spec, result) in specs.iter().zip(results) {
+            match result {
+                Ok(done) => {
+                    for (rung, path) in spec.rungs.iter().zip(done.paths) {
+                        per_chunk[spec.chunk].0[*rung] = Some(path);
+                    }
+                    per_chunk[spec.chunk].1 += done.reused;
+                }
+                // Keep the root cause, not the cancellations it caused.
+                Err(e) => match &first_error {
+                    Some(f) if !f.cancelled => {}
+                    _ if e.cancelled && first_error.is_some() => {}
+                    _ => first_error = Some(e),
+                },
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        per_chunk
+            .into_iter()
+            .map(|(paths, reused)| {
+                let paths: Option<Vec<PathBuf>> = paths.into_iter().collect();
+                paths.map(|p| (p, reused)).ok_or_else(|| JobFailure::new("internal error: a rung has no encoded chunk"))
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn join_and_verify(
+        &self,
+        encoded: &[(Vec<PathBuf>, usize)],
+        chunks: &[ChunkInfo],
+        rungs: &[Rung],
+        media: &MediaInfo,
+        video: &VideoStream,
+        source_frames: u64,
+        out_dir: &Path,
+    ) -> Result<Vec<Staged>, JobFailure> {
+        let stem = stem_of(self.input);
+        let naming = &self.wf.workflow.output.naming;
+        // Audio starts where the first video frame does: trim any audio that precedes it.
+        let lead_in = (video.start_time - media.start_time).max(0.0);
+        let first_audio = media.audio.first();
+        let frame_s = 1.0 / video.fps.as_f64();
+        let mut joins = Vec::new();
+        for (r, rung) in rungs.iter().enumerate() {
+            let paths: Vec<PathBuf> = encoded.iter().map(|(p, _)| p[r].clone()).collect();
+            let final_name = output_name(naming, &stem, rung);
+            let tmp = out_dir.join(temp_name(&final_name, rung.codec.container_ext()));
+            let dest = out_dir.join(&final_name);
+            let list = self.work.join(format!("join-{}.txt", rung.name));
+            joins.push(async move {
+                tokio::fs::write(&list, concat_list(&paths)).await.map_err(|e| JobFailure::new(format!("join list: {e}")))?;
+                let audio = first_audio.map(|a| JoinAudio { rung, offset_s: lead_in, channels: a.channels });
+                let argv = join_args(&list, self.input, audio.as_ref(), &tmp);
+                let slot = self.engine.slots.acquire((self.seq, 0, 0)).await;
+                trace_command(self.engine.trace.as_deref(), "join", &argv);
+                let run = run_ffmpeg(&self.engine.tools, &argv, &self.cancel, |_| {}).await;
+                drop(slot);
+                run.map_err(|e| JobFailure::from_run(&format!("joining {}", rung.name), e))?;
+                let source_gap = first_audio.map_or(0.0, |a| (a.start_time - video.start_time).max(0.0));
+                let want = Expected {
+                    codec: rung.codec.probe_name(),
+                    height: Some(rung.height),
+                    frames: Some(source_frames),
+                    duration: Some((media.duration - lead_in, frame_s)),
+                    has_audio: first_audio.is_some(),
+                    max_av_start_gap_s: source_gap + 1024.0 / 48000.0,
+                };
+                let info = verify_output(&self.engine.tools, &tmp, &want)
+                    .await
+                    .map_err(|e| JobFailure::new(format!("{} failed verification: {e}", rung.name)))?;
+                let bytes = tokio::fs::metadata(&tmp).await.map(|m| m.len()).unwrap_or(0);
+                let (w, h) = info.video.as_ref().map_or((0, 0), |v| (v.width, v.height));
+                Ok::<Staged, JobFailure>(Staged {
+                    entry: json!({
+                        "profile": rung.name, "kind": "video", "path": final_name,
+                        "codec": rung.codec.name(), "width": w, "height": h,
+                        "duration": info.duration, "bytes": bytes, "frames": source_frames,
+                    }),
+                    tmp,
+                    dest,
+                })
+            });
+        }
+        let mut staged = Vec::new();
+        for r in futures::future::join_all(joins).await {
+            staged.push(r?);
+        }
+        let gif = &self.wf.workflow.gif;
+        if gif.enabled {
+            staged.push(self.gif(media, &stem, out_dir, chunks.len()).await?);
+        }
+        Ok(staged)
+    }
+
+    async fn gif(&self, media: &MediaInfo, stem: &str, out_dir: &Path, _chunks: usize) -> Result<Staged, JobFailure> {
+        let g = &self.wf.workflow.gif;
+        let start = g.start_seconds.min(media.duration * 0.2);
+        let length = g.duration_seconds.min(media.duration - start).max(0.1);
+        let final_name = format!("{stem}.gif");
+        let tmp = out_dir.join(temp_name(&final_name, "gif"));
+        let argv = gif_args(self.input, start, length, g.width, g.fps, &tmp);
+        let slot = self.engine.slots.acquire((self.seq, 0, 0)).await;
+        trace_command(self.engine.trace.as_deref(), "gif", &argv);
+        let run = run_ffmpeg(&self.engine.tools, &argv, &self.cancel, |_| {}).await;
+        drop(slot);
+        run.map_err(|e| JobFailure::from_run("gif preview", e))?;
+        let want = Expected {
+            codec: "gif",
+            height: None,
+            frames: None,
+            duration: None,
+            has_audio: false,
+            max_av_start_gap_s: 0.0,
+        };
+        let info = verify_output(&self.engine.tools, &tmp, &want)
+            .await
+            .map_err(|e| JobFailure::new(format!("gif preview failed verification: {e}")))?;
+        let bytes = tokio::fs::metadata(&tmp).await.map(|m| m.len()).unwrap_or(0);
+        let (w, h) = info.video.as_ref().map_or((0, 0), |v| (v.width, v.height));
+        Ok(Staged {
+            entry: json!({
+                "profile": "gif", "kind": "gif", "path": final_name, "codec": "gif",
+                "width": w, "height": h, "duration": length, "bytes": bytes,
+            }),
+            tmp,
+            dest: out_dir.join(final_name),
+        })
+    }
+}
+
+/// Tasks in scheduling order: ladder = one per chunk; per-rung = rung-major, low rungs first.
+fn build_tasks(mode: EncodeMode, rungs: &[Rung], chunks: usize) -> Vec<TaskSpec> {
+    match mode {
+        EncodeMode::Ladder => (0..chunks).map(|c| TaskSpec { chunk: c, rungs: (0..rungs.len()).collect(), rank: 0 }).collect(),
+        EncodeMode::PerRung => (0..rungs.len())
+            .flat_map(|r| (0..chunks).map(move |c| TaskSpec { chunk: c, rungs: vec![r], rank: r as u32 }))
+            .collect(),
+    }
+}
+
+/// Removes leftover temp files of ours from an output directory.
+async fn remove_temps(dir: &Path) {
+    if let Ok(mut entries) = tokio::fs::read_dir(dir).await {
+        while let Ok(Some(e)) = entries.next_entry().await {
+            if e.file_name().to_string_lossy().contains(".spool-tmp") {
+                let _ = tokio::fs::remove_file(e.path()).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! One encode task: take what the cache holds, encode the rest, verify each chunk, retry.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::cache::{cache_key, fingerprint, Miss};
+use super::job::{JobCtx, JobFailure};
+use super::queue::{EncodeOutput, EncodeTask};
+use super::Event;
+use crate::media::hash::FileDigest;
+use crate::media::probe::VideoStream;
+use crate::media::profiles::Rung;
+use crate::media::run::RunError;
+use crate::media::verify::{verify_output, Expected};
+use crate::store::{TaskRecord, TaskStatus};
+
+/// A chunk of the source's video (or the whole source, index None).
+#[derive(Debug, Clone)]
+pub(super) struct ChunkInfo {
+    pub index: Option<u32>,
+    pub path: PathBuf,
+    pub digest: FileDigest,
+    pub frames: u64,
+    pub duration: f64,
+}
+
+/// Which chunk and rungs a task covers. `rank` orders tasks: low rungs first.
+#[derive(Debug, Clone)]
+pub(super) struct TaskSpec {
+    pub chunk: usize,
+    pub rungs: Vec<usize>,
+    pub rank: u32,
+}
+
+pub(super) struct TaskDone {
+    /// The encoded file of each of the task's rungs, in the spec's order.
+    pub paths: Vec<PathBuf>,
+    pub reused: usize,
+}
+
+const PROGRESS_PERSIST_EVERY: Duration = Duration::from_secs(2);
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_task(
+    ctx: &JobCtx<'_>,
+    spec: &TaskSpec,
+    mut record: TaskRecord,
+    chunk: &ChunkInfo,
+    rungs: &[Rung],
+    video: &VideoStream,
+    cancel: &CancellationToken,
+    report: &(dyn Fn(&super::Engine, &str, usize, f64) + Sync),
+) -> Result<TaskDone, JobFailure> {
+    let engine = ctx.engine;
+    let label = match chunk.index {
+        Some(i) => format!("chunk {i} [{}]", record.rungs.join(",")),
+        None => format!("whole file [{}]", record.rungs.join(",")),
+    };
+    let task_index = record.index as usize;
+    let mut paths: Vec<Option<PathBuf>> = vec![None; spec.rungs.len()];
+    let mut keys = Vec::new();
+    for (slot, r) in spec.rungs.iter().enumerate() {
+        let key = cache_key(&chunk.digest, &fingerprint(&engine.tools, &rungs[*r]));
+        if !ctx.force {
+            match engine.cache.lookup(&engine.tools, &key, &chunk.digest, chunk.frames).await {
+                Ok(Ok(path)) => paths[slot] = Some(path),
+                Ok(Err(Miss::Collision)) => tracing::warn!(job = %ctx.id, %key, "MD5 collision: same MD5, different SHA-256; encoding"),
+                Ok(Err(Miss::Invalid(why))) => tracing::info!(job = %ctx.id, %key, %why, "cached chunk no longer valid; encoding again"),
+                Ok(Err(Miss::Absent)) => {}
+                Err(e) => return Err(JobFailure::new(e.to_string())),
+            }
+        }
+        keys.push(key);
+    }
+    let reused = paths.iter().filter(|p| p.is_some()).count();
+    let missing: Vec<usize> = (0..spec.rungs.len()).filter(|s| paths[*s].is_none()).collect();
+    if missing.is_empty() {
+        record.status = TaskStatus::Done;
+        record.progress = 1.0;
+        record.reused_rungs = reused as u32;
+        engine.repo.finish_task(&record, &[]).map_err(|e| JobFailure::new(e.to_string()))?;
+        report(engine, &ctx.id, task_index, 1.0);
+        engine.emit(Event::TaskFinished { job: ctx.id.clone(), task: label, reused });
+        return Ok(TaskDone { paths: paths.into_iter().flatten().collect(), reused });
+    }
+
+    let stem = format!("t{:05}", record.index);
+    let outputs: Vec<EncodeOutput> = missing
+        .iter()
+        .map(|s| {
+            let rung = &rungs[spec.rungs[*s]];
+            EncodeOutput {
+                rung: rung.clone(),
+                path: ctx.work.join("enc").join(format!("{stem}-{}.{}", rung.name, rung.codec.container_ext())),
+                passlog: ctx.work.join("enc").join(format!("{stem}-{}-pass", rung.name)),
+                // Always through scale: -2 keeps the width even for odd-sized sources.
+                scale: true,
+            }
+        })
+        .collect();
+    let _ = video;
+    let max_attempts = ctx.wf.workflow.retries.max_attempts;
+    let mut attempt = 0;
+    let result = loop {
+        attempt += 1;
+        record.status = TaskStatus::Running;
+        record.attempts += 1;
+        let _ = engine.repo.put_task(&record);
+        let task = EncodeTask {
+            label: label.clone(),
+            input: chunk.path.clone(),
+            outputs: outputs.clone(),
+            priority: (ctx.seq, spec.rank, chunk.index.unwrap_or(0)),
+        };
+        let (job, repo) = (ctx.id.clone(), engine.repo.clone());
+        let mut persisted = Instant::now();
+        let mut progress_record = record.clone();
+        let events = engine.events.clone();
+        let duration = chunk.duration;
+        let task_label = label.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
+        let sink = Box::new(move |pass: usize, passes: usize, p: &crate::media::progress::Progress| {
+            let fraction = (pass as f64 + p.fraction_of(duration)) / passes as f64;
+            let _ = events.send(Event::TaskProgress {
+                job: job.clone(),
+                task: task_label.clone(),
+                fraction,
+                fps: p.fps,
+                speed: p.speed,
+            });
+            let _ = tx.send(fraction);
+            // Progress is kept in memory; sled sees it at a throttled rate.
+            if persisted.elapsed() >= PROGRESS_PERSIST_EVERY {
+                persisted = Instant::now();
+                progress_record.progress = fraction;
+                let (repo, rec) = (repo.clone(), progress_record.clone());
+                tokio::task::spawn_blocking(move || repo.put_task(&rec));
+            }
+        });
+        let run = engine.queue.submit(task, cancel.clone(), sink);
+        tokio::pin!(run);
+        let outcome = loop {
+            tokio::select! {
+                r = &mut run => break r,
+                Some(f) = rx.recv() => report(engine, &ctx.id, task_index, f),
+            }
+        };
+        let checked = match outcome {
+            Ok(()) => verify_chunks(ctx, &outputs, chunk.frames).await,
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(()) => break Ok(()),
+            Err(e) => {
+                for o in &outputs {
+                    let _ = tokio::fs::remove_file(&o.path).await;
+                }
+                if e.is_fatal() || attempt >= max_attempts {
+                    break Err(e);
+                }
+                let backoff = ctx.wf.workflow.retries.backoff_seconds * 2f64.powi(attempt as i32 - 1);
+                tracing::warn!(job = %ctx.id, task = %label, attempt, error = %e, "retrying in {backoff:.1}s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs_f64(backoff)) => {}
+                    _ = cancel.cancelled() => break Err(RunError::Cancelled),
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        record.status = if matches!(e, RunError::Cancelled) { TaskStatus::Pending } else { TaskStatus::Failed };
+        record.error = Some(e.to_string());
+        let _ = engine.repo.put_task(&record);
+        return Err(JobFailure::from_run(&label, e));
+    }
+    let mut admitted = Vec::new();
+    for (o, s) in outputs.iter().zip(&missing) {
+        let ext = o.rung.codec.container_ext();
+        let rec = engine
+            .cache
+            .admit(&keys[*s], &o.path, &chunk.digest, chunk.frames, ext)
+            .await
+            .map_err(|e| JobFailure::new(format!("storing {label} in the cache: {e}")))?;
+        paths[*s] = Some(engine.cache.path_for(&keys[*s], ext));
+        admitted.push(rec);
+    }
+    record.status = TaskStatus::Done;
+    record.progress = 1.0;
+    record.reused_rungs = reused as u32;
+    record.error = None;
+    engine.repo.finish_task(&record, &admitted).map_err(|e| JobFailure::new(e.to_string()))?;
+    report(engine, &ctx.id, task_index, 1.0);
+    engine.emit(Event::TaskFinished { job: ctx.id.clone(), task: label, reused });
+    Ok(TaskDone { paths: paths.into_iter().flatten().collect(), reused })
+}
+
+/// Each encoded chunk must hold exactly the chunk's frames, in the right codec and height.
+async fn verify_chunks(ctx: &JobCtx<'_>, outputs: &[EncodeOutput], frames: u64) -> Result<(), RunError> {
+    for o in outputs {
+        let want = Expected {
+            codec: o.rung.codec.probe_name(),
+            height: Some(o.rung.height),
+            frames: Some(frames),
+            duration: None,
+            has_audio: false,
+            max_av_start_gap_s: 0.0,
+        };
+        if let Err(e) = verify_output(&ctx.engine.tools, &o.path, &want).await {
+            return Err(RunError::Failed {
+                code: "0".into(),
+                message: format!("encoded {} is wrong: {e}", o.rung.name),
+                stderr_tail: Vec::new(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! The records spool keeps. Stored as versioned JSON so a newer spool can migrate them.
+
+use serde::{Deserialize, Serialize};
+
+pub const RECORD_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Stopped by a signal or a crash; `spool run` on the same input resumes it.
+    Interrupted,
+}
+
+impl JobStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub input: String,
+    pub input_md5: String,
+    pub input_size: u64,
+    pub workflow_name: String,
+    pub workflow_hash: String,
+    pub out_dir: String,
+    pub status: JobStatus,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// Why the file was encoded whole instead of in chunks.
+    pub fallback_reason: Option<String>,
+    pub error: Option<String>,
+    pub stderr_tail: Vec<String>,
+    pub manifest: Option<String>,
+    pub chunks: u32,
+    pub reused_chunks: u32,
+    pub progress: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Done => "done",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub job: String,
+    pub index: u32,
+    /// Chunk number, or None for the whole-file fallback.
+    pub chunk: Option<u32>,
+    pub rungs: Vec<String>,
+    pub status: TaskStatus,
+    pub attempts: u32,
+    pub progress: f64,
+    /// Rungs taken from the dedupe cache instead of encoded.
+    pub reused_rungs: u32,
+    pub error: Option<String>,
+}
+
+/// One encoded chunk in the content-addressed cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheRecord {
+    pub key: String,
+    pub chunk_md5: String,
+    pub chunk_sha256: String,
+    pub chunk_size: u64,
+    /// Path relative to the cache directory.
+    pub path: String,
+    pub bytes: u64,
+    pub frames: u64,
+    pub created_ms: u64,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
