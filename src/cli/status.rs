@@ -16,6 +16,8 @@ pub fn status(state: &Path, job: Option<&str>, as_json: bool) -> Result<()> {
         ),
         Err(e) => return Err(e.into()),
     };
+    // We hold the lock, so nothing is running: show a crashed run's jobs as interrupted.
+    repo.recover()?;
     let mut jobs = repo.list_jobs()?;
     if let Some(id) = job {
         jobs.retain(|j| j.id == id);

@@ -262,7 +262,7 @@ impl JobCtx<'_> {
         record.reused_chunks = reused_chunks as u32;
 
         tokio::fs::create_dir_all(out_dir).await.map_err(|e| JobFailure::new(format!("{}: {e}", out_dir.display())))?;
-        let staged = self.join_and_verify(&encoded, &chunks, &plan.rungs, &media, &video, source_frames, out_dir).await;
+        let staged = self.join_and_verify(&encoded, &plan.rungs, &media, &video, source_frames, out_dir).await;
         let staged = match staged {
             Ok(s) => s,
             Err(e) => {
@@ -440,7 +440,6 @@ impl JobCtx<'_> {
     async fn join_and_verify(
         &self,
         encoded: &[(Vec<PathBuf>, usize)],
-        chunks: &[ChunkInfo],
         rungs: &[Rung],
         media: &MediaInfo,
         video: &VideoStream,
@@ -500,17 +499,18 @@ impl JobCtx<'_> {
         }
         let gif = &self.wf.workflow.gif;
         if gif.enabled {
-            staged.push(self.gif(media, &stem, out_dir, chunks.len()).await?);
+            staged.push(self.gif(media, &stem, out_dir).await?);
         }
         Ok(staged)
     }
 
-    async fn gif(&self, media: &MediaInfo, stem: &str, out_dir: &Path, _chunks: usize) -> Result<Staged, JobFailure> {
+    async fn gif(&self, media: &MediaInfo, stem: &str, out_dir: &Path) -> Result<Staged, JobFailure> {
         let g = &self.wf.workflow.gif;
         let start = g.start_seconds.min(media.duration * 0.2);
         let length = g.duration_seconds.min(media.duration - start).max(0.1);
         let final_name = format!("{stem}.gif");
-        let tmp = out_dir.join(temp_name(&final_name, "gif"));
+        // Written in the work dir, so recovery can tell its ffmpeg is ours.
+        let tmp = self.work.join(temp_name(&final_name, "gif"));
         let argv = gif_args(self.input, start, length, g.width, g.fps, &tmp);
         let slot = self.engine.slots.acquire((self.seq, 0, 0)).await;
         trace_command(self.engine.trace.as_deref(), "gif", &argv);

@@ -5,6 +5,7 @@ mod job;
 pub mod plan;
 pub mod publish;
 pub mod queue;
+mod recovery;
 mod task;
 
 use std::collections::HashMap;
@@ -96,6 +97,10 @@ impl Engine {
     ) -> Result<Arc<Engine>, EngineError> {
         let tools = Tools::locate().await?;
         ensure_dir(&cfg.state_dir)?;
+        // Absolute, so every ffmpeg argv names the work dir in full (see recovery).
+        let state_dir = std::fs::canonicalize(&cfg.state_dir)
+            .map_err(|source| EngineError::Dir { path: cfg.state_dir.display().to_string(), source })?;
+        let cfg = EngineConfig { state_dir, ..cfg };
         for sub in ["work", "cache", "cancel"] {
             ensure_dir(&cfg.state_dir.join(sub))?;
         }
@@ -103,6 +108,10 @@ impl Engine {
         let recovered = repo.recover()?;
         if recovered > 0 {
             tracing::info!(recovered, "jobs left running by an earlier spool are marked interrupted");
+        }
+        let killed = recovery::kill_orphaned_ffmpeg(&cfg.state_dir.join("work"));
+        if killed > 0 {
+            tracing::warn!(killed, "killed ffmpeg processes left running by a spool that died");
         }
         // Work directories of earlier runs are orphans now: nothing runs yet.
         if let Ok(entries) = std::fs::read_dir(cfg.state_dir.join("work")) {

@@ -8,9 +8,20 @@ pub fn fsync_file(path: &Path) -> std::io::Result<()> {
 }
 
 /// Renames `tmp` over `dest` and makes the rename itself durable.
+/// Across filesystems (EXDEV) it copies to a temp name beside `dest` first.
 pub fn rename_durably(tmp: &Path, dest: &Path) -> std::io::Result<()> {
     fsync_file(tmp)?;
-    std::fs::rename(tmp, dest)?;
+    if let Err(e) = std::fs::rename(tmp, dest) {
+        if e.raw_os_error() != Some(nix::libc::EXDEV) {
+            return Err(e);
+        }
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let near = dest.with_file_name(format!(".{name}.spool-tmp"));
+        std::fs::copy(tmp, &near)?;
+        fsync_file(&near)?;
+        std::fs::rename(&near, dest)?;
+        let _ = std::fs::remove_file(tmp);
+    }
     if let Some(dir) = dest.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }

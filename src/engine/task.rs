@@ -105,9 +105,7 @@ pub(super) async fn run_task(
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
-        record.status = TaskStatus::Running;
         record.attempts += 1;
-        let _ = engine.repo.put_task(&record);
         let task = EncodeTask {
             label: label.clone(),
             input: chunk.path.clone(),
@@ -117,6 +115,7 @@ pub(super) async fn run_task(
         let (job, repo) = (ctx.id.clone(), engine.repo.clone());
         let mut persisted = Instant::now();
         let mut progress_record = record.clone();
+        let mut started = false;
         let events = engine.events.clone();
         let duration = chunk.duration;
         let task_label = label.clone();
@@ -131,8 +130,11 @@ pub(super) async fn run_task(
                 speed: p.speed,
             });
             let _ = tx.send(fraction);
-            // Progress is kept in memory; sled sees it at a throttled rate.
-            if persisted.elapsed() >= PROGRESS_PERSIST_EVERY {
+            // Running from ffmpeg's first report (not while waiting for a slot);
+            // after that, sled sees progress at a throttled rate.
+            if !started || persisted.elapsed() >= PROGRESS_PERSIST_EVERY {
+                started = true;
+                progress_record.status = TaskStatus::Running;
                 persisted = Instant::now();
                 progress_record.progress = fraction;
                 let (repo, rec) = (repo.clone(), progress_record.clone());

@@ -22,7 +22,10 @@ pub fn segment_args(source: &Path, segment_seconds: f64, list: &Path, pattern: &
     let mut a = os_args(["-y", "-i"]);
     a.push(file_url(source));
     a.extend(os_args([
-        "-map", "0:v:0", "-an", "-sn", "-dn", "-c", "copy", "-f", "segment",
+        // bitexact + no metadata: the same video always yields byte-identical chunks,
+        // which is what lets the MD5 cache find them again.
+        "-map", "0:v:0", "-an", "-sn", "-dn", "-c", "copy", "-map_metadata", "-1", "-fflags", "+bitexact",
+        "-f", "segment",
         "-segment_time", &format!("{segment_seconds}"),
         "-segment_format", "matroska", "-reset_timestamps", "1",
         "-segment_list_type", "csv", "-segment_list",

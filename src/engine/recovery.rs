@@ -1,0 +1,27 @@
+//! Start-up recovery: ffmpeg processes orphaned by a killed spool, and stale work files.
+
+use std::path::Path;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// Kills every ffmpeg whose arguments point into `work_dir`. Safe because the sled lock
+/// guarantees no other spool uses this state directory, so such a process is an orphan.
+pub fn kill_orphaned_ffmpeg(work_dir: &Path) -> usize {
+    let needle = work_dir.as_os_str().as_encoded_bytes();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return 0 };
+    let mut killed = 0;
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let mut args = cmdline.split(|b| *b == 0);
+        let is_ffmpeg = args.next().is_some_and(|a| a.ends_with(b"ffmpeg"));
+        if is_ffmpeg && args.any(|a| a.windows(needle.len()).any(|w| w == needle)) {
+            // spool starts each ffmpeg as its own group leader.
+            if killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                killed += 1;
+            }
+        }
+    }
+    killed
+}
