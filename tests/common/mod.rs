@@ -1,0 +1,154 @@
+//! Shared helpers for the end-to-end tests: real ffmpeg, generated media, the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+pub enum Audio {
+    None,
+    /// A 1 kHz burst for the first 100 ms of every second: lets a test find drift.
+    Bursts,
+}
+
+/// Makes a test clip with lavfi sources; GOP of one second so segments cut at whole seconds.
+pub fn make_clip(path: &Path, size: &str, fps: u32, seconds: u32, audio: Audio) -> Result<(), String> {
+    let mut args: Vec<String> = vec![
+        "-hide_banner".into(), "-loglevel".into(), "error".into(), "-y".into(),
+        "-f".into(), "lavfi".into(), "-i".into(), format!("testsrc2=s={size}:r={fps}:d={seconds}"),
+    ];
+    if let Audio::Bursts = audio {
+        args.extend(["-f", "lavfi", "-i"].map(String::from));
+        args.push(format!("aevalsrc=0.5*sin(2*PI*1000*t)*lt(mod(t\\,1)\\,0.1):s=48000:d={seconds}"));
+    }
+    args.extend(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g"].map(String::from));
+    args.push(fps.to_string());
+    if let Audio::Bursts = audio {
+        args.extend(["-c:a", "aac", "-b:a", "128k"].map(String::from));
+    }
+    args.push(path.display().to_string());
+    run_ok("ffmpeg", &args)
+}
+
+pub fn run_ok(program: &str, args: &[String]) -> Result<(), String> {
+    let out = Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{program} failed: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// A small, fast workflow: 1 s segments, ultrafast x264, 144p always + 180p + 240p.
+pub fn write_workflow(dir: &Path, name: &str, extra: &str) -> Result<PathBuf, std::io::Error> {
+    let text = format!(
+        "version: 1\nname: {name}\n\
+         chunking: {{segment_seconds: 1, min_duration_seconds: 0}}\n\
+         encode: {{mode: ladder, keyframe_interval_seconds: 1, concurrency: 2}}\n\
+         retries: {{max_attempts: 2, backoff_seconds: 0.1}}\n{extra}"
+    );
+    let text = if text.contains("profiles:") {
+        text
+    } else {
+        format!(
+            "{text}profiles:\n\
+             - {{name: p144, codec: h264, height: 144, always_encode: true, preset: ultrafast}}\n\
+             - {{name: p180, codec: h264, height: 180, preset: ultrafast}}\n\
+             - {{name: p240, codec: h264, height: 240, preset: ultrafast}}\n"
+        )
+    };
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+pub fn spool() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("spool").unwrap_or_else(|e| unreachable!("spool binary: {e}"));
+    cmd.env("SPOOL_LOG", "spool=info");
+    cmd
+}
+
+pub fn spool_path() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("spool")
+}
+
+/// Parses `spool run --json` stdout: one object per job.
+pub fn outcomes(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+pub fn read_json(path: &Path) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    Ok(serde_json::from_slice(&std::fs::read(path)?)?)
+}
+
+pub fn ffprobe(path: &Path, entries: &str, stream: &str) -> Result<String, String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream, "-count_packets", "-show_entries", entries, "-of", "default=nw=1"])
+        .arg(path)
+        .output()
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn probe_value(path: &Path, stream: &str, key: &str) -> Option<f64> {
+    let text = ffprobe(path, &format!("stream={key}"), stream).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))?.parse().ok())
+}
+
+/// Decodes the audio and returns where each tone burst starts, in seconds (1 ms windows).
+pub fn burst_onsets(path: &Path) -> Result<Vec<f64>, String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "f32le", "-"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let samples: Vec<f32> = out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let window = 48;
+    let peaks: Vec<f32> = samples.chunks(window).map(|w| w.iter().fold(0f32, |m, s| m.max(s.abs()))).collect();
+    let mut onsets = Vec::new();
+    let mut quiet_for = 100;
+    for (i, p) in peaks.iter().enumerate() {
+        if *p > 0.2 {
+            if quiet_for >= 50 {
+                onsets.push(i as f64 / 1000.0);
+            }
+            quiet_for = 0;
+        } else {
+            quiet_for += 1;
+        }
+    }
+    Ok(onsets)
+}
+
+/// Lists names under `dir` (recursively) that contain `needle`.
+pub fn find_files(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if e.file_name().to_string_lossy().contains(needle) {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// ffmpeg processes whose arguments mention `needle`.
+pub fn ffmpeg_processes_mentioning(needle: &str) -> usize {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return 0 };
+    procs
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| c.split(|b| *b == 0).next().is_some_and(|a| a.ends_with(b"ffmpeg")))
+        .filter(|c| String::from_utf8_lossy(c).contains(needle))
+        .count()
+}
