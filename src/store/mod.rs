@@ -44,7 +44,7 @@ pub trait Repo: Send + Sync {
     fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
     fn put_task(&self, task: &TaskRecord) -> Result<(), StoreError>;
     fn tasks_of(&self, job: &str) -> Result<Vec<TaskRecord>, StoreError>;
-    /// Marks a task finished and records its cache entries in one transaction.
+    /// Marks a task finished and records its cache entries in one transaction, durably.
     fn finish_task(&self, task: &TaskRecord, cached: &[CacheRecord]) -> Result<(), StoreError>;
     fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>, StoreError>;
     fn cache_remove(&self, key: &str) -> Result<(), StoreError>;

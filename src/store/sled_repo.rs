@@ -123,7 +123,10 @@ impl Repo for SledRepo {
                 }
                 Ok::<(), ConflictableTransactionError<StoreError>>(())
             })
-            .map_err(tx_error)
+            .map_err(tx_error)?;
+        // Finished work must survive a crash the moment it is reported done.
+        self.db.flush()?;
+        Ok(())
     }
 
     fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>, StoreError> {
