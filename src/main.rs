@@ -126,14 +126,18 @@ fn state_dir(arg: &StateArg) -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG").unwrap_or_else(|_| "spool=info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
+        .unwrap_or_else(|_| "spool=info".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("spool: cannot start the runtime: {e}");
@@ -159,9 +163,28 @@ fn load_workflow(path: Option<&Path>) -> Result<LoadedWorkflow> {
 /// Errors returned from here are usage or configuration errors (exit 2).
 async fn dispatch(command: Command) -> Result<u8> {
     match command {
-        Command::Run { inputs, workflow, out, state, json, force, concurrency, trace_commands } => {
+        Command::Run {
+            inputs,
+            workflow,
+            out,
+            state,
+            json,
+            force,
+            concurrency,
+            trace_commands,
+        } => {
             let wf = load_workflow(workflow.as_deref())?;
-            run(&inputs, wf, &out, &state_dir(&state), json, force, concurrency, trace_commands).await
+            run(
+                &inputs,
+                wf,
+                &out,
+                &state_dir(&state),
+                json,
+                force,
+                concurrency,
+                trace_commands,
+            )
+            .await
         }
         Command::Status { job, state, json } => {
             cli::status::status(&state_dir(&state), job.as_deref(), json)?;
@@ -171,12 +194,23 @@ async fn dispatch(command: Command) -> Result<u8> {
             cli::status::cancel(&state_dir(&state), &job)?;
             Ok(0)
         }
-        Command::Gif { input, out, width, fps, start, duration } => gif(&input, out, width, fps, start, duration).await,
+        Command::Gif {
+            input,
+            out,
+            width,
+            fps,
+            start,
+            duration,
+        } => gif(&input, out, width, fps, start, duration).await,
         Command::Validate { files } => {
             let mut bad = 0;
             for f in &files {
                 match workflow::load_file(f) {
-                    Ok(w) => println!("{}: ok ({} profiles)", f.display(), w.workflow.profiles.len()),
+                    Ok(w) => println!(
+                        "{}: ok ({} profiles)",
+                        f.display(),
+                        w.workflow.profiles.len()
+                    ),
                     Err(e) => {
                         bad += 1;
                         eprintln!("{e}");
@@ -191,7 +225,17 @@ async fn dispatch(command: Command) -> Result<u8> {
                 None => make_demo_clip(&out).await?,
             };
             let wf = workflow::load_default()?;
-            run(&[input], wf, &out, &state_dir(&state), false, false, None, None).await
+            run(
+                &[input],
+                wf,
+                &out,
+                &state_dir(&state),
+                false,
+                false,
+                None,
+                None,
+            )
+            .await
         }
     }
 }
@@ -208,13 +252,20 @@ async fn run(
     trace_commands: Option<PathBuf>,
 ) -> Result<u8> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let concurrency = concurrency.or(wf.workflow.encode.concurrency).unwrap_or(cores).max(1);
+    let concurrency = concurrency
+        .or(wf.workflow.encode.concurrency)
+        .unwrap_or(cores)
+        .max(1);
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let bars = !json && std::io::stderr().is_terminal();
     let ui = tokio::spawn(cli::ui::render(rx, bars));
-    let cfg = EngineConfig { state_dir: state.to_path_buf(), concurrency, trace_commands };
+    let cfg = EngineConfig {
+        state_dir: state.to_path_buf(),
+        concurrency,
+        trace_commands,
+    };
     let engine = Engine::open(cfg, tx, shutdown.clone()).await?;
     let outcomes = engine.run_all(inputs, &Arc::new(wf), out, force).await;
     drop(engine);
@@ -224,41 +275,60 @@ async fn run(
             println!("{}", serde_json::to_string(o)?);
         }
     }
-    Ok(if outcomes.iter().all(|o| o.status == JobStatus::Succeeded) {
-        0
-    } else if shutdown.is_cancelled() {
-        EXIT_INTERRUPTED
-    } else {
-        EXIT_FAILED
-    })
+    Ok(
+        if outcomes.iter().all(|o| o.status == JobStatus::Succeeded) {
+            0
+        } else if shutdown.is_cancelled() {
+            EXIT_INTERRUPTED
+        } else {
+            EXIT_FAILED
+        },
+    )
 }
 
 /// Ctrl-C and SIGTERM stop cleanly: ffmpeg groups are killed, jobs stay resumable.
 fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        tracing::warn!("stopping: killing running ffmpeg processes; run the same command again to resume");
+        tracing::warn!(
+            "stopping: killing running ffmpeg processes; run the same command again to resume"
+        );
         shutdown.cancel();
     });
 }
 
-async fn gif(input: &Path, out: Option<PathBuf>, width: u32, fps: u32, start: f64, duration: f64) -> Result<u8> {
+async fn gif(
+    input: &Path,
+    out: Option<PathBuf>,
+    width: u32,
+    fps: u32,
+    start: f64,
+    duration: f64,
+) -> Result<u8> {
     let tools = Tools::locate().await?;
     let media = probe(&tools, input).await?;
     let start = start.min(media.duration * 0.2).max(0.0);
     let length = duration.min(media.duration - start).max(0.1);
     let out = out.unwrap_or_else(|| input.with_extension("gif"));
-    let argv = gif_args(input, start, length, width.clamp(16, 1920), fps.clamp(1, 30), &out);
+    let argv = gif_args(
+        input,
+        start,
+        length,
+        width.clamp(16, 1920),
+        fps.clamp(1, 30),
+        &out,
+    );
     match run_ffmpeg(&tools, &argv, &CancellationToken::new(), |_| {}).await {
         Ok(_) => {
             println!("{}", out.display());
@@ -280,13 +350,30 @@ async fn make_demo_clip(out: &Path) -> Result<PathBuf> {
     }
     eprintln!("making a 24 s sample clip at {}", clip.display());
     let argv = spool::media::tools::os_args([
-        "-y", "-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=24", "-f", "lavfi",
-        "-i", "sine=f=440:sample_rate=48000:d=24", "-c:v", "libx264", "-preset", "veryfast",
-        "-g", "50", "-c:a", "aac", "-shortest",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=640x360:r=25:d=24",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:sample_rate=48000:d=24",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-g",
+        "50",
+        "-c:a",
+        "aac",
+        "-shortest",
     ])
     .into_iter()
     .chain([clip.as_os_str().to_owned()])
     .collect::<Vec<_>>();
-    run_ffmpeg(&tools, &argv, &CancellationToken::new(), |_| {}).await.context("making the demo clip")?;
+    run_ffmpeg(&tools, &argv, &CancellationToken::new(), |_| {})
+        .await
+        .context("making the demo clip")?;
     Ok(clip)
 }

@@ -35,10 +35,22 @@ fn dedupe_second_run_of_the_same_content_encodes_nothing() -> TestResult {
     let trace = dir.path().join("trace.jsonl");
     let mut second = spool();
     run_args(&mut second, &wf, dir.path());
-    let second = outcomes(&second.arg("--trace-commands").arg(&trace).arg(&b).assert().success().get_output().stdout);
+    let second = outcomes(
+        &second
+            .arg("--trace-commands")
+            .arg(&trace)
+            .arg(&b)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
     assert_eq!(second[0]["reused_chunks"], second[0]["chunks"]);
     let traced = std::fs::read_to_string(&trace)?;
-    assert!(!traced.contains(r#""phase":"encode""#), "nothing should be encoded: {traced}");
+    assert!(
+        !traced.contains(r#""phase":"encode""#),
+        "nothing should be encoded: {traced}"
+    );
     assert!(traced.contains(r#""phase":"join""#));
     let b_out = dir.path().join("out/b copy/b copy.p144.mp4");
     assert_eq!(probe_value(&b_out, "v:0", "nb_read_packets"), Some(100.0));
@@ -47,7 +59,12 @@ fn dedupe_second_run_of_the_same_content_encodes_nothing() -> TestResult {
     std::fs::remove_file(&trace)?;
     let mut forced = spool();
     run_args(&mut forced, &wf, dir.path());
-    forced.args(["--force", "--trace-commands"]).arg(&trace).arg(&b).assert().success();
+    forced
+        .args(["--force", "--trace-commands"])
+        .arg(&trace)
+        .arg(&b)
+        .assert()
+        .success();
     assert!(std::fs::read_to_string(&trace)?.contains(r#""phase":"encode""#));
     Ok(())
 }
@@ -67,24 +84,50 @@ fn a_damaged_cache_entry_is_not_trusted() -> TestResult {
     }
     let mut again = spool();
     run_args(&mut again, &wf, dir.path());
-    let out = outcomes(&again.arg("--force").arg(&a).assert().success().get_output().stdout);
+    let out = outcomes(
+        &again
+            .arg("--force")
+            .arg(&a)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
     assert_eq!(out[0]["reused_chunks"], 0);
     let b = dir.path().join("b.mp4");
     std::fs::copy(&a, &b)?;
-    for f in find_files(&dir.path().join("state/cache"), ".mp4").iter().take(1) {
+    for f in find_files(&dir.path().join("state/cache"), ".mp4")
+        .iter()
+        .take(1)
+    {
         std::fs::write(f, b"broken")?;
     }
     let mut third = spool();
     run_args(&mut third, &wf, dir.path());
     let out = outcomes(&third.arg(&b).assert().success().get_output().stdout);
     let chunks = out[0]["chunks"].as_u64().unwrap_or(0);
-    assert_eq!(out[0]["reused_chunks"].as_u64(), Some(chunks - 1), "the broken entry is encoded again");
-    assert_eq!(probe_value(&dir.path().join("out/b/b.p144.mp4"), "v:0", "nb_read_packets"), Some(75.0));
+    assert_eq!(
+        out[0]["reused_chunks"].as_u64(),
+        Some(chunks - 1),
+        "the broken entry is encoded again"
+    );
+    assert_eq!(
+        probe_value(
+            &dir.path().join("out/b/b.p144.mp4"),
+            "v:0",
+            "nb_read_packets"
+        ),
+        Some(75.0)
+    );
     Ok(())
 }
 
 /// Starts `spool run` in the background and returns it with the job id from its log.
-fn start_run(dir: &Path, wf: &Path, input: &Path) -> Result<(Child, String), Box<dyn std::error::Error>> {
+fn start_run(
+    dir: &Path,
+    wf: &Path,
+    input: &Path,
+) -> Result<(Child, String), Box<dyn std::error::Error>> {
     let mut child = Command::new(spool_path())
         .env("SPOOL_LOG", "spool=info")
         .args(["run", "--json", "--workflow"])
@@ -100,9 +143,15 @@ fn start_run(dir: &Path, wf: &Path, input: &Path) -> Result<(Child, String), Box
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let mut lines = BufReader::new(stderr).lines();
     let id = loop {
-        let line = lines.next().ok_or("spool exited before starting the job")??;
+        let line = lines
+            .next()
+            .ok_or("spool exited before starting the job")??;
         if line.contains("job started") {
-            let id = line.split("job=").nth(1).and_then(|s| s.split_whitespace().next()).ok_or("no job id")?;
+            let id = line
+                .split("job=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .ok_or("no job id")?;
             break id.to_string();
         }
     };
@@ -129,7 +178,10 @@ fn slow_workflow(dir: &Path) -> Result<std::path::PathBuf, std::io::Error> {
         "profiles:\n- {name: p144, codec: h264, height: 144, always_encode: true, preset: veryslow}\n\
          - {name: p240, codec: h264, height: 240, preset: veryslow}\n",
     )?;
-    std::fs::write(&wf, std::fs::read_to_string(&wf)?.replace("concurrency: 2", "concurrency: 1"))?;
+    std::fs::write(
+        &wf,
+        std::fs::read_to_string(&wf)?.replace("concurrency: 2", "concurrency: 1"),
+    )?;
     Ok(wf)
 }
 
@@ -141,12 +193,18 @@ fn resume_after_sigkill_reuses_finished_chunks() -> TestResult {
     let wf = slow_workflow(dir.path())?;
     let (mut child, id) = start_run(dir.path(), &wf, &src)?;
     let cache = dir.path().join("state/cache");
-    wait_for("two encoded chunks", Duration::from_secs(120), || find_files(&cache, ".mp4").len() >= 4)?;
+    wait_for("two encoded chunks", Duration::from_secs(120), || {
+        find_files(&cache, ".mp4").len() >= 4
+    })?;
     child.kill()?; // SIGKILL: no chance to clean up
     child.wait()?;
     // What the store says is done is what must be reused.
     let state = dir.path().join("state");
-    let listed = spool().args(["status", "--json", "--state"]).arg(&state).assert().success();
+    let listed = spool()
+        .args(["status", "--json", "--state"])
+        .arg(&state)
+        .assert()
+        .success();
     let listed = String::from_utf8_lossy(&listed.get_output().stdout).into_owned();
     assert!(listed.contains(r#""status":"interrupted""#), "{listed}");
     let done_before = listed.matches(r#""status":"done""#).count();
@@ -155,11 +213,25 @@ fn resume_after_sigkill_reuses_finished_chunks() -> TestResult {
     let mut rerun = spool();
     run_args(&mut rerun, &wf, dir.path());
     let out = outcomes(&rerun.arg(&src).assert().success().get_output().stdout);
-    assert_eq!(out[0]["id"].as_str(), Some(id.as_str()), "the interrupted job resumes under its id");
-    assert!(out[0]["reused_chunks"].as_u64().unwrap_or(0) >= done_before as u64, "{out:?}, {done_before} done before");
-    assert_eq!(ffmpeg_processes_mentioning(&state.display().to_string()), 0, "no orphaned ffmpeg");
+    assert_eq!(
+        out[0]["id"].as_str(),
+        Some(id.as_str()),
+        "the interrupted job resumes under its id"
+    );
+    assert!(
+        out[0]["reused_chunks"].as_u64().unwrap_or(0) >= done_before as u64,
+        "{out:?}, {done_before} done before"
+    );
+    assert_eq!(
+        ffmpeg_processes_mentioning(&state.display().to_string()),
+        0,
+        "no orphaned ffmpeg"
+    );
     assert!(find_files(&dir.path().join("out"), "spool-tmp").is_empty());
-    assert!(find_files(&state.join("work"), "").is_empty(), "work files are cleaned up");
+    assert!(
+        find_files(&state.join("work"), "").is_empty(),
+        "work files are cleaned up"
+    );
     let file = dir.path().join("out/long/long.p240.mp4");
     assert_eq!(probe_value(&file, "v:0", "nb_read_packets"), Some(250.0));
     Ok(())
@@ -174,14 +246,27 @@ fn cancel_kills_ffmpeg_and_publishes_nothing() -> TestResult {
     let (mut child, id) = start_run(dir.path(), &wf, &src)?;
     let state = dir.path().join("state");
     let needle = std::fs::canonicalize(&state)?.display().to_string();
-    wait_for("an ffmpeg to run", Duration::from_secs(60), || ffmpeg_processes_mentioning(&needle) > 0)?;
-    spool().args(["cancel", &id, "--state"]).arg(&state).assert().success();
+    wait_for("an ffmpeg to run", Duration::from_secs(60), || {
+        ffmpeg_processes_mentioning(&needle) > 0
+    })?;
+    spool()
+        .args(["cancel", &id, "--state"])
+        .arg(&state)
+        .assert()
+        .success();
     let status = child.wait()?;
     assert_eq!(status.code(), Some(1), "a cancelled job is not a success");
     assert_eq!(ffmpeg_processes_mentioning(&needle), 0);
     assert!(!dir.path().join("out/c/manifest.json").exists());
-    assert!(find_files(&dir.path().join("out"), "").is_empty(), "nothing published");
-    let listed = spool().args(["status", "--json", "--state"]).arg(&state).assert().success();
+    assert!(
+        find_files(&dir.path().join("out"), "").is_empty(),
+        "nothing published"
+    );
+    let listed = spool()
+        .args(["status", "--json", "--state"])
+        .arg(&state)
+        .assert()
+        .success();
     let line = String::from_utf8_lossy(&listed.get_output().stdout).into_owned();
     assert!(line.contains(r#""status":"cancelled""#), "{line}");
     Ok(())
@@ -196,14 +281,32 @@ fn sigterm_stops_cleanly_and_the_job_stays_resumable() -> TestResult {
     let (child, id) = start_run(dir.path(), &wf, &src)?;
     let state = dir.path().join("state");
     let needle = std::fs::canonicalize(&state)?.display().to_string();
-    wait_for("an ffmpeg to run", Duration::from_secs(60), || ffmpeg_processes_mentioning(&needle) > 0)?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)?;
+    wait_for("an ffmpeg to run", Duration::from_secs(60), || {
+        ffmpeg_processes_mentioning(&needle) > 0
+    })?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
     let out = child.wait_with_output()?;
     assert_eq!(out.status.code(), Some(130));
-    assert_eq!(ffmpeg_processes_mentioning(&needle), 0, "ffmpeg groups are killed");
-    assert!(find_files(&state.join("work"), "").is_empty(), "temp files are removed");
-    let listed = spool().args(["status", "--json", "--state"]).arg(&state).assert().success();
-    assert!(String::from_utf8_lossy(&listed.get_output().stdout).contains(r#""status":"interrupted""#));
+    assert_eq!(
+        ffmpeg_processes_mentioning(&needle),
+        0,
+        "ffmpeg groups are killed"
+    );
+    assert!(
+        find_files(&state.join("work"), "").is_empty(),
+        "temp files are removed"
+    );
+    let listed = spool()
+        .args(["status", "--json", "--state"])
+        .arg(&state)
+        .assert()
+        .success();
+    assert!(
+        String::from_utf8_lossy(&listed.get_output().stdout).contains(r#""status":"interrupted""#)
+    );
     let mut rerun = spool();
     run_args(&mut rerun, &wf, dir.path());
     let out = outcomes(&rerun.arg(&src).assert().success().get_output().stdout);
@@ -227,10 +330,21 @@ fn bad_inputs_fail_clearly_while_good_ones_finish() -> TestResult {
     let wf = write_workflow(dir.path(), "bad", "")?;
     let mut cmd = spool();
     run_args(&mut cmd, &wf, dir.path());
-    let assert = cmd.args([&good, &text, &truncated, &empty, &missing]).assert().code(1);
+    let assert = cmd
+        .args([&good, &text, &truncated, &empty, &missing])
+        .assert()
+        .code(1);
     let results = outcomes(&assert.get_output().stdout);
-    let by_input = |name: &str| results.iter().find(|r| r["input"].as_str().is_some_and(|i| i.ends_with(name))).cloned();
-    assert_eq!(by_input("good.mp4").map(|r| r["status"].clone()), Some("succeeded".into()));
+    let by_input = |name: &str| {
+        results
+            .iter()
+            .find(|r| r["input"].as_str().is_some_and(|i| i.ends_with(name)))
+            .cloned()
+    };
+    assert_eq!(
+        by_input("good.mp4").map(|r| r["status"].clone()),
+        Some("succeeded".into())
+    );
     for (name, words) in [
         ("notes.mp4", "not a media file"),
         ("cut.mp4", "not a media file"),
@@ -245,10 +359,19 @@ fn bad_inputs_fail_clearly_while_good_ones_finish() -> TestResult {
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     for stem in ["notes", "cut", "empty"] {
-        assert!(!dir.path().join("out").join(stem).join("manifest.json").exists());
+        assert!(!dir
+            .path()
+            .join("out")
+            .join(stem)
+            .join("manifest.json")
+            .exists());
     }
     assert!(find_files(&dir.path().join("out"), "spool-tmp").is_empty());
-    assert_eq!(std::fs::read(&text)?, b"this is not a video\n", "originals are never touched");
+    assert_eq!(
+        std::fs::read(&text)?,
+        b"this is not a video\n",
+        "originals are never touched"
+    );
     Ok(())
 }
 
@@ -257,15 +380,28 @@ fn file_names_with_spaces_quotes_and_shell_metacharacters() -> TestResult {
     let dir = tempfile::tempdir()?;
     let name = "it's a \"clip\" $(touch pwned) & ; `x` -y.mp4";
     let src = dir.path().join(name);
-    make_clip(&dir.path().join("plain.mp4"), "256x144", 25, 2, Audio::Bursts)?;
+    make_clip(
+        &dir.path().join("plain.mp4"),
+        "256x144",
+        25,
+        2,
+        Audio::Bursts,
+    )?;
     std::fs::rename(dir.path().join("plain.mp4"), &src)?;
     let wf = write_workflow(dir.path(), "odd", "")?;
     let mut cmd = spool();
     run_args(&mut cmd, &wf, dir.path());
     cmd.current_dir(dir.path()).arg(&src).assert().success();
     let stem = name.trim_end_matches(".mp4");
-    let published = dir.path().join("out").join(stem).join(format!("{stem}.p144.mp4"));
-    assert_eq!(probe_value(&published, "v:0", "nb_read_packets"), Some(50.0));
+    let published = dir
+        .path()
+        .join("out")
+        .join(stem)
+        .join(format!("{stem}.p144.mp4"));
+    assert_eq!(
+        probe_value(&published, "v:0", "nb_read_packets"),
+        Some(50.0)
+    );
     assert!(!dir.path().join("pwned").exists(), "no shell ever ran");
     Ok(())
 }

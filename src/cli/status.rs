@@ -51,7 +51,10 @@ pub fn status(state: &Path, job: Option<&str>, as_json: bool) -> Result<()> {
             count(TaskStatus::Running),
             count(TaskStatus::Pending),
             count(TaskStatus::Failed),
-            j.error.as_ref().map(|e| format!("\n    error: {e}")).unwrap_or_default()
+            j.error
+                .as_ref()
+                .map(|e| format!("\n    error: {e}"))
+                .unwrap_or_default()
         );
         if job.is_some() {
             for t in tasks {
@@ -64,7 +67,10 @@ pub fn status(state: &Path, job: Option<&str>, as_json: bool) -> Result<()> {
                     t.attempts,
                     t.reused_rungs,
                     t.rungs.join(","),
-                    t.error.as_ref().map(|e| format!("  {e}")).unwrap_or_default()
+                    t.error
+                        .as_ref()
+                        .map(|e| format!("  {e}"))
+                        .unwrap_or_default()
                 );
             }
             for line in &j.stderr_tail {
@@ -81,7 +87,9 @@ pub fn cancel(state: &Path, id: &str) -> Result<()> {
     }
     match SledRepo::open(state) {
         Ok(repo) => {
-            let mut job = repo.get_job(id)?.with_context(|| format!("no job {id} in {}", state.display()))?;
+            let mut job = repo
+                .get_job(id)?
+                .with_context(|| format!("no job {id} in {}", state.display()))?;
             if job.status.is_final() {
                 println!("job {id} is already {}", job.status.as_str());
                 return Ok(());
@@ -90,7 +98,11 @@ pub fn cancel(state: &Path, id: &str) -> Result<()> {
             job.error = Some("cancelled".into());
             job.updated_ms = now_ms();
             repo.put_job(&job)?;
-            for mut t in repo.tasks_of(id)?.into_iter().filter(|t| t.status != TaskStatus::Done) {
+            for mut t in repo
+                .tasks_of(id)?
+                .into_iter()
+                .filter(|t| t.status != TaskStatus::Done)
+            {
                 t.status = TaskStatus::Cancelled;
                 repo.put_task(&t)?;
             }

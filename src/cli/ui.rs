@@ -20,13 +20,22 @@ async fn render_lines(events: &mut UnboundedReceiver<Event>) {
     let mut last_logged: HashMap<String, (Instant, f64)> = HashMap::new();
     while let Some(e) = events.recv().await {
         match e {
-            Event::JobStarted { job, input, tasks, rungs } => {
+            Event::JobStarted {
+                job,
+                input,
+                tasks,
+                rungs,
+            } => {
                 tracing::info!(%job, %input, tasks, rungs = %rungs.join(","), "job started")
             }
             Event::Note { job, message } => tracing::info!(%job, "{message}"),
-            Event::TaskFinished { job, task, reused } => tracing::info!(%job, %task, reused, "task done"),
+            Event::TaskFinished { job, task, reused } => {
+                tracing::info!(%job, %task, reused, "task done")
+            }
             Event::JobProgress { job, fraction } => {
-                let entry = last_logged.entry(job.clone()).or_insert((Instant::now(), 0.0));
+                let entry = last_logged
+                    .entry(job.clone())
+                    .or_insert((Instant::now(), 0.0));
                 if entry.0.elapsed() >= Duration::from_secs(5) && fraction > entry.1 {
                     *entry = (Instant::now(), fraction);
                     tracing::info!(%job, "{:.0}% done", fraction * 100.0);
@@ -36,7 +45,9 @@ async fn render_lines(events: &mut UnboundedReceiver<Event>) {
             Event::JobFinished(o) => match &o.reason {
                 None => tracing::info!(job = ?o.id, input = %o.input, status = o.status.as_str(),
                     chunks = o.chunks, reused = o.reused_chunks, "job finished in {:.1}s", o.elapsed_s),
-                Some(r) => tracing::warn!(job = ?o.id, input = %o.input, status = o.status.as_str(), "job ended: {r}"),
+                Some(r) => {
+                    tracing::warn!(job = ?o.id, input = %o.input, status = o.status.as_str(), "job ended: {r}")
+                }
             },
         }
     }
@@ -44,8 +55,10 @@ async fn render_lines(events: &mut UnboundedReceiver<Event>) {
 
 async fn render_bars(events: &mut UnboundedReceiver<Event>) {
     let multi = MultiProgress::new();
-    let job_style = ProgressStyle::with_template("{prefix:.bold} [{bar:30.cyan/blue}] {percent:>3}% {elapsed_precise} ETA {eta} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let job_style = ProgressStyle::with_template(
+        "{prefix:.bold} [{bar:30.cyan/blue}] {percent:>3}% {elapsed_precise} ETA {eta} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     let task_style = ProgressStyle::with_template("  {prefix} [{bar:20}] {percent:>3}% {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut jobs: HashMap<String, ProgressBar> = HashMap::new();
@@ -65,7 +78,13 @@ async fn render_bars(events: &mut UnboundedReceiver<Event>) {
                     b.set_position((fraction * 1000.0) as u64);
                 }
             }
-            Event::TaskProgress { job, task, fraction, fps, speed } => {
+            Event::TaskProgress {
+                job,
+                task,
+                fraction,
+                fps,
+                speed,
+            } => {
                 let bar = tasks.entry((job, task.clone())).or_insert_with(|| {
                     let b = multi.add(ProgressBar::new(1000).with_style(task_style.clone()));
                     b.set_prefix(task);
@@ -89,7 +108,14 @@ async fn render_bars(events: &mut UnboundedReceiver<Event>) {
                     b.finish_with_message(o.status.as_str().to_string());
                 }
                 let line = match &o.reason {
-                    None => format!("{}: {} in {:.1}s ({} chunks, {} reused)", o.input, o.status.as_str(), o.elapsed_s, o.chunks, o.reused_chunks),
+                    None => format!(
+                        "{}: {} in {:.1}s ({} chunks, {} reused)",
+                        o.input,
+                        o.status.as_str(),
+                        o.elapsed_s,
+                        o.chunks,
+                        o.reused_chunks
+                    ),
                     Some(r) => format!("{}: {}: {r}", o.input, o.status.as_str()),
                 };
                 let _ = multi.println(line);
@@ -99,7 +125,9 @@ async fn render_bars(events: &mut UnboundedReceiver<Event>) {
 }
 
 fn short_name(input: &str) -> String {
-    let name = std::path::Path::new(input).file_name().map_or(input.to_string(), |n| n.to_string_lossy().into_owned());
+    let name = std::path::Path::new(input)
+        .file_name()
+        .map_or(input.to_string(), |n| n.to_string_lossy().into_owned());
     if name.chars().count() > 28 {
         format!("{}…", name.chars().take(27).collect::<String>())
     } else {

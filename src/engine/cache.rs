@@ -17,7 +17,12 @@ pub fn fingerprint(tools: &Tools, rung: &Rung) -> String {
 }
 
 pub fn cache_key(chunk: &FileDigest, fingerprint: &str) -> String {
-    format!("{}-{}-{}", chunk.md5, chunk.size, &fingerprint[..fingerprint.len().min(24)])
+    format!(
+        "{}-{}-{}",
+        chunk.md5,
+        chunk.size,
+        &fingerprint[..fingerprint.len().min(24)]
+    )
 }
 
 pub struct Cache {
@@ -41,7 +46,9 @@ impl Cache {
     }
 
     pub fn path_for(&self, key: &str, ext: &str) -> PathBuf {
-        self.dir.join(&key[..2.min(key.len())]).join(format!("{key}.{ext}"))
+        self.dir
+            .join(&key[..2.min(key.len())])
+            .join(format!("{key}.{ext}"))
     }
 
     /// Returns the cached file for `key` if it is really this chunk's encode and still sound.
@@ -56,15 +63,22 @@ impl Cache {
         let k = key.to_string();
         let record = tokio::task::spawn_blocking(move || repo.cache_get(&k))
             .await
-            .map_err(|e| StoreError::Open { dir: "cache".into(), reason: e.to_string() })??;
-        let Some(record) = record else { return Ok(Err(Miss::Absent)) };
+            .map_err(|e| StoreError::Open {
+                dir: "cache".into(),
+                reason: e.to_string(),
+            })??;
+        let Some(record) = record else {
+            return Ok(Err(Miss::Absent));
+        };
         if record.chunk_sha256 != chunk.sha256 || record.chunk_size != chunk.size {
             return Ok(Err(Miss::Collision));
         }
         let path = self.dir.join(&record.path);
         let invalid = match tokio::fs::metadata(&path).await {
             Err(e) => Some(format!("{}: {e}", path.display())),
-            Ok(m) if m.len() != record.bytes => Some(format!("size {} != recorded {}", m.len(), record.bytes)),
+            Ok(m) if m.len() != record.bytes => {
+                Some(format!("size {} != recorded {}", m.len(), record.bytes))
+            }
             Ok(_) => match count_video_frames(tools, &path).await {
                 Ok(n) if n == frames && n == record.frames => None,
                 Ok(n) => Some(format!("{n} frames, expected {frames}")),
@@ -95,7 +109,11 @@ impl Cache {
         }
         let bytes = tokio::fs::metadata(encoded).await?.len();
         tokio::fs::rename(encoded, &dest).await?;
-        let rel = dest.strip_prefix(&self.dir).unwrap_or(&dest).to_string_lossy().into_owned();
+        let rel = dest
+            .strip_prefix(&self.dir)
+            .unwrap_or(&dest)
+            .to_string_lossy()
+            .into_owned();
         Ok(CacheRecord {
             key: key.to_string(),
             chunk_md5: chunk.md5.clone(),

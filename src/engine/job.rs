@@ -32,7 +32,11 @@ pub(super) struct JobFailure {
 
 impl JobFailure {
     pub fn new(message: impl Into<String>) -> JobFailure {
-        JobFailure { message: message.into(), stderr_tail: Vec::new(), cancelled: false }
+        JobFailure {
+            message: message.into(),
+            stderr_tail: Vec::new(),
+            cancelled: false,
+        }
     }
     pub fn from_run(context: &str, e: RunError) -> JobFailure {
         JobFailure {
@@ -62,7 +66,13 @@ pub(super) struct JobCtx<'a> {
 }
 
 impl Engine {
-    pub(super) async fn run_job(&self, input: &Path, wf: &LoadedWorkflow, out_root: &Path, force: bool) -> JobOutcome {
+    pub(super) async fn run_job(
+        &self,
+        input: &Path,
+        wf: &LoadedWorkflow,
+        out_root: &Path,
+        force: bool,
+    ) -> JobOutcome {
         let started = Instant::now();
         let input_display = input.display().to_string();
         let fail_early = |reason: String| JobOutcome {
@@ -90,12 +100,26 @@ impl Engine {
         let out_dir_s = out_dir.display().to_string();
         let earlier = self.repo.list_jobs().ok().and_then(|jobs| {
             jobs.into_iter()
-                .filter(|j| j.input_md5 == digest.md5 && j.workflow_hash == wf.content_hash && j.out_dir == out_dir_s)
+                .filter(|j| {
+                    j.input_md5 == digest.md5
+                        && j.workflow_hash == wf.content_hash
+                        && j.out_dir == out_dir_s
+                })
                 .max_by_key(|j| j.created_ms)
         });
-        if let Some(done) = earlier.as_ref().filter(|j| j.status == JobStatus::Succeeded && !force) {
-            if done.manifest.as_deref().is_some_and(|m| Path::new(m).is_file()) {
-                self.emit(Event::Note { job: done.id.clone(), message: "already done; use --force to encode again".into() });
+        if let Some(done) = earlier
+            .as_ref()
+            .filter(|j| j.status == JobStatus::Succeeded && !force)
+        {
+            if done
+                .manifest
+                .as_deref()
+                .is_some_and(|m| Path::new(m).is_file())
+            {
+                self.emit(Event::Note {
+                    job: done.id.clone(),
+                    message: "already done; use --force to encode again".into(),
+                });
                 return JobOutcome {
                     id: Some(done.id.clone()),
                     input: input_display,
@@ -109,7 +133,9 @@ impl Engine {
             }
         }
         // An unfinished job for the same input resumes under its own id.
-        let id = earlier.filter(|j| j.status != JobStatus::Succeeded).map_or_else(|| self.new_job_id(), |j| j.id);
+        let id = earlier
+            .filter(|j| j.status != JobStatus::Succeeded)
+            .map_or_else(|| self.new_job_id(), |j| j.id);
         let mut record = JobRecord {
             id: id.clone(),
             input: input_display.clone(),
@@ -141,7 +167,9 @@ impl Engine {
             wf,
             input,
             id: id.clone(),
-            seq: self.job_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            seq: self
+                .job_seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             work: self.state_dir.join("work").join(&id),
             cancel,
             force,
@@ -157,7 +185,9 @@ impl Engine {
                 record.progress = 1.0;
                 (JobStatus::Succeeded, None)
             }
-            Err(f) if f.cancelled && self.shutdown.is_cancelled() => (JobStatus::Interrupted, Some(f.message)),
+            Err(f) if f.cancelled && self.shutdown.is_cancelled() => {
+                (JobStatus::Interrupted, Some(f.message))
+            }
             Err(f) if f.cancelled => (JobStatus::Cancelled, Some("cancelled".to_string())),
             Err(f) => {
                 record.stderr_tail = f.stderr_tail;
@@ -169,8 +199,15 @@ impl Engine {
         record.updated_ms = now_ms();
         if status != JobStatus::Succeeded {
             if let Ok(tasks) = self.repo.tasks_of(&id) {
-                for mut t in tasks.into_iter().filter(|t| t.status == TaskStatus::Running) {
-                    t.status = if status == JobStatus::Cancelled { TaskStatus::Cancelled } else { TaskStatus::Pending };
+                for mut t in tasks
+                    .into_iter()
+                    .filter(|t| t.status == TaskStatus::Running)
+                {
+                    t.status = if status == JobStatus::Cancelled {
+                        TaskStatus::Cancelled
+                    } else {
+                        TaskStatus::Pending
+                    };
                     let _ = self.repo.put_task(&t);
                 }
             }
@@ -193,15 +230,29 @@ impl Engine {
 }
 
 fn stem_of(input: &Path) -> String {
-    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = stem.trim_start_matches('.').replace(['/', '\n', '\r'], "_");
-    if stem.is_empty() { "output".into() } else { stem }
+    if stem.is_empty() {
+        "output".into()
+    } else {
+        stem
+    }
 }
 
 impl JobCtx<'_> {
-    async fn pipeline(&self, digest: &FileDigest, out_dir: &Path, record: &mut JobRecord) -> Result<PathBuf, JobFailure> {
+    async fn pipeline(
+        &self,
+        digest: &FileDigest,
+        out_dir: &Path,
+        record: &mut JobRecord,
+    ) -> Result<PathBuf, JobFailure> {
         let engine = self.engine;
-        let media = probe(&engine.tools, self.input).await.map_err(|e| JobFailure::new(e.to_string()))?;
+        let media = probe(&engine.tools, self.input)
+            .await
+            .map_err(|e| JobFailure::new(e.to_string()))?;
         let Some(video) = media.video.clone() else {
             return Err(JobFailure::new(format!(
                 "{}: no video stream to encode (streams: {})",
@@ -209,19 +260,33 @@ impl JobCtx<'_> {
                 media.stream_types.join(", ")
             )));
         };
-        let source_frames = count_video_frames(&engine.tools, self.input).await.map_err(|e| JobFailure::new(e.to_string()))?;
+        let source_frames = count_video_frames(&engine.tools, self.input)
+            .await
+            .map_err(|e| JobFailure::new(e.to_string()))?;
         if source_frames == 0 {
-            return Err(JobFailure::new(format!("{}: the video stream holds no frames", self.input.display())));
+            return Err(JobFailure::new(format!(
+                "{}: the video stream holds no frames",
+                self.input.display()
+            )));
         }
-        let plan = plan_rungs(&self.wf.workflow, &video).map_err(|e| JobFailure::new(e.to_string()))?;
+        let plan =
+            plan_rungs(&self.wf.workflow, &video).map_err(|e| JobFailure::new(e.to_string()))?;
         for s in &plan.skipped {
-            engine.emit(Event::Note { job: self.id.clone(), message: format!("skipped {s}") });
+            engine.emit(Event::Note {
+                job: self.id.clone(),
+                message: format!("skipped {s}"),
+            });
         }
-        tokio::fs::create_dir_all(self.work.join("enc")).await.map_err(|e| JobFailure::new(format!("work dir: {e}")))?;
+        tokio::fs::create_dir_all(self.work.join("enc"))
+            .await
+            .map_err(|e| JobFailure::new(format!("work dir: {e}")))?;
         let chunks = match self.chunk(&media, &video, source_frames).await? {
             Ok(chunks) => chunks,
             Err(reason) => {
-                engine.emit(Event::Note { job: self.id.clone(), message: format!("encoding whole file: {reason}") });
+                engine.emit(Event::Note {
+                    job: self.id.clone(),
+                    message: format!("encoding whole file: {reason}"),
+                });
                 record.fallback_reason = Some(reason);
                 vec![ChunkInfo {
                     index: None,
@@ -241,7 +306,11 @@ impl JobCtx<'_> {
                 job: self.id.clone(),
                 index: i as u32,
                 chunk: chunks[s.chunk].index,
-                rungs: s.rungs.iter().map(|r| plan.rungs[*r].name.clone()).collect(),
+                rungs: s
+                    .rungs
+                    .iter()
+                    .map(|r| plan.rungs[*r].name.clone())
+                    .collect(),
                 status: TaskStatus::Pending,
                 attempts: 0,
                 progress: 0.0,
@@ -249,7 +318,10 @@ impl JobCtx<'_> {
                 error: None,
             })
             .collect();
-        engine.repo.create_job(record, &task_records).map_err(|e| JobFailure::new(e.to_string()))?;
+        engine
+            .repo
+            .create_job(record, &task_records)
+            .map_err(|e| JobFailure::new(e.to_string()))?;
         engine.emit(Event::JobStarted {
             job: self.id.clone(),
             input: self.input.display().to_string(),
@@ -257,12 +329,28 @@ impl JobCtx<'_> {
             rungs: plan.rungs.iter().map(|r| r.name.clone()).collect(),
         });
 
-        let encoded = self.run_tasks(&specs, task_records, &chunks, &plan.rungs, &video).await?;
-        let reused_chunks = encoded.iter().filter(|(_, reused)| *reused == plan.rungs.len()).count();
+        let encoded = self
+            .run_tasks(&specs, task_records, &chunks, &plan.rungs)
+            .await?;
+        let reused_chunks = encoded
+            .iter()
+            .filter(|(_, reused)| *reused == plan.rungs.len())
+            .count();
         record.reused_chunks = reused_chunks as u32;
 
-        tokio::fs::create_dir_all(out_dir).await.map_err(|e| JobFailure::new(format!("{}: {e}", out_dir.display())))?;
-        let staged = self.join_and_verify(&encoded, &plan.rungs, &media, &video, source_frames, out_dir).await;
+        tokio::fs::create_dir_all(out_dir)
+            .await
+            .map_err(|e| JobFailure::new(format!("{}: {e}", out_dir.display())))?;
+        let staged = self
+            .join_and_verify(
+                &encoded,
+                &plan.rungs,
+                &media,
+                &video,
+                source_frames,
+                out_dir,
+            )
+            .await;
         let staged = match staged {
             Ok(s) => s,
             Err(e) => {
@@ -272,7 +360,8 @@ impl JobCtx<'_> {
         };
         let mut entries = Vec::new();
         for s in staged {
-            rename_durably(&s.tmp, &s.dest).map_err(|e| JobFailure::new(format!("publishing {}: {e}", s.dest.display())))?;
+            rename_durably(&s.tmp, &s.dest)
+                .map_err(|e| JobFailure::new(format!("publishing {}: {e}", s.dest.display())))?;
             entries.push(s.entry);
         }
         let manifest = json!({
@@ -296,8 +385,10 @@ impl JobCtx<'_> {
             "elapsed_s": (now_ms().saturating_sub(record.created_ms)) as f64 / 1000.0,
         });
         let path = out_dir.join("manifest.json");
-        let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| JobFailure::new(e.to_string()))?;
-        write_atomic(&path, &bytes).map_err(|e| JobFailure::new(format!("writing {}: {e}", path.display())))?;
+        let bytes =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| JobFailure::new(e.to_string()))?;
+        write_atomic(&path, &bytes)
+            .map_err(|e| JobFailure::new(format!("writing {}: {e}", path.display())))?;
         Ok(path)
     }
 
@@ -319,18 +410,30 @@ impl JobCtx<'_> {
             )));
         }
         if video.rotation != 0 {
-            return Ok(Err(format!("the source is rotated {}°, and copied chunks would lose that", video.rotation)));
+            return Ok(Err(format!(
+                "the source is rotated {}°, and copied chunks would lose that",
+                video.rotation
+            )));
         }
         let dir = self.work.join("chunks");
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| JobFailure::new(format!("work dir: {e}")))?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| JobFailure::new(format!("work dir: {e}")))?;
         let list = dir.join("chunks.csv");
-        let argv = segment_args(self.input, c.segment_seconds, &list, &dir.join("chunk-%05d.mkv"));
+        let argv = segment_args(
+            self.input,
+            c.segment_seconds,
+            &list,
+            &dir.join("chunk-%05d.mkv"),
+        );
         let slot = self.engine.slots.acquire((self.seq, 0, 0)).await;
         trace_command(self.engine.trace.as_deref(), "segment", &argv);
         let run = run_ffmpeg(&self.engine.tools, &argv, &self.cancel, |_| {}).await;
         drop(slot);
         match run {
-            Err(RunError::Cancelled) => return Err(JobFailure::from_run("chunking", RunError::Cancelled)),
+            Err(RunError::Cancelled) => {
+                return Err(JobFailure::from_run("chunking", RunError::Cancelled))
+            }
             Err(e) => return Ok(Err(format!("segmenting failed: {e}"))),
             Ok(_) => {}
         }
@@ -364,7 +467,9 @@ impl JobCtx<'_> {
         }
         let total: u64 = chunks.iter().map(|c| c.frames).sum();
         if total != source_frames {
-            return Ok(Err(format!("chunks hold {total} frames but the source has {source_frames}")));
+            return Ok(Err(format!(
+                "chunks hold {total} frames but the source has {source_frames}"
+            )));
         }
         Ok(Ok(chunks))
     }
@@ -377,11 +482,13 @@ impl JobCtx<'_> {
         records: Vec<TaskRecord>,
         chunks: &[ChunkInfo],
         rungs: &[Rung],
-        video: &VideoStream,
     ) -> Result<Vec<(Vec<PathBuf>, usize)>, JobFailure> {
         let weights: Vec<f64> = specs
             .iter()
-            .map(|s| chunks[s.chunk].duration * s.rungs.iter().map(|r| rung_cost(&rungs[*r])).sum::<f64>())
+            .map(|s| {
+                chunks[s.chunk].duration
+                    * s.rungs.iter().map(|r| rung_cost(&rungs[*r])).sum::<f64>()
+            })
             .collect();
         let total_weight: f64 = weights.iter().sum::<f64>().max(1e-9);
         let fractions = Arc::new(Mutex::new(vec![0.0; specs.len()]));
@@ -393,12 +500,24 @@ impl JobCtx<'_> {
                 if let Ok(mut fr) = fractions.lock() {
                     fr[index] = f * weight;
                     let fraction = fr.iter().sum::<f64>() / total_weight;
-                    engine.emit(Event::JobProgress { job: job.to_string(), fraction });
+                    engine.emit(Event::JobProgress {
+                        job: job.to_string(),
+                        fraction,
+                    });
                 }
             };
             let tasks_cancel = tasks_cancel.clone();
             futures.push(async move {
-                let r = run_task(self, spec, record, &chunks[spec.chunk], rungs, video, &tasks_cancel, &report).await;
+                let r = run_task(
+                    self,
+                    spec,
+                    record,
+                    &chunks[spec.chunk],
+                    rungs,
+                    &tasks_cancel,
+                    &report,
+                )
+                .await;
                 if r.is_err() {
                     tasks_cancel.cancel();
                 }
@@ -406,7 +525,8 @@ impl JobCtx<'_> {
             });
         }
         let results = futures::future::join_all(futures).await;
-        let mut per_chunk: Vec<(Vec<Option<PathBuf>>, usize)> = vec![(vec![None; rungs.len()], 0); chunks.len()];
+        let mut per_chunk: Vec<(Vec<Option<PathBuf>>, usize)> =
+            vec![(vec![None; rungs.len()], 0); chunks.len()];
         let mut first_error: Option<JobFailure> = None;
         for (spec, result) in specs.iter().zip(results) {
             match result {
@@ -431,7 +551,9 @@ impl JobCtx<'_> {
             .into_iter()
             .map(|(paths, reused)| {
                 let paths: Option<Vec<PathBuf>> = paths.into_iter().collect();
-                paths.map(|p| (p, reused)).ok_or_else(|| JobFailure::new("internal error: a rung has no encoded chunk"))
+                paths
+                    .map(|p| (p, reused))
+                    .ok_or_else(|| JobFailure::new("internal error: a rung has no encoded chunk"))
             })
             .collect()
     }
@@ -460,15 +582,22 @@ impl JobCtx<'_> {
             let dest = out_dir.join(&final_name);
             let list = self.work.join(format!("join-{}.txt", rung.name));
             joins.push(async move {
-                tokio::fs::write(&list, concat_list(&paths)).await.map_err(|e| JobFailure::new(format!("join list: {e}")))?;
-                let audio = first_audio.map(|a| JoinAudio { rung, offset_s: lead_in, channels: a.channels });
+                tokio::fs::write(&list, concat_list(&paths))
+                    .await
+                    .map_err(|e| JobFailure::new(format!("join list: {e}")))?;
+                let audio = first_audio.map(|a| JoinAudio {
+                    rung,
+                    offset_s: lead_in,
+                    channels: a.channels,
+                });
                 let argv = join_args(&list, self.input, audio.as_ref(), &tmp);
                 let slot = self.engine.slots.acquire((self.seq, 0, 0)).await;
                 trace_command(self.engine.trace.as_deref(), "join", &argv);
                 let run = run_ffmpeg(&self.engine.tools, &argv, &self.cancel, |_| {}).await;
                 drop(slot);
                 run.map_err(|e| JobFailure::from_run(&format!("joining {}", rung.name), e))?;
-                let source_gap = first_audio.map_or(0.0, |a| (a.start_time - video.start_time).max(0.0));
+                let source_gap =
+                    first_audio.map_or(0.0, |a| (a.start_time - video.start_time).max(0.0));
                 let want = Expected {
                     codec: rung.codec.probe_name(),
                     height: Some(rung.height),
@@ -479,8 +608,13 @@ impl JobCtx<'_> {
                 };
                 let info = verify_output(&self.engine.tools, &tmp, &want)
                     .await
-                    .map_err(|e| JobFailure::new(format!("{} failed verification: {e}", rung.name)))?;
-                let bytes = tokio::fs::metadata(&tmp).await.map(|m| m.len()).unwrap_or(0);
+                    .map_err(|e| {
+                        JobFailure::new(format!("{} failed verification: {e}", rung.name))
+                    })?;
+                let bytes = tokio::fs::metadata(&tmp)
+                    .await
+                    .map(|m| m.len())
+                    .unwrap_or(0);
                 let (w, h) = info.video.as_ref().map_or((0, 0), |v| (v.width, v.height));
                 Ok::<Staged, JobFailure>(Staged {
                     entry: json!({
@@ -504,7 +638,12 @@ impl JobCtx<'_> {
         Ok(staged)
     }
 
-    async fn gif(&self, media: &MediaInfo, stem: &str, out_dir: &Path) -> Result<Staged, JobFailure> {
+    async fn gif(
+        &self,
+        media: &MediaInfo,
+        stem: &str,
+        out_dir: &Path,
+    ) -> Result<Staged, JobFailure> {
         let g = &self.wf.workflow.gif;
         let start = g.start_seconds.min(media.duration * 0.2);
         let length = g.duration_seconds.min(media.duration - start).max(0.1);
@@ -528,7 +667,10 @@ impl JobCtx<'_> {
         let info = verify_output(&self.engine.tools, &tmp, &want)
             .await
             .map_err(|e| JobFailure::new(format!("gif preview failed verification: {e}")))?;
-        let bytes = tokio::fs::metadata(&tmp).await.map(|m| m.len()).unwrap_or(0);
+        let bytes = tokio::fs::metadata(&tmp)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
         let (w, h) = info.video.as_ref().map_or((0, 0), |v| (v.width, v.height));
         Ok(Staged {
             entry: json!({
@@ -544,9 +686,21 @@ impl JobCtx<'_> {
 /// Tasks in scheduling order: ladder = one per chunk; per-rung = rung-major, low rungs first.
 fn build_tasks(mode: EncodeMode, rungs: &[Rung], chunks: usize) -> Vec<TaskSpec> {
     match mode {
-        EncodeMode::Ladder => (0..chunks).map(|c| TaskSpec { chunk: c, rungs: (0..rungs.len()).collect(), rank: 0 }).collect(),
+        EncodeMode::Ladder => (0..chunks)
+            .map(|c| TaskSpec {
+                chunk: c,
+                rungs: (0..rungs.len()).collect(),
+                rank: 0,
+            })
+            .collect(),
         EncodeMode::PerRung => (0..rungs.len())
-            .flat_map(|r| (0..chunks).map(move |c| TaskSpec { chunk: c, rungs: vec![r], rank: r as u32 }))
+            .flat_map(|r| {
+                (0..chunks).map(move |c| TaskSpec {
+                    chunk: c,
+                    rungs: vec![r],
+                    rank: r as u32,
+                })
+            })
             .collect(),
     }
 }

@@ -26,11 +26,32 @@ use queue::{LocalQueue, Slots, TaskQueue};
 /// What the engine reports while it works; the CLI renders these.
 #[derive(Debug, Clone)]
 pub enum Event {
-    JobStarted { job: String, input: String, tasks: usize, rungs: Vec<String> },
-    Note { job: String, message: String },
-    TaskProgress { job: String, task: String, fraction: f64, fps: Option<f64>, speed: Option<f64> },
-    TaskFinished { job: String, task: String, reused: usize },
-    JobProgress { job: String, fraction: f64 },
+    JobStarted {
+        job: String,
+        input: String,
+        tasks: usize,
+        rungs: Vec<String>,
+    },
+    Note {
+        job: String,
+        message: String,
+    },
+    TaskProgress {
+        job: String,
+        task: String,
+        fraction: f64,
+        fps: Option<f64>,
+        speed: Option<f64>,
+    },
+    TaskFinished {
+        job: String,
+        task: String,
+        reused: usize,
+    },
+    JobProgress {
+        job: String,
+        fraction: f64,
+    },
     JobFinished(JobOutcome),
 }
 
@@ -54,7 +75,10 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot prepare {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -81,7 +105,10 @@ pub struct Engine {
 }
 
 fn ensure_dir(path: &Path) -> Result<(), EngineError> {
-    std::fs::create_dir_all(path).map_err(|source| EngineError::Dir { path: path.display().to_string(), source })
+    std::fs::create_dir_all(path).map_err(|source| EngineError::Dir {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Where `spool cancel` drops requests for a running spool to pick up.
@@ -98,8 +125,11 @@ impl Engine {
         let tools = Tools::locate().await?;
         ensure_dir(&cfg.state_dir)?;
         // Absolute, so every ffmpeg argv names the work dir in full (see recovery).
-        let state_dir = std::fs::canonicalize(&cfg.state_dir)
-            .map_err(|source| EngineError::Dir { path: cfg.state_dir.display().to_string(), source })?;
+        let state_dir =
+            std::fs::canonicalize(&cfg.state_dir).map_err(|source| EngineError::Dir {
+                path: cfg.state_dir.display().to_string(),
+                source,
+            })?;
         let cfg = EngineConfig { state_dir, ..cfg };
         for sub in ["work", "cache", "cancel"] {
             ensure_dir(&cfg.state_dir.join(sub))?;
@@ -107,11 +137,17 @@ impl Engine {
         let repo: Arc<dyn Repo> = Arc::new(SledRepo::open(&cfg.state_dir)?);
         let recovered = repo.recover()?;
         if recovered > 0 {
-            tracing::info!(recovered, "jobs left running by an earlier spool are marked interrupted");
+            tracing::info!(
+                recovered,
+                "jobs left running by an earlier spool are marked interrupted"
+            );
         }
         let killed = recovery::kill_orphaned_ffmpeg(&cfg.state_dir.join("work"));
         if killed > 0 {
-            tracing::warn!(killed, "killed ffmpeg processes left running by a spool that died");
+            tracing::warn!(
+                killed,
+                "killed ffmpeg processes left running by a spool that died"
+            );
         }
         // Work directories of earlier runs are orphans now: nothing runs yet.
         if let Ok(entries) = std::fs::read_dir(cfg.state_dir.join("work")) {
@@ -125,12 +161,16 @@ impl Engine {
                     .create(true)
                     .append(true)
                     .open(p)
-                    .map_err(|source| EngineError::Dir { path: p.display().to_string(), source })?,
+                    .map_err(|source| EngineError::Dir {
+                        path: p.display().to_string(),
+                        source,
+                    })?,
             ))),
             None => None,
         };
         let slots = Slots::new(cfg.concurrency);
-        let queue: Arc<dyn TaskQueue> = Arc::new(LocalQueue::new(tools.clone(), slots.clone(), trace.clone()));
+        let queue: Arc<dyn TaskQueue> =
+            Arc::new(LocalQueue::new(tools.clone(), slots.clone(), trace.clone()));
         Ok(Arc::new(Engine {
             cache: Cache::new(cfg.state_dir.join("cache"), repo.clone()),
             tools,
@@ -159,7 +199,11 @@ impl Engine {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        format!("{:012x}{:04x}", now_ms(), (u64::from(nanos) ^ (u64::from(std::process::id()) << 4) ^ seq) & 0xffff)
+        format!(
+            "{:012x}{:04x}",
+            now_ms(),
+            (u64::from(nanos) ^ (u64::from(std::process::id()) << 4) ^ seq) & 0xffff
+        )
     }
 
     /// Runs every input as a job; all their tasks share one scheduler.
@@ -173,8 +217,15 @@ impl Engine {
         let watcher = tokio::spawn(self.clone().watch_cancel_requests());
         let mut handles = Vec::new();
         for input in inputs {
-            let (engine, wf, input, out) = (self.clone(), workflow.clone(), input.clone(), out_dir.to_path_buf());
-            handles.push(tokio::spawn(async move { engine.run_job(&input, &wf, &out, force).await }));
+            let (engine, wf, input, out) = (
+                self.clone(),
+                workflow.clone(),
+                input.clone(),
+                out_dir.to_path_buf(),
+            );
+            handles.push(tokio::spawn(async move {
+                engine.run_job(&input, &wf, &out, force).await
+            }));
         }
         let mut outcomes = Vec::new();
         for (h, input) in handles.into_iter().zip(inputs) {

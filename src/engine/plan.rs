@@ -25,10 +25,15 @@ pub fn plan_rungs(w: &Workflow, video: &VideoStream) -> Result<RungPlan, NoRungF
     let mut skipped = Vec::new();
     for p in &w.profiles {
         if p.height > source_height && !p.always_encode {
-            skipped.push(format!("{}: the source is only {source_height} px high (no upscaling)", p.name));
+            skipped.push(format!(
+                "{}: the source is only {source_height} px high (no upscaling)",
+                p.name
+            ));
             continue;
         }
-        let bitrate = p.bitrate_kbps.unwrap_or_else(|| target_kbps(p.codec, p.height, fps));
+        let bitrate = p
+            .bitrate_kbps
+            .unwrap_or_else(|| target_kbps(p.codec, p.height, fps));
         rungs.push((
             !p.always_encode,
             p.height,
@@ -38,7 +43,10 @@ pub fn plan_rungs(w: &Workflow, video: &VideoStream) -> Result<RungPlan, NoRungF
                 height: p.height,
                 rate_control: p.rate_control,
                 crf: p.crf.unwrap_or_else(|| p.codec.default_crf()),
-                preset: p.preset.clone().unwrap_or_else(|| p.codec.default_preset().to_string()),
+                preset: p
+                    .preset
+                    .clone()
+                    .unwrap_or_else(|| p.codec.default_preset().to_string()),
                 bitrate_kbps: bitrate,
                 maxrate_kbps: bitrate * 3 / 2,
                 bufsize_kbps: bitrate * 2,
@@ -48,11 +56,16 @@ pub fn plan_rungs(w: &Workflow, video: &VideoStream) -> Result<RungPlan, NoRungF
         ));
     }
     if rungs.is_empty() {
-        return Err(NoRungFits { height: source_height });
+        return Err(NoRungFits {
+            height: source_height,
+        });
     }
     // Stable sort keeps workflow order among equals.
     rungs.sort_by_key(|(not_always, height, _)| (*not_always, *height));
-    Ok(RungPlan { rungs: rungs.into_iter().map(|(_, _, r)| r).collect(), skipped })
+    Ok(RungPlan {
+        rungs: rungs.into_iter().map(|(_, _, r)| r).collect(),
+        skipped,
+    })
 }
 
 /// Fills the output naming template.
@@ -78,22 +91,36 @@ mod tests {
 
     fn video(height: u32) -> VideoStream {
         VideoStream {
-            index: 0, codec: "h264".into(), width: height * 16 / 9, height,
-            fps: Rational { num: 25, den: 1 }, pix_fmt: "yuv420p".into(), rotation: 0,
-            interlaced: false, bit_rate: None, start_time: 0.0,
+            index: 0,
+            codec: "h264".into(),
+            width: height * 16 / 9,
+            height,
+            fps: Rational { num: 25, den: 1 },
+            pix_fmt: "yuv420p".into(),
+            rotation: 0,
+            interlaced: false,
+            bit_rate: None,
+            start_time: 0.0,
         }
     }
 
     #[test]
-    fn skips_taller_rungs_but_keeps_always_encode_and_orders_them_first() -> Result<(), NoRungFits> {
-        let w = crate::workflow::load_default().map_err(|_| NoRungFits { height: 0 })?.workflow;
+    fn skips_taller_rungs_but_keeps_always_encode_and_orders_them_first() -> Result<(), NoRungFits>
+    {
+        let w = crate::workflow::load_default()
+            .map_err(|_| NoRungFits { height: 0 })?
+            .workflow;
         let plan = plan_rungs(&w, &video(360))?;
         let names: Vec<_> = plan.rungs.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["h264-240p", "h264-360p"]);
         assert_eq!(plan.skipped.len(), 3);
         assert_eq!(plan.rungs[0].gop, 50);
         let tiny = plan_rungs(&w, &video(144))?;
-        assert_eq!(tiny.rungs.len(), 2, "always-encode rungs survive a tiny source");
+        assert_eq!(
+            tiny.rungs.len(),
+            2,
+            "always-encode rungs survive a tiny source"
+        );
         Ok(())
     }
 
@@ -101,7 +128,12 @@ mod tests {
     fn naming_template() {
         let w = crate::workflow::load_default().map(|l| l.workflow);
         let Ok(w) = w else { return };
-        let Ok(plan) = plan_rungs(&w, &video(1080)) else { return };
-        assert_eq!(output_name("{stem}-{height}.{ext}", "my clip", &plan.rungs[0]), "my clip-240.mp4");
+        let Ok(plan) = plan_rungs(&w, &video(1080)) else {
+            return;
+        };
+        assert_eq!(
+            output_name("{stem}-{height}.{ext}", "my clip", &plan.rungs[0]),
+            "my clip-240.mp4"
+        );
     }
 }

@@ -15,7 +15,10 @@ pub fn rename_durably(tmp: &Path, dest: &Path) -> std::io::Result<()> {
         if e.raw_os_error() != Some(nix::libc::EXDEV) {
             return Err(e);
         }
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let near = dest.with_file_name(format!(".{name}.spool-tmp"));
         std::fs::copy(tmp, &near)?;
         fsync_file(&near)?;
@@ -30,7 +33,10 @@ pub fn rename_durably(tmp: &Path, dest: &Path) -> std::io::Result<()> {
 
 /// Writes bytes to `dest` through a hidden temp file in the same directory.
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dest.with_file_name(format!(".{name}.spool-tmp"));
     std::fs::write(&tmp, bytes)?;
     rename_durably(&tmp, dest).inspect_err(|_| {

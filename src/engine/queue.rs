@@ -1,8 +1,8 @@
 //! The task queue: a trait, so a distributed backend can replace the local one,
 //! and the local implementation: priority slots that cap concurrent ffmpeg processes.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -46,7 +46,12 @@ pub type TaskFuture = Pin<Box<dyn Future<Output = Result<(), RunError>> + Send>>
 /// Where encode tasks run.
 pub trait TaskQueue: Send + Sync {
     /// Runs the task's commands in order; resolves when they finished, failed or were cancelled.
-    fn submit(&self, task: EncodeTask, cancel: CancellationToken, on_progress: ProgressSink) -> TaskFuture;
+    fn submit(
+        &self,
+        task: EncodeTask,
+        cancel: CancellationToken,
+        on_progress: ProgressSink,
+    ) -> TaskFuture;
 }
 
 /// Runs tasks on this machine, at most `slots` ffmpeg processes at a time.
@@ -58,19 +63,37 @@ pub struct LocalQueue {
 }
 
 impl LocalQueue {
-    pub fn new(tools: Tools, slots: Arc<Slots>, trace: Option<Arc<Mutex<std::fs::File>>>) -> LocalQueue {
-        LocalQueue { tools, slots, trace }
+    pub fn new(
+        tools: Tools,
+        slots: Arc<Slots>,
+        trace: Option<Arc<Mutex<std::fs::File>>>,
+    ) -> LocalQueue {
+        LocalQueue {
+            tools,
+            slots,
+            trace,
+        }
     }
 }
 
 impl TaskQueue for LocalQueue {
-    fn submit(&self, task: EncodeTask, cancel: CancellationToken, mut on_progress: ProgressSink) -> TaskFuture {
+    fn submit(
+        &self,
+        task: EncodeTask,
+        cancel: CancellationToken,
+        mut on_progress: ProgressSink,
+    ) -> TaskFuture {
         let (tools, slots, trace) = (self.tools.clone(), self.slots.clone(), self.trace.clone());
         Box::pin(async move {
             let outputs: Vec<RungOutput> = task
                 .outputs
                 .iter()
-                .map(|o| RungOutput { rung: &o.rung, path: &o.path, passlog: &o.passlog, scale: o.scale })
+                .map(|o| RungOutput {
+                    rung: &o.rung,
+                    path: &o.path,
+                    passlog: &o.passlog,
+                    scale: o.scale,
+                })
                 .collect();
             let commands = encode_commands(&task.input, &outputs);
             let passes = commands.len();
@@ -88,10 +111,17 @@ impl TaskQueue for LocalQueue {
 }
 
 /// Appends one JSON line {phase, argv} to the command trace.
-pub fn trace_command(trace: Option<&Mutex<std::fs::File>>, phase: &str, argv: &[std::ffi::OsString]) {
+pub fn trace_command(
+    trace: Option<&Mutex<std::fs::File>>,
+    phase: &str,
+    argv: &[std::ffi::OsString],
+) {
     use std::io::Write;
     if let Some(file) = trace {
-        let argv: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let argv: Vec<String> = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let line = serde_json::json!({ "phase": phase, "argv": argv });
         if let Ok(mut f) = file.lock() {
             let _ = writeln!(f, "{line}");
@@ -136,18 +166,26 @@ pub struct SlotGuard {
 impl Slots {
     pub fn new(count: usize) -> Arc<Slots> {
         Arc::new(Slots {
-            state: Mutex::new(SlotState { free: count.max(1), seq: 0, waiting: BinaryHeap::new() }),
+            state: Mutex::new(SlotState {
+                free: count.max(1),
+                seq: 0,
+                waiting: BinaryHeap::new(),
+            }),
         })
     }
 
     pub async fn acquire(self: &Arc<Self>, priority: Priority) -> SlotGuard {
         let rx = {
             let Ok(mut st) = self.state.lock() else {
-                return SlotGuard { slots: self.clone() };
+                return SlotGuard {
+                    slots: self.clone(),
+                };
             };
             if st.free > 0 && st.waiting.is_empty() {
                 st.free -= 1;
-                return SlotGuard { slots: self.clone() };
+                return SlotGuard {
+                    slots: self.clone(),
+                };
             }
             let (tx, rx) = oneshot::channel();
             st.seq += 1;
@@ -155,17 +193,24 @@ impl Slots {
             st.waiting.push(Reverse((priority, seq, WaiterTx(tx))));
             rx
         };
-        let mut pending = PendingSlot { rx: Some(rx), slots: self.clone() };
+        let mut pending = PendingSlot {
+            rx: Some(rx),
+            slots: self.clone(),
+        };
         if let Some(rx) = pending.rx.as_mut() {
             // The sender is only dropped after a slot was handed over; either way we hold one now.
             let _ = rx.await;
         }
         pending.rx = None;
-        SlotGuard { slots: self.clone() }
+        SlotGuard {
+            slots: self.clone(),
+        }
     }
 
     fn release(&self) {
-        let Ok(mut st) = self.state.lock() else { return };
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
         // Hand the slot to the best waiter that is still waiting.
         while let Some(Reverse((_, _, WaiterTx(tx)))) = st.waiting.pop() {
             if tx.send(()).is_ok() {

@@ -9,11 +9,21 @@ use nix::unistd::Pid;
 /// guarantees no other spool uses this state directory, so such a process is an orphan.
 pub fn kill_orphaned_ffmpeg(work_dir: &Path) -> usize {
     let needle = work_dir.as_os_str().as_encoded_bytes();
-    let Ok(procs) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     let mut killed = 0;
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let mut args = cmdline.split(|b| *b == 0);
         let is_ffmpeg = args.next().is_some_and(|a| a.ends_with(b"ffmpeg"));
         if is_ffmpeg && args.any(|a| a.windows(needle.len()).any(|w| w == needle)) {

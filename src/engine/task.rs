@@ -10,7 +10,6 @@ use super::job::{JobCtx, JobFailure};
 use super::queue::{EncodeOutput, EncodeTask};
 use super::Event;
 use crate::media::hash::FileDigest;
-use crate::media::probe::VideoStream;
 use crate::media::profiles::Rung;
 use crate::media::run::RunError;
 use crate::media::verify::{verify_output, Expected};
@@ -49,7 +48,6 @@ pub(super) async fn run_task(
     mut record: TaskRecord,
     chunk: &ChunkInfo,
     rungs: &[Rung],
-    video: &VideoStream,
     cancel: &CancellationToken,
     report: &(dyn Fn(&super::Engine, &str, usize, f64) + Sync),
 ) -> Result<TaskDone, JobFailure> {
@@ -64,10 +62,18 @@ pub(super) async fn run_task(
     for (slot, r) in spec.rungs.iter().enumerate() {
         let key = cache_key(&chunk.digest, &fingerprint(&engine.tools, &rungs[*r]));
         if !ctx.force {
-            match engine.cache.lookup(&engine.tools, &key, &chunk.digest, chunk.frames).await {
+            match engine
+                .cache
+                .lookup(&engine.tools, &key, &chunk.digest, chunk.frames)
+                .await
+            {
                 Ok(Ok(path)) => paths[slot] = Some(path),
-                Ok(Err(Miss::Collision)) => tracing::warn!(job = %ctx.id, %key, "MD5 collision: same MD5, different SHA-256; encoding"),
-                Ok(Err(Miss::Invalid(why))) => tracing::info!(job = %ctx.id, %key, %why, "cached chunk no longer valid; encoding again"),
+                Ok(Err(Miss::Collision)) => {
+                    tracing::warn!(job = %ctx.id, %key, "MD5 collision: same MD5, different SHA-256; encoding")
+                }
+                Ok(Err(Miss::Invalid(why))) => {
+                    tracing::info!(job = %ctx.id, %key, %why, "cached chunk no longer valid; encoding again")
+                }
                 Ok(Err(Miss::Absent)) => {}
                 Err(e) => return Err(JobFailure::new(e.to_string())),
             }
@@ -75,15 +81,27 @@ pub(super) async fn run_task(
         keys.push(key);
     }
     let reused = paths.iter().filter(|p| p.is_some()).count();
-    let missing: Vec<usize> = (0..spec.rungs.len()).filter(|s| paths[*s].is_none()).collect();
+    let missing: Vec<usize> = (0..spec.rungs.len())
+        .filter(|s| paths[*s].is_none())
+        .collect();
     if missing.is_empty() {
         record.status = TaskStatus::Done;
         record.progress = 1.0;
         record.reused_rungs = reused as u32;
-        engine.repo.finish_task(&record, &[]).map_err(|e| JobFailure::new(e.to_string()))?;
+        engine
+            .repo
+            .finish_task(&record, &[])
+            .map_err(|e| JobFailure::new(e.to_string()))?;
         report(engine, &ctx.id, task_index, 1.0);
-        engine.emit(Event::TaskFinished { job: ctx.id.clone(), task: label, reused });
-        return Ok(TaskDone { paths: paths.into_iter().flatten().collect(), reused });
+        engine.emit(Event::TaskFinished {
+            job: ctx.id.clone(),
+            task: label,
+            reused,
+        });
+        return Ok(TaskDone {
+            paths: paths.into_iter().flatten().collect(),
+            reused,
+        });
     }
 
     let stem = format!("t{:05}", record.index);
@@ -93,14 +111,20 @@ pub(super) async fn run_task(
             let rung = &rungs[spec.rungs[*s]];
             EncodeOutput {
                 rung: rung.clone(),
-                path: ctx.work.join("enc").join(format!("{stem}-{}.{}", rung.name, rung.codec.container_ext())),
-                passlog: ctx.work.join("enc").join(format!("{stem}-{}-pass", rung.name)),
+                path: ctx.work.join("enc").join(format!(
+                    "{stem}-{}.{}",
+                    rung.name,
+                    rung.codec.container_ext()
+                )),
+                passlog: ctx
+                    .work
+                    .join("enc")
+                    .join(format!("{stem}-{}-pass", rung.name)),
                 // Always through scale: -2 keeps the width even for odd-sized sources.
                 scale: true,
             }
         })
         .collect();
-    let _ = video;
     let max_attempts = ctx.wf.workflow.retries.max_attempts;
     let mut attempt = 0;
     let result = loop {
@@ -120,27 +144,29 @@ pub(super) async fn run_task(
         let duration = chunk.duration;
         let task_label = label.clone();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
-        let sink = Box::new(move |pass: usize, passes: usize, p: &crate::media::progress::Progress| {
-            let fraction = (pass as f64 + p.fraction_of(duration)) / passes as f64;
-            let _ = events.send(Event::TaskProgress {
-                job: job.clone(),
-                task: task_label.clone(),
-                fraction,
-                fps: p.fps,
-                speed: p.speed,
-            });
-            let _ = tx.send(fraction);
-            // Running from ffmpeg's first report (not while waiting for a slot);
-            // after that, sled sees progress at a throttled rate.
-            if !started || persisted.elapsed() >= PROGRESS_PERSIST_EVERY {
-                started = true;
-                progress_record.status = TaskStatus::Running;
-                persisted = Instant::now();
-                progress_record.progress = fraction;
-                let (repo, rec) = (repo.clone(), progress_record.clone());
-                tokio::task::spawn_blocking(move || repo.put_task(&rec));
-            }
-        });
+        let sink = Box::new(
+            move |pass: usize, passes: usize, p: &crate::media::progress::Progress| {
+                let fraction = (pass as f64 + p.fraction_of(duration)) / passes as f64;
+                let _ = events.send(Event::TaskProgress {
+                    job: job.clone(),
+                    task: task_label.clone(),
+                    fraction,
+                    fps: p.fps,
+                    speed: p.speed,
+                });
+                let _ = tx.send(fraction);
+                // Running from ffmpeg's first report (not while waiting for a slot);
+                // after that, sled sees progress at a throttled rate.
+                if !started || persisted.elapsed() >= PROGRESS_PERSIST_EVERY {
+                    started = true;
+                    progress_record.status = TaskStatus::Running;
+                    persisted = Instant::now();
+                    progress_record.progress = fraction;
+                    let (repo, rec) = (repo.clone(), progress_record.clone());
+                    tokio::task::spawn_blocking(move || repo.put_task(&rec));
+                }
+            },
+        );
         let run = engine.queue.submit(task, cancel.clone(), sink);
         tokio::pin!(run);
         let outcome = loop {
@@ -162,7 +188,8 @@ pub(super) async fn run_task(
                 if e.is_fatal() || attempt >= max_attempts {
                     break Err(e);
                 }
-                let backoff = ctx.wf.workflow.retries.backoff_seconds * 2f64.powi(attempt as i32 - 1);
+                let backoff =
+                    ctx.wf.workflow.retries.backoff_seconds * 2f64.powi(attempt as i32 - 1);
                 tracing::warn!(job = %ctx.id, task = %label, attempt, error = %e, "retrying in {backoff:.1}s");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs_f64(backoff)) => {}
@@ -172,7 +199,11 @@ pub(super) async fn run_task(
         }
     };
     if let Err(e) = result {
-        record.status = if matches!(e, RunError::Cancelled) { TaskStatus::Pending } else { TaskStatus::Failed };
+        record.status = if matches!(e, RunError::Cancelled) {
+            TaskStatus::Pending
+        } else {
+            TaskStatus::Failed
+        };
         record.error = Some(e.to_string());
         let _ = engine.repo.put_task(&record);
         return Err(JobFailure::from_run(&label, e));
@@ -192,14 +223,28 @@ pub(super) async fn run_task(
     record.progress = 1.0;
     record.reused_rungs = reused as u32;
     record.error = None;
-    engine.repo.finish_task(&record, &admitted).map_err(|e| JobFailure::new(e.to_string()))?;
+    engine
+        .repo
+        .finish_task(&record, &admitted)
+        .map_err(|e| JobFailure::new(e.to_string()))?;
     report(engine, &ctx.id, task_index, 1.0);
-    engine.emit(Event::TaskFinished { job: ctx.id.clone(), task: label, reused });
-    Ok(TaskDone { paths: paths.into_iter().flatten().collect(), reused })
+    engine.emit(Event::TaskFinished {
+        job: ctx.id.clone(),
+        task: label,
+        reused,
+    });
+    Ok(TaskDone {
+        paths: paths.into_iter().flatten().collect(),
+        reused,
+    })
 }
 
 /// Each encoded chunk must hold exactly the chunk's frames, in the right codec and height.
-async fn verify_chunks(ctx: &JobCtx<'_>, outputs: &[EncodeOutput], frames: u64) -> Result<(), RunError> {
+async fn verify_chunks(
+    ctx: &JobCtx<'_>,
+    outputs: &[EncodeOutput],
+    frames: u64,
+) -> Result<(), RunError> {
     for o in outputs {
         let want = Expected {
             codec: o.rung.codec.probe_name(),

@@ -20,12 +20,25 @@ pub struct SegmentListError {
 /// Parses `-segment_list_type csv` output (`name,start,end`), resolving names against `dir`.
 pub fn parse_segment_list(csv: &str, dir: &Path) -> Result<Vec<Segment>, SegmentListError> {
     let mut out = Vec::new();
-    for (i, line) in csv.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let err = |reason: &str| SegmentListError { line: i + 1, reason: reason.to_string() };
+    for (i, line) in csv
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let err = |reason: &str| SegmentListError {
+            line: i + 1,
+            reason: reason.to_string(),
+        };
         // Names can be quoted and hold commas, so split the two numbers off the right.
         let mut parts = line.rsplitn(3, ',');
-        let end = parts.next().and_then(|s| s.trim().parse::<f64>().ok()).ok_or_else(|| err("bad end time"))?;
-        let start = parts.next().and_then(|s| s.trim().parse::<f64>().ok()).ok_or_else(|| err("bad start time"))?;
+        let end = parts
+            .next()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .ok_or_else(|| err("bad end time"))?;
+        let start = parts
+            .next()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .ok_or_else(|| err("bad start time"))?;
         let name = parts.next().ok_or_else(|| err("missing file name"))?;
         let name = name.trim().trim_matches('"').replace("\"\"", "\"");
         if name.is_empty() || name.contains('/') {
@@ -34,7 +47,11 @@ pub fn parse_segment_list(csv: &str, dir: &Path) -> Result<Vec<Segment>, Segment
         if !(end.is_finite() && start.is_finite() && end >= start) {
             return Err(err("segment ends before it starts"));
         }
-        out.push(Segment { path: dir.join(name), start_s: start, end_s: end });
+        out.push(Segment {
+            path: dir.join(name),
+            start_s: start,
+            end_s: end,
+        });
     }
     Ok(out)
 }
@@ -43,7 +60,12 @@ pub fn parse_segment_list(csv: &str, dir: &Path) -> Result<Vec<Segment>, Segment
 pub fn concat_list(paths: &[PathBuf]) -> String {
     paths
         .iter()
-        .map(|p| format!("file '{}'\n", p.display().to_string().replace('\'', "'\\''")))
+        .map(|p| {
+            format!(
+                "file '{}'\n",
+                p.display().to_string().replace('\'', "'\\''")
+            )
+        })
         .collect()
 }
 

@@ -18,17 +18,39 @@ pub struct RungOutput<'a> {
 }
 
 /// `-f segment` over the first video stream, copied, with a CSV segment list.
-pub fn segment_args(source: &Path, segment_seconds: f64, list: &Path, pattern: &Path) -> Vec<OsString> {
+pub fn segment_args(
+    source: &Path,
+    segment_seconds: f64,
+    list: &Path,
+    pattern: &Path,
+) -> Vec<OsString> {
     let mut a = os_args(["-y", "-i"]);
     a.push(file_url(source));
     a.extend(os_args([
         // bitexact + no metadata: the same video always yields byte-identical chunks,
         // which is what lets the MD5 cache find them again.
-        "-map", "0:v:0", "-an", "-sn", "-dn", "-c", "copy", "-map_metadata", "-1", "-fflags", "+bitexact",
-        "-f", "segment",
-        "-segment_time", &format!("{segment_seconds}"),
-        "-segment_format", "matroska", "-reset_timestamps", "1",
-        "-segment_list_type", "csv", "-segment_list",
+        "-map",
+        "0:v:0",
+        "-an",
+        "-sn",
+        "-dn",
+        "-c",
+        "copy",
+        "-map_metadata",
+        "-1",
+        "-fflags",
+        "+bitexact",
+        "-f",
+        "segment",
+        "-segment_time",
+        &format!("{segment_seconds}"),
+        "-segment_format",
+        "matroska",
+        "-reset_timestamps",
+        "1",
+        "-segment_list_type",
+        "csv",
+        "-segment_list",
     ]));
     a.push(list.as_os_str().to_owned());
     a.push(pattern.as_os_str().to_owned());
@@ -38,23 +60,62 @@ pub fn segment_args(source: &Path, segment_seconds: f64, list: &Path, pattern: &
 fn video_codec_args(rung: &Rung, pass: Option<(u8, &Path)>) -> Vec<String> {
     let kbps = |k: u32| format!("{k}k");
     let g = rung.gop.to_string();
-    let mut a: Vec<String> = vec!["-c:v".into(), rung.codec.encoder().into(), "-pix_fmt".into(), "yuv420p".into()];
+    let mut a: Vec<String> = vec![
+        "-c:v".into(),
+        rung.codec.encoder().into(),
+        "-pix_fmt".into(),
+        "yuv420p".into(),
+    ];
     let two_pass = rung.rate_control == RateControl::TwoPass;
     match rung.codec {
         Codec::H264 => {
-            a.extend(["-preset", &rung.preset, "-g", &g, "-keyint_min", &g, "-sc_threshold", "0"].map(String::from));
+            a.extend(
+                [
+                    "-preset",
+                    &rung.preset,
+                    "-g",
+                    &g,
+                    "-keyint_min",
+                    &g,
+                    "-sc_threshold",
+                    "0",
+                ]
+                .map(String::from),
+            );
         }
         Codec::H265 => {
-            let mut params = format!("log-level=error:keyint={g}:min-keyint={g}:scenecut=0:open-gop=0");
+            let mut params =
+                format!("log-level=error:keyint={g}:min-keyint={g}:scenecut=0:open-gop=0");
             if let Some((n, log)) = pass {
                 params.push_str(&format!(":pass={n}:stats={}", log.display()));
             }
-            a.extend(["-preset", &rung.preset, "-tag:v", "hvc1", "-x265-params", &params].map(String::from));
+            a.extend(
+                [
+                    "-preset",
+                    &rung.preset,
+                    "-tag:v",
+                    "hvc1",
+                    "-x265-params",
+                    &params,
+                ]
+                .map(String::from),
+            );
         }
         Codec::Vp9 => {
             a.extend(
-                ["-deadline", "good", "-cpu-used", &rung.preset, "-row-mt", "1", "-g", &g, "-keyint_min", &g]
-                    .map(String::from),
+                [
+                    "-deadline",
+                    "good",
+                    "-cpu-used",
+                    &rung.preset,
+                    "-row-mt",
+                    "1",
+                    "-g",
+                    &g,
+                    "-keyint_min",
+                    &g,
+                ]
+                .map(String::from),
             );
         }
         Codec::Av1 => a.extend(["-preset", &rung.preset, "-g", &g].map(String::from)),
@@ -69,11 +130,21 @@ fn video_codec_args(rung: &Rung, pass: Option<(u8, &Path)>) -> Vec<String> {
         }
     }
     if rung.codec != Codec::Av1 && (two_pass || rung.codec != Codec::Vp9) {
-        a.extend(["-maxrate".into(), kbps(rung.maxrate_kbps), "-bufsize".into(), kbps(rung.bufsize_kbps)]);
+        a.extend([
+            "-maxrate".into(),
+            kbps(rung.maxrate_kbps),
+            "-bufsize".into(),
+            kbps(rung.bufsize_kbps),
+        ]);
     }
     if let Some((n, log)) = pass {
         if rung.codec != Codec::H265 {
-            a.extend(["-pass".into(), n.to_string(), "-passlogfile".into(), log.display().to_string()]);
+            a.extend([
+                "-pass".into(),
+                n.to_string(),
+                "-passlogfile".into(),
+                log.display().to_string(),
+            ]);
         }
     }
     a
@@ -82,13 +153,20 @@ fn video_codec_args(rung: &Rung, pass: Option<(u8, &Path)>) -> Vec<String> {
 /// Encode commands for one input and one or more rungs: a single ffmpeg that decodes once
 /// and feeds every rung through `split`. Two-pass rungs add a first command (pass 1).
 pub fn encode_commands(input: &Path, outputs: &[RungOutput<'_>]) -> Vec<Vec<OsString>> {
-    let two_pass: Vec<&RungOutput> = outputs.iter().filter(|o| o.rung.rate_control == RateControl::TwoPass).collect();
+    let two_pass: Vec<&RungOutput> = outputs
+        .iter()
+        .filter(|o| o.rung.rate_control == RateControl::TwoPass)
+        .collect();
     let mut commands = Vec::new();
     if !two_pass.is_empty() {
         commands.push(encode_command(input, &two_pass, Some(1)));
     }
     let all: Vec<&RungOutput> = outputs.iter().collect();
-    commands.push(encode_command(input, &all, if two_pass.is_empty() { None } else { Some(2) }));
+    commands.push(encode_command(
+        input,
+        &all,
+        if two_pass.is_empty() { None } else { Some(2) },
+    ));
     commands
 }
 
@@ -139,18 +217,39 @@ pub struct JoinAudio<'a> {
 
 /// Joins encoded chunks (concat demuxer, copied) and encodes the source audio once, in one mux.
 /// `audio_offset_s` shifts the audio so it keeps its place relative to the first video frame.
-pub fn join_args(concat_list: &Path, source: &Path, audio: Option<&JoinAudio<'_>>, out: &Path) -> Vec<OsString> {
+pub fn join_args(
+    concat_list: &Path,
+    source: &Path,
+    audio: Option<&JoinAudio<'_>>,
+    out: &Path,
+) -> Vec<OsString> {
     let mut a = os_args(["-y", "-f", "concat", "-safe", "0", "-i"]);
     a.push(concat_list.as_os_str().to_owned());
     if let Some(au) = audio {
-        a.extend(os_args(["-itsoffset", &format!("{:.6}", au.offset_s), "-i"]));
+        a.extend(os_args([
+            "-itsoffset",
+            &format!("{:.6}", au.offset_s),
+            "-i",
+        ]));
         a.push(file_url(source));
     }
-    a.extend(os_args(["-map", "0:v:0", "-c:v", "copy", "-fps_mode", "passthrough"]));
+    a.extend(os_args([
+        "-map",
+        "0:v:0",
+        "-c:v",
+        "copy",
+        "-fps_mode",
+        "passthrough",
+    ]));
     if let Some(au) = audio {
         let codec = au.rung.codec;
         a.extend(os_args([
-            "-map", "1:a:0", "-c:a", codec.audio_encoder(), "-b:a", &format!("{}k", au.rung.audio_kbps),
+            "-map",
+            "1:a:0",
+            "-c:a",
+            codec.audio_encoder(),
+            "-b:a",
+            &format!("{}k", au.rung.audio_kbps),
         ]));
         if au.channels > 2 {
             a.extend(os_args(["-ac", "2"]));
@@ -169,14 +268,36 @@ pub fn join_args(concat_list: &Path, source: &Path, audio: Option<&JoinAudio<'_>
 }
 
 /// A GIF preview through palettegen/paletteuse, in one ffmpeg.
-pub fn gif_args(source: &Path, start_s: f64, duration_s: f64, width: u32, fps: u32, out: &Path) -> Vec<OsString> {
-    let mut a = os_args(["-y", "-ss", &format!("{start_s:.3}"), "-t", &format!("{duration_s:.3}"), "-i"]);
+pub fn gif_args(
+    source: &Path,
+    start_s: f64,
+    duration_s: f64,
+    width: u32,
+    fps: u32,
+    out: &Path,
+) -> Vec<OsString> {
+    let mut a = os_args([
+        "-y",
+        "-ss",
+        &format!("{start_s:.3}"),
+        "-t",
+        &format!("{duration_s:.3}"),
+        "-i",
+    ]);
     a.push(file_url(source));
     let graph = format!(
         "[0:v:0]fps={fps},scale={width}:-2:flags=lanczos,split[a][b];\
          [a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=5:diff_mode=rectangle"
     );
-    a.extend(os_args(["-filter_complex", &graph, "-an", "-loop", "0", "-f", "gif"]));
+    a.extend(os_args([
+        "-filter_complex",
+        &graph,
+        "-an",
+        "-loop",
+        "0",
+        "-f",
+        "gif",
+    ]));
     a.push(out.as_os_str().to_owned());
     a
 }

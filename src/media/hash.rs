@@ -64,7 +64,10 @@ mod tests {
         std::fs::write(&p, b"abc")?;
         let d = digest_file(&p)?;
         assert_eq!(d.md5, "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(d.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            d.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(d.size, 3);
         assert_eq!(md5_file(&p)?, d.md5);
         Ok(())

@@ -135,13 +135,16 @@ fn finite(v: Option<f64>) -> Option<f64> {
 impl RawStream {
     fn rotation(&self) -> i32 {
         let from_side_data = self.side_data_list.iter().flatten().find_map(|sd| {
-            sd.get("rotation").and_then(|r| r.as_f64().or_else(|| r.as_str()?.parse().ok()))
+            sd.get("rotation")
+                .and_then(|r| r.as_f64().or_else(|| r.as_str()?.parse().ok()))
         });
         let from_tag = self
             .tags
             .as_ref()
             .and_then(|t| t.get("rotate")?.as_str()?.parse::<f64>().ok());
-        from_side_data.or(from_tag).map_or(0, |r| (r.round() as i64).rem_euclid(360) as i32)
+        from_side_data
+            .or(from_tag)
+            .map_or(0, |r| (r.round() as i64).rem_euclid(360) as i32)
     }
 
     fn is_attached_picture(&self) -> bool {
@@ -154,12 +157,15 @@ impl RawStream {
 
 /// Parses `ffprobe -print_format json -show_format -show_streams` output.
 pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError> {
-    let raw: RawProbe = serde_json::from_str(json).map_err(|e| ProbeError::BadJson(e.to_string()))?;
+    let raw: RawProbe =
+        serde_json::from_str(json).map_err(|e| ProbeError::BadJson(e.to_string()))?;
     let not_media = |reason: &str| ProbeError::NotMedia {
         path: path.to_string(),
         reason: reason.to_string(),
     };
-    let format = raw.format.ok_or_else(|| not_media("no container format found"))?;
+    let format = raw
+        .format
+        .ok_or_else(|| not_media("no container format found"))?;
     if raw.streams.is_empty() {
         return Err(not_media("it has no audio or video streams"));
     }
@@ -228,13 +234,25 @@ pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError>
 /// Probes a file with ffprobe.
 pub async fn probe(tools: &Tools, path: &Path) -> Result<MediaInfo, ProbeError> {
     let display = path.display().to_string();
-    let args = ["-v", "error", "-print_format", "json", "-show_format", "-show_streams"];
+    let args = [
+        "-v",
+        "error",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+    ];
     let out = tools.ffprobe(&args, path).await?;
     if !out.status.success() {
         let reason = String::from_utf8_lossy(&out.stderr);
         let reason = reason.lines().last().unwrap_or("ffprobe failed").trim();
-        let reason = reason.trim_start_matches(&format!("file:{display}: ")).to_string();
-        return Err(ProbeError::NotMedia { path: display, reason });
+        let reason = reason
+            .trim_start_matches(&format!("file:{display}: "))
+            .to_string();
+        return Err(ProbeError::NotMedia {
+            path: display,
+            reason,
+        });
     }
     parse_probe_json(&display, &String::from_utf8_lossy(&out.stdout))
 }
@@ -242,18 +260,28 @@ pub async fn probe(tools: &Tools, path: &Path) -> Result<MediaInfo, ProbeError> 
 /// Counts the packets of the first video stream: the frame count, without decoding.
 pub async fn count_video_frames(tools: &Tools, path: &Path) -> Result<u64, ProbeError> {
     let args = [
-        "-v", "error", "-select_streams", "v:0", "-count_packets",
-        "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0",
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-count_packets",
+        "-show_entries",
+        "stream=nb_read_packets",
+        "-of",
+        "csv=p=0",
     ];
     let out = tools.ffprobe(&args, path).await?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.trim().trim_end_matches(',').parse().map_err(|_| ProbeError::NotMedia {
-        path: path.display().to_string(),
-        reason: format!(
-            "could not count its video frames: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-    })
+    text.trim()
+        .trim_end_matches(',')
+        .parse()
+        .map_err(|_| ProbeError::NotMedia {
+            path: path.display().to_string(),
+            reason: format!(
+                "could not count its video frames: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        })
 }
 
 #[cfg(test)]
@@ -271,7 +299,13 @@ mod tests {
           "format":{"format_name":"mov,mp4","duration":"12.5","bit_rate":"800000"}}"#;
         let info = parse_probe_json("x.mp4", json).expect("valid probe");
         let v = info.video.as_ref().expect("video");
-        assert_eq!(v.fps, Rational { num: 30000, den: 1001 });
+        assert_eq!(
+            v.fps,
+            Rational {
+                num: 30000,
+                den: 1001
+            }
+        );
         assert_eq!(v.rotation, 270);
         assert_eq!(v.display_size(), (1080, 1920));
         assert!(v.interlaced);
@@ -286,7 +320,10 @@ mod tests {
             parse_probe_json("a", r#"{"streams":[],"format":{}}"#),
             Err(ProbeError::NotMedia { .. })
         ));
-        assert!(matches!(parse_probe_json("a", "{"), Err(ProbeError::BadJson(_))));
+        assert!(matches!(
+            parse_probe_json("a", "{"),
+            Err(ProbeError::BadJson(_))
+        ));
         let bad_fps = r#"{"streams":[{"index":0,"codec_type":"video","width":2,"height":2,"avg_frame_rate":"0/0"}],"format":{}}"#;
         assert!(parse_probe_json("a", bad_fps).is_err());
     }

@@ -82,7 +82,15 @@ impl Codec {
     /// Whether `preset` is one this encoder accepts.
     pub fn preset_is_valid(self, preset: &str) -> bool {
         const X26X: &[&str] = &[
-            "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+            "ultrafast",
+            "superfast",
+            "veryfast",
+            "faster",
+            "fast",
+            "medium",
+            "slow",
+            "slower",
+            "veryslow",
         ];
         match self {
             Codec::H264 | Codec::H265 => X26X.contains(&preset),

@@ -85,7 +85,15 @@ mod tests {
     #[test]
     fn garbage_never_panics_and_negative_time_clamps() {
         let mut p = ProgressParser::default();
-        for l in ["", "=", "out_time_us=-5", "fps=nan", "speed=inf x", "\u{0}=\u{1}", "progress"] {
+        for l in [
+            "",
+            "=",
+            "out_time_us=-5",
+            "fps=nan",
+            "speed=inf x",
+            "\u{0}=\u{1}",
+            "progress",
+        ] {
             let _ = p.feed_line(l);
         }
         let r = p.feed_line("progress=continue");

@@ -34,9 +34,16 @@ const STDERR_TAIL_LINES: usize = 25;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("ffmpeg failed: {message}")]
-    Fatal { message: String, stderr_tail: Vec<String> },
+    Fatal {
+        message: String,
+        stderr_tail: Vec<String>,
+    },
     #[error("ffmpeg exited with {code}: {message}")]
-    Failed { code: String, message: String, stderr_tail: Vec<String> },
+    Failed {
+        code: String,
+        message: String,
+        stderr_tail: Vec<String>,
+    },
     #[error("ffmpeg was cancelled")]
     Cancelled,
     #[error("could not start ffmpeg: {0}")]
@@ -45,11 +52,16 @@ pub enum RunError {
 
 impl RunError {
     pub fn is_fatal(&self) -> bool {
-        matches!(self, RunError::Fatal { .. } | RunError::Cancelled | RunError::Spawn(_))
+        matches!(
+            self,
+            RunError::Fatal { .. } | RunError::Cancelled | RunError::Spawn(_)
+        )
     }
     pub fn stderr_tail(&self) -> &[String] {
         match self {
-            RunError::Fatal { stderr_tail, .. } | RunError::Failed { stderr_tail, .. } => stderr_tail,
+            RunError::Fatal { stderr_tail, .. } | RunError::Failed { stderr_tail, .. } => {
+                stderr_tail
+            }
             _ => &[],
         }
     }
@@ -71,7 +83,13 @@ pub async fn run_ffmpeg(
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let mut child = tokio::process::Command::new(&tools.ffmpeg)
-        .args(["-hide_banner", "-nostdin", "-nostats", "-progress", "pipe:1"])
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-nostats",
+            "-progress",
+            "pipe:1",
+        ])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -82,7 +100,9 @@ pub async fn run_ffmpeg(
         .map_err(RunError::Spawn)?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(RunError::Spawn(std::io::Error::other("ffmpeg pipes were not captured")));
+        return Err(RunError::Spawn(std::io::Error::other(
+            "ffmpeg pipes were not captured",
+        )));
     };
 
     let stderr_task = tokio::spawn(async move {
@@ -132,7 +152,10 @@ pub async fn run_ffmpeg(
     }
     let stderr_tail = stderr_task.await.unwrap_or_default();
     if status.success() {
-        return Ok(RunOutcome { elapsed_s: started.elapsed().as_secs_f64(), last_progress });
+        return Ok(RunOutcome {
+            elapsed_s: started.elapsed().as_secs_f64(),
+            last_progress,
+        });
     }
     let message = stderr_tail
         .iter()
@@ -140,10 +163,26 @@ pub async fn run_ffmpeg(
         .find(|l| !l.trim().is_empty())
         .cloned()
         .unwrap_or_else(|| "no error output".into());
-    if let Some(fatal) = FATAL_MESSAGES.iter().find(|m| stderr_tail.iter().any(|l| l.contains(*m))) {
-        let line = stderr_tail.iter().find(|l| l.contains(fatal)).cloned().unwrap_or(message);
-        return Err(RunError::Fatal { message: line, stderr_tail });
+    if let Some(fatal) = FATAL_MESSAGES
+        .iter()
+        .find(|m| stderr_tail.iter().any(|l| l.contains(*m)))
+    {
+        let line = stderr_tail
+            .iter()
+            .find(|l| l.contains(fatal))
+            .cloned()
+            .unwrap_or(message);
+        return Err(RunError::Fatal {
+            message: line,
+            stderr_tail,
+        });
     }
-    let code = status.code().map_or_else(|| "a signal".to_string(), |c| format!("code {c}"));
-    Err(RunError::Failed { code, message, stderr_tail })
+    let code = status
+        .code()
+        .map_or_else(|| "a signal".to_string(), |c| format!("code {c}"));
+    Err(RunError::Failed {
+        code,
+        message,
+        stderr_tail,
+    })
 }

@@ -7,7 +7,10 @@ use std::process::{Output, Stdio};
 #[derive(Debug, thiserror::Error)]
 pub enum FfmpegError {
     #[error("{tool} was not found on PATH; install it with `sudo apt-get install ffmpeg`, or set {env} to its path")]
-    Missing { tool: &'static str, env: &'static str },
+    Missing {
+        tool: &'static str,
+        env: &'static str,
+    },
     #[error("could not run {tool}: {source}")]
     Spawn {
         tool: String,
@@ -51,9 +54,20 @@ impl Tools {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|source| FfmpegError::Spawn { tool: ffmpeg.display().to_string(), source })?;
-        let version = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("unknown").to_string();
-        Ok(Tools { ffmpeg, ffprobe, version })
+            .map_err(|source| FfmpegError::Spawn {
+                tool: ffmpeg.display().to_string(),
+                source,
+            })?;
+        let version = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("unknown")
+            .to_string();
+        Ok(Tools {
+            ffmpeg,
+            ffprobe,
+            version,
+        })
     }
 
     /// Runs ffprobe with `args` then the input path, collecting its output.
@@ -66,7 +80,10 @@ impl Tools {
             .kill_on_drop(true)
             .output()
             .await
-            .map_err(|source| FfmpegError::Spawn { tool: self.ffprobe.display().to_string(), source })
+            .map_err(|source| FfmpegError::Spawn {
+                tool: self.ffprobe.display().to_string(),
+                source,
+            })
     }
 }
 
@@ -83,5 +100,8 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    items.into_iter().map(|s| s.as_ref().to_os_string()).collect()
+    items
+        .into_iter()
+        .map(|s| s.as_ref().to_os_string())
+        .collect()
 }

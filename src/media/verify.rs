@@ -31,25 +31,42 @@ pub enum VerifyError {
 }
 
 /// Probes `path` and compares it with `want`; returns the probe on success.
-pub async fn verify_output(tools: &Tools, path: &Path, want: &Expected<'_>) -> Result<MediaInfo, VerifyError> {
+pub async fn verify_output(
+    tools: &Tools,
+    path: &Path,
+    want: &Expected<'_>,
+) -> Result<MediaInfo, VerifyError> {
     if tokio::fs::metadata(path).await?.len() == 0 {
         return Err(VerifyError::Empty);
     }
     let info = probe(tools, path).await?;
-    let video = info.video.as_ref().ok_or_else(|| VerifyError::Mismatch("no video stream".into()))?;
+    let video = info
+        .video
+        .as_ref()
+        .ok_or_else(|| VerifyError::Mismatch("no video stream".into()))?;
     let fail = |m: String| Err(VerifyError::Mismatch(m));
     if video.codec != want.codec {
-        return fail(format!("video codec is {}, expected {}", video.codec, want.codec));
+        return fail(format!(
+            "video codec is {}, expected {}",
+            video.codec, want.codec
+        ));
     }
     if let Some(h) = want.height.filter(|h| *h != video.height) {
         return fail(format!("height is {}, expected {h}", video.height));
     }
     if info.has_audio() != want.has_audio {
-        return fail(format!("audio present: {}, expected {}", info.has_audio(), want.has_audio));
+        return fail(format!(
+            "audio present: {}, expected {}",
+            info.has_audio(),
+            want.has_audio
+        ));
     }
     if let Some((duration, tolerance)) = want.duration {
         if (info.duration - duration).abs() > tolerance + 1e-3 {
-            return fail(format!("duration {:.3}s differs from the source's {duration:.3}s", info.duration));
+            return fail(format!(
+                "duration {:.3}s differs from the source's {duration:.3}s",
+                info.duration
+            ));
         }
     }
     if let Some(audio) = info.audio.first() {

@@ -18,7 +18,9 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("state record unreadable: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("state record has version {0}, this spool reads version {RECORD_VERSION}; upgrade spool")]
+    #[error(
+        "state record has version {0}, this spool reads version {RECORD_VERSION}; upgrade spool"
+    )]
     Version(u32),
 }
 
@@ -27,10 +29,16 @@ impl StoreError {
         let dir = dir.display().to_string();
         match e {
             // sled wraps the flock failure in its own message, so match on both.
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("acquire lock") => {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("acquire lock") =>
+            {
                 StoreError::Locked { dir }
             }
-            other => StoreError::Open { dir, reason: other.to_string() },
+            other => StoreError::Open {
+                dir,
+                reason: other.to_string(),
+            },
         }
     }
 }
@@ -60,30 +68,72 @@ mod tests {
 
     fn job(id: &str) -> JobRecord {
         JobRecord {
-            id: id.into(), input: "in.mp4".into(), input_md5: "m".into(), input_size: 1,
-            workflow_name: "w".into(), workflow_hash: "h".into(), out_dir: "o".into(),
-            status: JobStatus::Running, created_ms: 1, updated_ms: 1, fallback_reason: None,
-            error: None, stderr_tail: vec![], manifest: None, chunks: 2, reused_chunks: 0, progress: 0.0,
+            id: id.into(),
+            input: "in.mp4".into(),
+            input_md5: "m".into(),
+            input_size: 1,
+            workflow_name: "w".into(),
+            workflow_hash: "h".into(),
+            out_dir: "o".into(),
+            status: JobStatus::Running,
+            created_ms: 1,
+            updated_ms: 1,
+            fallback_reason: None,
+            error: None,
+            stderr_tail: vec![],
+            manifest: None,
+            chunks: 2,
+            reused_chunks: 0,
+            progress: 0.0,
         }
     }
 
     fn task(job: &str, index: u32, status: TaskStatus) -> TaskRecord {
-        TaskRecord { job: job.into(), index, chunk: Some(index), rungs: vec!["a".into()], status,
-            attempts: 0, progress: 0.0, reused_rungs: 0, error: None }
+        TaskRecord {
+            job: job.into(),
+            index,
+            chunk: Some(index),
+            rungs: vec!["a".into()],
+            status,
+            attempts: 0,
+            progress: 0.0,
+            reused_rungs: 0,
+            error: None,
+        }
     }
 
     #[test]
     fn jobs_tasks_cache_survive_reopen_and_recovery() -> Result<(), StoreError> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Open { dir: "tmp".into(), reason: e.to_string() })?;
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Open {
+            dir: "tmp".into(),
+            reason: e.to_string(),
+        })?;
         {
             let repo = SledRepo::open(dir.path())?;
-            repo.create_job(&job("j1"), &[task("j1", 0, TaskStatus::Running), task("j1", 1, TaskStatus::Pending)])?;
-            let cache = CacheRecord { key: "k".into(), chunk_md5: "m".into(), chunk_sha256: "s".into(),
-                chunk_size: 1, path: "p".into(), bytes: 1, frames: 1, created_ms: 1 };
+            repo.create_job(
+                &job("j1"),
+                &[
+                    task("j1", 0, TaskStatus::Running),
+                    task("j1", 1, TaskStatus::Pending),
+                ],
+            )?;
+            let cache = CacheRecord {
+                key: "k".into(),
+                chunk_md5: "m".into(),
+                chunk_sha256: "s".into(),
+                chunk_size: 1,
+                path: "p".into(),
+                bytes: 1,
+                frames: 1,
+                created_ms: 1,
+            };
             repo.finish_task(&task("j1", 1, TaskStatus::Done), &[cache])?;
             // A second open of the same directory is refused while the first holds it.
             let second = SledRepo::open(dir.path()).err().map(|e| e.to_string());
-            assert!(second.as_deref().is_some_and(|e| e.contains("in use")), "{second:?}");
+            assert!(
+                second.as_deref().is_some_and(|e| e.contains("in use")),
+                "{second:?}"
+            );
             repo.flush()?;
         }
         let repo = SledRepo::open(dir.path())?;

@@ -23,7 +23,10 @@ struct Envelope<T> {
 }
 
 fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
-    Ok(serde_json::to_vec(&Envelope { v: RECORD_VERSION, record })?)
+    Ok(serde_json::to_vec(&Envelope {
+        v: RECORD_VERSION,
+        record,
+    })?)
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -61,7 +64,10 @@ impl SledRepo {
     }
 
     fn scan<T: DeserializeOwned>(tree: &sled::Tree, prefix: &str) -> Result<Vec<T>, StoreError> {
-        tree.scan_prefix(prefix).values().map(|v| decode(&v?)).collect()
+        tree.scan_prefix(prefix)
+            .values()
+            .map(|v| decode(&v?))
+            .collect()
     }
 }
 
@@ -73,7 +79,11 @@ impl Repo for SledRepo {
             .map(|t| Ok((task_key(&t.job, t.index), encode(t)?)))
             .collect::<Result<_, StoreError>>()?;
         // Old tasks of a resumed job go in the same transaction as the new plan.
-        let stale: Vec<sled::IVec> = self.tasks.scan_prefix(format!("{}/", job.id)).keys().collect::<Result<_, _>>()?;
+        let stale: Vec<sled::IVec> = self
+            .tasks
+            .scan_prefix(format!("{}/", job.id))
+            .keys()
+            .collect::<Result<_, _>>()?;
         (&self.jobs, &self.tasks)
             .transaction(|(jobs, task_tree)| {
                 for k in &stale {
@@ -94,7 +104,10 @@ impl Repo for SledRepo {
     }
 
     fn get_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        self.jobs.get(id.as_bytes())?.map(|v| decode(&v)).transpose()
+        self.jobs
+            .get(id.as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
@@ -102,7 +115,8 @@ impl Repo for SledRepo {
     }
 
     fn put_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
-        self.tasks.insert(task_key(&task.job, task.index).as_bytes(), encode(task)?)?;
+        self.tasks
+            .insert(task_key(&task.job, task.index).as_bytes(), encode(task)?)?;
         Ok(())
     }
 
@@ -112,8 +126,10 @@ impl Repo for SledRepo {
 
     fn finish_task(&self, task: &TaskRecord, cached: &[CacheRecord]) -> Result<(), StoreError> {
         let task_bytes = encode(task)?;
-        let entries: Vec<(String, Vec<u8>)> =
-            cached.iter().map(|c| Ok((c.key.clone(), encode(c)?))).collect::<Result<_, StoreError>>()?;
+        let entries: Vec<(String, Vec<u8>)> = cached
+            .iter()
+            .map(|c| Ok((c.key.clone(), encode(c)?)))
+            .collect::<Result<_, StoreError>>()?;
         let key = task_key(&task.job, task.index);
         (&self.tasks, &self.cache)
             .transaction(|(tasks, cache)| {
@@ -130,7 +146,10 @@ impl Repo for SledRepo {
     }
 
     fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>, StoreError> {
-        self.cache.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
+        self.cache
+            .get(key.as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     fn cache_remove(&self, key: &str) -> Result<(), StoreError> {

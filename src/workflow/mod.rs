@@ -25,11 +25,20 @@ pub struct LoadedWorkflow {
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
     #[error("{source_name}: cannot read: {error}")]
-    Read { source_name: String, error: std::io::Error },
+    Read {
+        source_name: String,
+        error: std::io::Error,
+    },
     #[error("{source_name}:{}", describe_yaml(.error))]
-    Parse { source_name: String, error: serde_yaml::Error },
+    Parse {
+        source_name: String,
+        error: serde_yaml::Error,
+    },
     #[error("{source_name}: {} problem(s):{}", .errors.len(), list(.errors))]
-    Invalid { source_name: String, errors: Vec<FieldError> },
+    Invalid {
+        source_name: String,
+        errors: Vec<FieldError>,
+    },
 }
 
 fn describe_yaml(e: &serde_yaml::Error) -> String {
@@ -40,23 +49,38 @@ fn describe_yaml(e: &serde_yaml::Error) -> String {
 }
 
 fn list(errors: &[FieldError]) -> String {
-    errors.iter().map(|e| format!("\n  - {}: {}", e.path, e.message)).collect()
+    errors
+        .iter()
+        .map(|e| format!("\n  - {}: {}", e.path, e.message))
+        .collect()
 }
 
 /// Parses and validates workflow text. `source_name` names it in errors.
 pub fn load_str(text: &str, source_name: &str) -> Result<LoadedWorkflow, WorkflowError> {
-    let workflow: Workflow = serde_yaml::from_str(text)
-        .map_err(|error| WorkflowError::Parse { source_name: source_name.into(), error })?;
+    let workflow: Workflow = serde_yaml::from_str(text).map_err(|error| WorkflowError::Parse {
+        source_name: source_name.into(),
+        error,
+    })?;
     let errors = validate::validate(&workflow);
     if !errors.is_empty() {
-        return Err(WorkflowError::Invalid { source_name: source_name.into(), errors });
+        return Err(WorkflowError::Invalid {
+            source_name: source_name.into(),
+            errors,
+        });
     }
-    Ok(LoadedWorkflow { workflow, content_hash: sha256_hex(text.as_bytes()), source: source_name.into() })
+    Ok(LoadedWorkflow {
+        workflow,
+        content_hash: sha256_hex(text.as_bytes()),
+        source: source_name.into(),
+    })
 }
 
 pub fn load_file(path: &Path) -> Result<LoadedWorkflow, WorkflowError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| WorkflowError::Read { source_name: name.clone(), error })?;
+    let text = std::fs::read_to_string(path).map_err(|error| WorkflowError::Read {
+        source_name: name.clone(),
+        error,
+    })?;
     load_str(&text, &name)
 }
 
@@ -77,8 +101,14 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused_with_a_location() {
         let text = "version: 1\nname: x\nprofiles: []\nchunkin: {}\n";
-        let e = load_str(text, "w.yaml").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains("w.yaml:4:1") && e.contains("unknown field `chunkin`"), "{e}");
+        let e = load_str(text, "w.yaml")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("w.yaml:4:1") && e.contains("unknown field `chunkin`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -34,7 +34,11 @@ pub struct Chunking {
 
 impl Default for Chunking {
     fn default() -> Self {
-        Chunking { enabled: true, segment_seconds: 6.0, min_duration_seconds: 20.0 }
+        Chunking {
+            enabled: true,
+            segment_seconds: 6.0,
+            min_duration_seconds: 20.0,
+        }
     }
 }
 
@@ -58,7 +62,11 @@ pub struct EncodeSettings {
 
 impl Default for EncodeSettings {
     fn default() -> Self {
-        EncodeSettings { mode: EncodeMode::Ladder, keyframe_interval_seconds: 2.0, concurrency: None }
+        EncodeSettings {
+            mode: EncodeMode::Ladder,
+            keyframe_interval_seconds: 2.0,
+            concurrency: None,
+        }
     }
 }
 
@@ -71,7 +79,10 @@ pub struct Retries {
 
 impl Default for Retries {
     fn default() -> Self {
-        Retries { max_attempts: 3, backoff_seconds: 2.0 }
+        Retries {
+            max_attempts: 3,
+            backoff_seconds: 2.0,
+        }
     }
 }
 
@@ -84,7 +95,9 @@ pub struct Output {
 
 impl Default for Output {
     fn default() -> Self {
-        Output { naming: "{stem}.{profile}.{ext}".into() }
+        Output {
+            naming: "{stem}.{profile}.{ext}".into(),
+        }
     }
 }
 
@@ -100,7 +113,13 @@ pub struct Gif {
 
 impl Default for Gif {
     fn default() -> Self {
-        Gif { enabled: false, width: 344, fps: 10, start_seconds: 3.0, duration_seconds: 25.0 }
+        Gif {
+            enabled: false,
+            width: 344,
+            fps: 10,
+            start_seconds: 3.0,
+            duration_seconds: 25.0,
+        }
     }
 }
 

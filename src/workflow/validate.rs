@@ -16,31 +16,56 @@ const NAMING_PLACEHOLDERS: &[&str] = &["stem", "profile", "codec", "height", "ex
 
 pub fn validate(w: &Workflow) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    let mut err = |path: &str, message: String| errors.push(FieldError { path: path.into(), message });
+    let mut err = |path: &str, message: String| {
+        errors.push(FieldError {
+            path: path.into(),
+            message,
+        })
+    };
     if w.version != 1 {
-        err("version", format!("unsupported workflow version {}; this spool reads version 1", w.version));
+        err(
+            "version",
+            format!(
+                "unsupported workflow version {}; this spool reads version 1",
+                w.version
+            ),
+        );
     }
     if w.name.trim().is_empty() {
         err("name", "must not be empty".into());
     }
     let c = &w.chunking;
     if !(c.segment_seconds.is_finite() && c.segment_seconds > 0.0 && c.segment_seconds <= 600.0) {
-        err("chunking.segment_seconds", format!("must be > 0 and ≤ 600, got {}", c.segment_seconds));
+        err(
+            "chunking.segment_seconds",
+            format!("must be > 0 and ≤ 600, got {}", c.segment_seconds),
+        );
     }
     if !(c.min_duration_seconds.is_finite() && c.min_duration_seconds >= 0.0) {
-        err("chunking.min_duration_seconds", format!("must be ≥ 0, got {}", c.min_duration_seconds));
+        err(
+            "chunking.min_duration_seconds",
+            format!("must be ≥ 0, got {}", c.min_duration_seconds),
+        );
     }
     let k = w.encode.keyframe_interval_seconds;
     if !(k.is_finite() && k > 0.0 && k <= 20.0) {
-        err("encode.keyframe_interval_seconds", format!("must be > 0 and ≤ 20, got {k}"));
+        err(
+            "encode.keyframe_interval_seconds",
+            format!("must be > 0 and ≤ 20, got {k}"),
+        );
     }
     if w.encode.concurrency == Some(0) {
         err("encode.concurrency", "must be at least 1".into());
     }
     if w.retries.max_attempts == 0 || w.retries.max_attempts > 20 {
-        err("retries.max_attempts", format!("must be 1 to 20, got {}", w.retries.max_attempts));
+        err(
+            "retries.max_attempts",
+            format!("must be 1 to 20, got {}", w.retries.max_attempts),
+        );
     }
-    if !(w.retries.backoff_seconds.is_finite() && (0.0..=3600.0).contains(&w.retries.backoff_seconds)) {
+    if !(w.retries.backoff_seconds.is_finite()
+        && (0.0..=3600.0).contains(&w.retries.backoff_seconds))
+    {
         err("retries.backoff_seconds", "must be 0 to 3600".into());
     }
     for message in naming_problems(&w.output.naming) {
@@ -48,12 +73,18 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
     }
     if w.gif.enabled {
         if !(16..=1920).contains(&w.gif.width) {
-            err("gif.width", format!("must be 16 to 1920, got {}", w.gif.width));
+            err(
+                "gif.width",
+                format!("must be 16 to 1920, got {}", w.gif.width),
+            );
         }
         if !(1..=30).contains(&w.gif.fps) {
             err("gif.fps", format!("must be 1 to 30, got {}", w.gif.fps));
         }
-        if !(w.gif.duration_seconds.is_finite() && w.gif.duration_seconds > 0.0 && w.gif.duration_seconds <= 120.0) {
+        if !(w.gif.duration_seconds.is_finite()
+            && w.gif.duration_seconds > 0.0
+            && w.gif.duration_seconds <= 120.0)
+        {
             err("gif.duration_seconds", "must be > 0 and ≤ 120".into());
         }
         if !(w.gif.start_seconds.is_finite() && w.gif.start_seconds >= 0.0) {
@@ -66,25 +97,61 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
     let mut names = HashSet::new();
     for (i, p) in w.profiles.iter().enumerate() {
         let at = |field: &str| format!("profiles[{i}].{field}");
-        if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            err(&at("name"), format!("{:?}: use letters, digits, '-', '_' and '.' only", p.name));
+        if p.name.is_empty()
+            || !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            err(
+                &at("name"),
+                format!("{:?}: use letters, digits, '-', '_' and '.' only", p.name),
+            );
         } else if !names.insert(p.name.as_str()) {
-            err(&at("name"), format!("{:?} is used by an earlier profile", p.name));
+            err(
+                &at("name"),
+                format!("{:?} is used by an earlier profile", p.name),
+            );
         }
         if !(MIN_HEIGHT..=MAX_HEIGHT).contains(&p.height) || p.height % 2 != 0 {
-            err(&at("height"), format!("must be an even number from {MIN_HEIGHT} to {MAX_HEIGHT}, got {}", p.height));
+            err(
+                &at("height"),
+                format!(
+                    "must be an even number from {MIN_HEIGHT} to {MAX_HEIGHT}, got {}",
+                    p.height
+                ),
+            );
         }
         if let Some(crf) = p.crf.filter(|c| !p.codec.crf_range().contains(c)) {
-            err(&at("crf"), format!("{crf} is outside {:?} for {}", p.codec.crf_range(), p.codec.name()));
+            err(
+                &at("crf"),
+                format!(
+                    "{crf} is outside {:?} for {}",
+                    p.codec.crf_range(),
+                    p.codec.name()
+                ),
+            );
         }
         if p.rate_control == RateControl::TwoPass && p.crf.is_some() {
-            err(&at("crf"), "a two_pass profile targets a bitrate; remove crf".into());
+            err(
+                &at("crf"),
+                "a two_pass profile targets a bitrate; remove crf".into(),
+            );
         }
         if let Some(preset) = p.preset.as_deref().filter(|s| !p.codec.preset_is_valid(s)) {
-            err(&at("preset"), format!("{preset:?} is not a {} preset", p.codec.encoder()));
+            err(
+                &at("preset"),
+                format!("{preset:?} is not a {} preset", p.codec.encoder()),
+            );
         }
         if p.rate_control == RateControl::TwoPass && !p.codec.supports_two_pass() {
-            err(&at("rate_control"), format!("two_pass is not available for {} in ffmpeg 5.1; use crf", p.codec.name()));
+            err(
+                &at("rate_control"),
+                format!(
+                    "two_pass is not available for {} in ffmpeg 5.1; use crf",
+                    p.codec.name()
+                ),
+            );
         }
         if p.bitrate_kbps.is_some_and(|b| !(50..=200_000).contains(&b)) {
             err(&at("bitrate_kbps"), "must be 50 to 200000".into());
@@ -94,7 +161,10 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
         }
     }
     if w.profiles.len() > 1 && !w.output.naming.contains("{profile}") {
-        err("output.naming", "must contain {profile} when there is more than one profile".into());
+        err(
+            "output.naming",
+            "must contain {profile} when there is more than one profile".into(),
+        );
     }
     errors
 }
@@ -102,7 +172,9 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
 fn naming_problems(template: &str) -> Vec<String> {
     let mut problems = Vec::new();
     if template.contains('/') || template.contains('\\') || template.starts_with('.') {
-        problems.push(format!("{template:?}: a file name, not a path, and not hidden"));
+        problems.push(format!(
+            "{template:?}: a file name, not a path, and not hidden"
+        ));
     }
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -112,7 +184,10 @@ fn naming_problems(template: &str) -> Vec<String> {
         };
         let key = &rest[open + 1..open + close];
         if !NAMING_PLACEHOLDERS.contains(&key) {
-            problems.push(format!("unknown placeholder {{{key}}}; known: {}", NAMING_PLACEHOLDERS.join(", ")));
+            problems.push(format!(
+                "unknown placeholder {{{key}}}; known: {}",
+                NAMING_PLACEHOLDERS.join(", ")
+            ));
         }
         rest = &rest[open + close + 1..];
     }

@@ -13,16 +13,41 @@ pub enum Audio {
 }
 
 /// Makes a test clip with lavfi sources; GOP of one second so segments cut at whole seconds.
-pub fn make_clip(path: &Path, size: &str, fps: u32, seconds: u32, audio: Audio) -> Result<(), String> {
+pub fn make_clip(
+    path: &Path,
+    size: &str,
+    fps: u32,
+    seconds: u32,
+    audio: Audio,
+) -> Result<(), String> {
     let mut args: Vec<String> = vec![
-        "-hide_banner".into(), "-loglevel".into(), "error".into(), "-y".into(),
-        "-f".into(), "lavfi".into(), "-i".into(), format!("testsrc2=s={size}:r={fps}:d={seconds}"),
+        "-hide_banner".into(),
+        "-loglevel".into(),
+        "error".into(),
+        "-y".into(),
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("testsrc2=s={size}:r={fps}:d={seconds}"),
     ];
     if let Audio::Bursts = audio {
         args.extend(["-f", "lavfi", "-i"].map(String::from));
-        args.push(format!("aevalsrc=0.5*sin(2*PI*1000*t)*lt(mod(t\\,1)\\,0.1):s=48000:d={seconds}"));
+        args.push(format!(
+            "aevalsrc=0.5*sin(2*PI*1000*t)*lt(mod(t\\,1)\\,0.1):s=48000:d={seconds}"
+        ));
     }
-    args.extend(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g"].map(String::from));
+    args.extend(
+        [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+        ]
+        .map(String::from),
+    );
     args.push(fps.to_string());
     if let Audio::Bursts = audio {
         args.extend(["-c:a", "aac", "-b:a", "128k"].map(String::from));
@@ -32,11 +57,17 @@ pub fn make_clip(path: &Path, size: &str, fps: u32, seconds: u32, audio: Audio) 
 }
 
 pub fn run_ok(program: &str, args: &[String]) -> Result<(), String> {
-    let out = Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{program} failed: {}", String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{program} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -64,7 +95,8 @@ pub fn write_workflow(dir: &Path, name: &str, extra: &str) -> Result<PathBuf, st
 }
 
 pub fn spool() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("spool").unwrap_or_else(|e| unreachable!("spool binary: {e}"));
+    let mut cmd = assert_cmd::Command::cargo_bin("spool")
+        .unwrap_or_else(|e| unreachable!("spool binary: {e}"));
     cmd.env("SPOOL_LOG", "spool=info");
     cmd
 }
@@ -87,7 +119,17 @@ pub fn read_json(path: &Path) -> Result<serde_json::Value, Box<dyn std::error::E
 
 pub fn ffprobe(path: &Path, entries: &str, stream: &str) -> Result<String, String> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", stream, "-count_packets", "-show_entries", entries, "-of", "default=nw=1"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-count_packets",
+            "-show_entries",
+            entries,
+            "-of",
+            "default=nw=1",
+        ])
         .arg(path)
         .output()
         .map_err(|e| e.to_string())?;
@@ -96,7 +138,8 @@ pub fn ffprobe(path: &Path, entries: &str, stream: &str) -> Result<String, Strin
 
 pub fn probe_value(path: &Path, stream: &str, key: &str) -> Option<f64> {
     let text = ffprobe(path, &format!("stream={key}"), stream).ok()?;
-    text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))?.parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}="))?.parse().ok())
 }
 
 /// Decodes the audio and returns where each tone burst starts, in seconds (1 ms windows).
@@ -104,12 +147,21 @@ pub fn burst_onsets(path: &Path) -> Result<Vec<f64>, String> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
-        .args(["-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "f32le", "-"])
+        .args([
+            "-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "f32le", "-",
+        ])
         .output()
         .map_err(|e| e.to_string())?;
-    let samples: Vec<f32> = out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let samples: Vec<f32> = out
+        .stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     let window = 48;
-    let peaks: Vec<f32> = samples.chunks(window).map(|w| w.iter().fold(0f32, |m, s| m.max(s.abs()))).collect();
+    let peaks: Vec<f32> = samples
+        .chunks(window)
+        .map(|w| w.iter().fold(0f32, |m, s| m.max(s.abs())))
+        .collect();
     let mut onsets = Vec::new();
     let mut quiet_for = 100;
     for (i, p) in peaks.iter().enumerate() {
@@ -144,11 +196,17 @@ pub fn find_files(dir: &Path, needle: &str) -> Vec<PathBuf> {
 
 /// ffmpeg processes whose arguments mention `needle`.
 pub fn ffmpeg_processes_mentioning(needle: &str) -> usize {
-    let Ok(procs) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     procs
         .flatten()
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|c| c.split(|b| *b == 0).next().is_some_and(|a| a.ends_with(b"ffmpeg")))
+        .filter(|c| {
+            c.split(|b| *b == 0)
+                .next()
+                .is_some_and(|a| a.ends_with(b"ffmpeg"))
+        })
         .filter(|c| String::from_utf8_lossy(c).contains(needle))
         .count()
 }
