@@ -60,6 +60,9 @@ enum Command {
         /// Append each ffmpeg argv as a JSON line to FILE (the benchmark replays it).
         #[arg(long, value_name = "FILE", hide = true)]
         trace_commands: Option<PathBuf>,
+        /// Keep each job's work directory (for the benchmark's replay).
+        #[arg(long, hide = true)]
+        keep_work: bool,
     },
     /// List jobs and their tasks from the state store.
     Status {
@@ -172,8 +175,13 @@ async fn dispatch(command: Command) -> Result<u8> {
             force,
             concurrency,
             trace_commands,
+            keep_work,
         } => {
             let wf = load_workflow(workflow.as_deref())?;
+            let debug = DebugOpts {
+                trace_commands,
+                keep_work,
+            };
             run(
                 &inputs,
                 wf,
@@ -182,7 +190,7 @@ async fn dispatch(command: Command) -> Result<u8> {
                 json,
                 force,
                 concurrency,
-                trace_commands,
+                debug,
             )
             .await
         }
@@ -233,11 +241,18 @@ async fn dispatch(command: Command) -> Result<u8> {
                 false,
                 false,
                 None,
-                None,
+                DebugOpts::default(),
             )
             .await
         }
     }
+}
+
+/// Hidden options the benchmark uses.
+#[derive(Default)]
+struct DebugOpts {
+    trace_commands: Option<PathBuf>,
+    keep_work: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -249,7 +264,7 @@ async fn run(
     json: bool,
     force: bool,
     concurrency: Option<usize>,
-    trace_commands: Option<PathBuf>,
+    debug: DebugOpts,
 ) -> Result<u8> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let concurrency = concurrency
@@ -264,7 +279,8 @@ async fn run(
     let cfg = EngineConfig {
         state_dir: state.to_path_buf(),
         concurrency,
-        trace_commands,
+        trace_commands: debug.trace_commands,
+        keep_work: debug.keep_work,
     };
     let engine = Engine::open(cfg, tx, shutdown.clone()).await?;
     let outcomes = engine.run_all(inputs, &Arc::new(wf), out, force).await;

@@ -175,7 +175,9 @@ impl Engine {
             force,
         };
         let result = ctx.pipeline(&digest, &out_dir, &mut record).await;
-        let _ = tokio::fs::remove_dir_all(&ctx.work).await;
+        if !self.keep_work {
+            let _ = tokio::fs::remove_dir_all(&ctx.work).await;
+        }
         if let Ok(mut running) = self.running.lock() {
             running.remove(&id);
         }
@@ -260,6 +262,7 @@ impl JobCtx<'_> {
                 media.stream_types.join(", ")
             )));
         };
+        // Counted by demuxing, not trusted from the header (nb_frames can lie).
         let source_frames = count_video_frames(&engine.tools, self.input)
             .await
             .map_err(|e| JobFailure::new(e.to_string()))?;
@@ -443,14 +446,20 @@ impl JobCtx<'_> {
             Ok(_) => return Ok(Err("the segment muxer wrote no chunks".into())),
             Err(e) => return Ok(Err(format!("unreadable segment list: {e}"))),
         };
-        let mut chunks = Vec::new();
-        for (i, seg) in segments.iter().enumerate() {
+        // Hash and count every chunk at once: each count is an ffprobe start (~80 ms).
+        let inspected = futures::future::join_all(segments.iter().map(|seg| async move {
             let path = seg.path.clone();
             let digest = tokio::task::spawn_blocking(move || digest_file(&path)).await;
+            let frames = count_video_frames(&self.engine.tools, &seg.path).await;
+            (digest, frames)
+        }))
+        .await;
+        let mut chunks = Vec::new();
+        for (i, (seg, (digest, frames))) in segments.iter().zip(inspected).enumerate() {
             let Ok(Ok(digest)) = digest else {
                 return Ok(Err(format!("chunk {i} could not be hashed")));
             };
-            let frames = match count_video_frames(&self.engine.tools, &seg.path).await {
+            let frames = match frames {
                 Ok(n) => n,
                 Err(e) => return Ok(Err(format!("chunk {i} is unreadable: {e}"))),
             };

@@ -87,6 +87,8 @@ pub struct EngineConfig {
     pub concurrency: usize,
     /// Append every ffmpeg argv as a JSON line here (used by the benchmark's replay).
     pub trace_commands: Option<PathBuf>,
+    /// Leave work directories in place after a job (the benchmark replays against them).
+    pub keep_work: bool,
 }
 
 pub struct Engine {
@@ -102,6 +104,7 @@ pub struct Engine {
     running: Mutex<HashMap<String, CancellationToken>>,
     trace: Option<Arc<Mutex<std::fs::File>>>,
     job_seq: AtomicU64,
+    keep_work: bool,
 }
 
 fn ensure_dir(path: &Path) -> Result<(), EngineError> {
@@ -183,6 +186,7 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
             trace,
             job_seq: AtomicU64::new(0),
+            keep_work: cfg.keep_work,
         }))
     }
 

@@ -58,15 +58,19 @@ pub(super) async fn run_task(
     };
     let task_index = record.index as usize;
     let mut paths: Vec<Option<PathBuf>> = vec![None; spec.rungs.len()];
-    let mut keys = Vec::new();
-    for (slot, r) in spec.rungs.iter().enumerate() {
-        let key = cache_key(&chunk.digest, &fingerprint(&engine.tools, &rungs[*r]));
-        if !ctx.force {
-            match engine
-                .cache
-                .lookup(&engine.tools, &key, &chunk.digest, chunk.frames)
-                .await
-            {
+    let keys: Vec<String> = spec
+        .rungs
+        .iter()
+        .map(|r| cache_key(&chunk.digest, &fingerprint(&engine.tools, &rungs[*r])))
+        .collect();
+    if !ctx.force {
+        // Every rung's cache check at once: each costs an ffprobe start.
+        let lookups = keys
+            .iter()
+            .map(|key| engine.cache.lookup(&engine.tools, key, &chunk.digest, chunk.frames));
+        let found = futures::future::join_all(lookups).await;
+        for ((slot, key), hit) in keys.iter().enumerate().zip(found) {
+            match hit {
                 Ok(Ok(path)) => paths[slot] = Some(path),
                 Ok(Err(Miss::Collision)) => {
                     tracing::warn!(job = %ctx.id, %key, "MD5 collision: same MD5, different SHA-256; encoding")
@@ -78,7 +82,6 @@ pub(super) async fn run_task(
                 Err(e) => return Err(JobFailure::new(e.to_string())),
             }
         }
-        keys.push(key);
     }
     let reused = paths.iter().filter(|p| p.is_some()).count();
     let missing: Vec<usize> = (0..spec.rungs.len())
@@ -240,12 +243,9 @@ pub(super) async fn run_task(
 }
 
 /// Each encoded chunk must hold exactly the chunk's frames, in the right codec and height.
-async fn verify_chunks(
-    ctx: &JobCtx<'_>,
-    outputs: &[EncodeOutput],
-    frames: u64,
-) -> Result<(), RunError> {
-    for o in outputs {
+/// The outputs are checked at once, one ffprobe each.
+async fn verify_chunks(ctx: &JobCtx<'_>, outputs: &[EncodeOutput], frames: u64) -> Result<(), RunError> {
+    let checks = outputs.iter().map(|o| async move {
         let want = Expected {
             codec: o.rung.codec.probe_name(),
             height: Some(o.rung.height),
@@ -254,13 +254,12 @@ async fn verify_chunks(
             has_audio: false,
             max_av_start_gap_s: 0.0,
         };
-        if let Err(e) = verify_output(&ctx.engine.tools, &o.path, &want).await {
-            return Err(RunError::Failed {
-                code: "0".into(),
-                message: format!("encoded {} is wrong: {e}", o.rung.name),
-                stderr_tail: Vec::new(),
-            });
-        }
+        verify_output(&ctx.engine.tools, &o.path, &want)
+            .await
+            .map_err(|e| format!("encoded {} is wrong: {e}", o.rung.name))
+    });
+    match futures::future::join_all(checks).await.into_iter().find_map(Result::err) {
+        None => Ok(()),
+        Some(message) => Err(RunError::Failed { code: "0".into(), message, stderr_tail: Vec::new() }),
     }
-    Ok(())
 }

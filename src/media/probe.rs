@@ -37,6 +37,8 @@ pub struct VideoStream {
     pub interlaced: bool,
     pub bit_rate: Option<u64>,
     pub start_time: f64,
+    /// Packet count, when probed with frame counting.
+    pub frames: Option<u64>,
 }
 
 impl VideoStream {
@@ -119,6 +121,7 @@ struct RawStream {
     duration: Option<String>,
     sample_rate: Option<String>,
     channels: Option<u32>,
+    nb_read_packets: Option<String>,
     tags: Option<serde_json::Map<String, serde_json::Value>>,
     side_data_list: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
     disposition: Option<serde_json::Map<String, serde_json::Value>>,
@@ -195,6 +198,7 @@ pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError>
                 interlaced: matches!(s.field_order.as_deref(), Some("tt" | "bb" | "tb" | "bt")),
                 bit_rate: num(&s.bit_rate),
                 start_time: finite(num(&s.start_time)).unwrap_or(0.0),
+                frames: num(&s.nb_read_packets),
             })
         })
         .transpose()?;
@@ -233,15 +237,26 @@ pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError>
 
 /// Probes a file with ffprobe.
 pub async fn probe(tools: &Tools, path: &Path) -> Result<MediaInfo, ProbeError> {
+    probe_inner(tools, path, false).await
+}
+
+/// Probes a file and counts its video packets (the frame count) in the same ffprobe run:
+/// one process instead of two, which matters at ~80 ms per ffprobe start.
+pub async fn probe_counting_frames(tools: &Tools, path: &Path) -> Result<(MediaInfo, u64), ProbeError> {
+    let info = probe_inner(tools, path, true).await?;
+    let frames = info.video.as_ref().and_then(|v| v.frames).ok_or_else(|| ProbeError::NotMedia {
+        path: path.display().to_string(),
+        reason: "could not count its video frames".into(),
+    })?;
+    Ok((info, frames))
+}
+
+async fn probe_inner(tools: &Tools, path: &Path, count: bool) -> Result<MediaInfo, ProbeError> {
     let display = path.display().to_string();
-    let args = [
-        "-v",
-        "error",
-        "-print_format",
-        "json",
-        "-show_format",
-        "-show_streams",
-    ];
+    let mut args = vec!["-v", "error", "-print_format", "json", "-show_format", "-show_streams"];
+    if count {
+        args.push("-count_packets");
+    }
     let out = tools.ffprobe(&args, path).await?;
     if !out.status.success() {
         let reason = String::from_utf8_lossy(&out.stderr);

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::probe::{count_video_frames, probe, MediaInfo, ProbeError};
+use super::probe::{probe, probe_counting_frames, MediaInfo, ProbeError};
 use super::tools::Tools;
 
 /// What an output must match.
@@ -39,7 +39,11 @@ pub async fn verify_output(
     if tokio::fs::metadata(path).await?.len() == 0 {
         return Err(VerifyError::Empty);
     }
-    let info = probe(tools, path).await?;
+    // One ffprobe run does both the probe and the frame count.
+    let (info, counted) = match want.frames {
+        Some(_) => probe_counting_frames(tools, path).await.map(|(i, n)| (i, Some(n)))?,
+        None => (probe(tools, path).await?, None),
+    };
     let video = info
         .video
         .as_ref()
@@ -75,8 +79,7 @@ pub async fn verify_output(
             return fail(format!("audio starts {gap:.3}s away from video"));
         }
     }
-    if let Some(frames) = want.frames {
-        let got = count_video_frames(tools, path).await?;
+    if let (Some(frames), Some(got)) = (want.frames, counted) {
         if got != frames {
             return fail(format!("{got} video frames, expected {frames}"));
         }
