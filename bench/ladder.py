@@ -65,9 +65,10 @@ def replay(trace, jobs):
     def go():
         for argv in phase("segment"):
             ffmpeg(argv)
-        for name in ("encode", "join"):
+        # Audio and video encodes share the pool, audio first, as in spool.
+        for names in (("audio", "encode"), ("join",)):
             with ThreadPoolExecutor(jobs) as pool:
-                list(pool.map(ffmpeg, phase(name)))
+                list(pool.map(ffmpeg, [argv for n in names for argv in phase(n)]))
     return timed(go)
 
 

@@ -170,6 +170,16 @@ fn two_pass_and_per_rung_mode_with_vp9_and_upscaled_always_rung() -> TestResult 
     assert_eq!(probe_value(&h264, "v:0", "nb_read_packets"), Some(75.0));
     assert_eq!(probe_value(&vp9, "v:0", "nb_read_packets"), Some(75.0));
     assert!(ffprobe(&vp9, "stream=codec_name", "a")?.contains("opus"));
+    for file in [&h264, &vp9] {
+        let bursts = burst_onsets(file)?;
+        assert_eq!(bursts.len(), 3, "{file:?}: {bursts:?}");
+        for (i, got) in bursts.iter().enumerate() {
+            assert!(
+                (got - i as f64).abs() <= 0.003,
+                "{file:?}: burst {i} at {got}"
+            );
+        }
+    }
     // Each 2-pass task ran pass 1 then pass 2 with its own passlog file.
     let trace = std::fs::read_to_string(&trace)?;
     let pass1: Vec<&str> = trace

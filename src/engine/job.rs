@@ -13,7 +13,7 @@ use super::queue::trace_command;
 use super::task::{run_task, ChunkInfo, TaskSpec};
 use super::{Engine, Event, JobOutcome};
 use crate::media::chunk::{concat_list, parse_segment_list};
-use crate::media::command::{gif_args, join_args, segment_args, JoinAudio};
+use crate::media::command::{audio_args, gif_args, join_args, segment_args, AudioEncode};
 use crate::media::hash::{digest_file, FileDigest};
 use crate::media::probe::{count_video_frames, probe, MediaInfo, VideoStream};
 use crate::media::profiles::Rung;
@@ -98,7 +98,7 @@ impl Engine {
         };
         let out_dir = out_root.join(stem_of(input));
         let out_dir_s = out_dir.display().to_string();
-        let earlier = self.repo.list_jobs().ok().and_then(|jobs| {
+        let earlier = self.store(|r| r.list_jobs()).await.ok().and_then(|jobs| {
             jobs.into_iter()
                 .filter(|j| {
                     j.input_md5 == digest.md5
@@ -155,7 +155,8 @@ impl Engine {
             reused_chunks: 0,
             progress: 0.0,
         };
-        if let Err(e) = self.repo.put_job(&record) {
+        let first = record.clone();
+        if let Err(e) = self.store(move |r| r.put_job(&first)).await {
             return fail_early(e.to_string());
         }
         let cancel = self.shutdown.child_token();
@@ -199,23 +200,27 @@ impl Engine {
         record.status = status;
         record.error = reason.clone();
         record.updated_ms = now_ms();
-        if status != JobStatus::Succeeded {
-            if let Ok(tasks) = self.repo.tasks_of(&id) {
-                for mut t in tasks
-                    .into_iter()
-                    .filter(|t| t.status == TaskStatus::Running)
-                {
-                    t.status = if status == JobStatus::Cancelled {
-                        TaskStatus::Cancelled
-                    } else {
-                        TaskStatus::Pending
-                    };
-                    let _ = self.repo.put_task(&t);
+        let final_record = record.clone();
+        let _ = self
+            .store(move |r| {
+                if status != JobStatus::Succeeded {
+                    let running = r.tasks_of(&final_record.id)?;
+                    for mut t in running
+                        .into_iter()
+                        .filter(|t| t.status == TaskStatus::Running)
+                    {
+                        t.status = if status == JobStatus::Cancelled {
+                            TaskStatus::Cancelled
+                        } else {
+                            TaskStatus::Pending
+                        };
+                        r.put_task(&t)?;
+                    }
                 }
-            }
-        }
-        let _ = self.repo.put_job(&record);
-        let _ = self.repo.flush();
+                r.put_job(&final_record)?;
+                r.flush()
+            })
+            .await;
         let outcome = JobOutcome {
             id: Some(id),
             input: input_display,
@@ -321,9 +326,10 @@ impl JobCtx<'_> {
                 error: None,
             })
             .collect();
+        let (job, planned) = (record.clone(), task_records.clone());
         engine
-            .repo
-            .create_job(record, &task_records)
+            .store(move |r| r.create_job(&job, &planned))
+            .await
             .map_err(|e| JobFailure::new(e.to_string()))?;
         engine.emit(Event::JobStarted {
             job: self.id.clone(),
@@ -332,9 +338,12 @@ impl JobCtx<'_> {
             rungs: plan.rungs.iter().map(|r| r.name.clone()).collect(),
         });
 
-        let encoded = self
-            .run_tasks(&specs, task_records, &chunks, &plan.rungs)
-            .await?;
+        // Audio is encoded once per distinct setting, alongside the video tasks.
+        let audio_plan = audio_encodes(&plan.rungs, &media, &video);
+        let (encoded, audio) = tokio::try_join!(
+            self.run_tasks(&specs, task_records, &chunks, &plan.rungs),
+            self.encode_audio(&audio_plan),
+        )?;
         let reused_chunks = encoded
             .iter()
             .filter(|(_, reused)| *reused == plan.rungs.len())
@@ -346,6 +355,7 @@ impl JobCtx<'_> {
             .map_err(|e| JobFailure::new(format!("{}: {e}", out_dir.display())))?;
         let staged = self
             .join_and_verify(
+                &audio,
                 &encoded,
                 &plan.rungs,
                 &media,
@@ -567,9 +577,39 @@ impl JobCtx<'_> {
             .collect()
     }
 
+    /// Encodes each distinct audio setting once, from the source.
+    async fn encode_audio(
+        &self,
+        plan: &[AudioEncode],
+    ) -> Result<Vec<(AudioEncode, PathBuf)>, JobFailure> {
+        let runs = plan.iter().map(|a| async move {
+            let out = self.work.join(format!(
+                "audio-{}-{}k.{}",
+                a.encoder,
+                a.kbps,
+                a.container().0
+            ));
+            let argv = audio_args(self.input, a, &out);
+            let slot = self.engine.slots.acquire((self.seq, 0, 0)).await;
+            trace_command(self.engine.trace.as_deref(), "audio", &argv);
+            let run = run_ffmpeg(&self.engine.tools, &argv, &self.cancel, |_| {}).await;
+            drop(slot);
+            run.map_err(|e| JobFailure::from_run("encoding the audio", e))?;
+            match probe(&self.engine.tools, &out).await {
+                Ok(info) if info.has_audio() => Ok((a.clone(), out)),
+                Ok(_) => Err(JobFailure::new("the encoded audio has no audio stream")),
+                Err(e) => Err(JobFailure::new(format!(
+                    "the encoded audio is unreadable: {e}"
+                ))),
+            }
+        });
+        futures::future::join_all(runs).await.into_iter().collect()
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn join_and_verify(
         &self,
+        audio: &[(AudioEncode, PathBuf)],
         encoded: &[(Vec<PathBuf>, usize)],
         rungs: &[Rung],
         media: &MediaInfo,
@@ -579,8 +619,7 @@ impl JobCtx<'_> {
     ) -> Result<Vec<Staged>, JobFailure> {
         let stem = stem_of(self.input);
         let naming = &self.wf.workflow.output.naming;
-        // Audio starts where the first video frame does: trim any audio that precedes it.
-        let lead_in = (video.start_time - media.start_time).max(0.0);
+        let lead_in = audio.first().map_or(0.0, |(a, _)| a.lead_in_s);
         let first_audio = media.audio.first();
         let frame_s = 1.0 / video.fps.as_f64();
         let mut joins = Vec::new();
@@ -594,12 +633,13 @@ impl JobCtx<'_> {
                 tokio::fs::write(&list, concat_list(&paths))
                     .await
                     .map_err(|e| JobFailure::new(format!("join list: {e}")))?;
-                let audio = first_audio.map(|a| JoinAudio {
-                    rung,
-                    offset_s: lead_in,
-                    channels: a.channels,
-                });
-                let argv = join_args(&list, self.input, audio.as_ref(), &tmp);
+                let audio_file = audio
+                    .iter()
+                    .find(|(a, _)| {
+                        a.encoder == rung.codec.audio_encoder() && a.kbps == rung.audio_kbps
+                    })
+                    .map(|(_, p)| p.as_path());
+                let argv = join_args(&list, audio_file, &tmp);
                 let slot = self.engine.slots.acquire((self.seq, 0, 0)).await;
                 trace_command(self.engine.trace.as_deref(), "join", &argv);
                 let run = run_ffmpeg(&self.engine.tools, &argv, &self.cancel, |_| {}).await;
@@ -690,6 +730,27 @@ impl JobCtx<'_> {
             dest: out_dir.join(final_name),
         })
     }
+}
+
+/// The distinct audio encodes the rungs need; none when the source has no audio.
+fn audio_encodes(rungs: &[Rung], media: &MediaInfo, video: &VideoStream) -> Vec<AudioEncode> {
+    let Some(first) = media.audio.first() else {
+        return Vec::new();
+    };
+    let mut plan: Vec<AudioEncode> = Vec::new();
+    for rung in rungs {
+        let a = AudioEncode {
+            encoder: rung.codec.audio_encoder(),
+            kbps: rung.audio_kbps,
+            channels: first.channels,
+            // Audio starts where the first video frame does: trim any audio before it.
+            lead_in_s: (video.start_time - media.start_time).max(0.0),
+        };
+        if !plan.contains(&a) {
+            plan.push(a);
+        }
+    }
+    plan
 }
 
 /// Tasks in scheduling order: ladder = one per chunk; per-rung = rung-major, low rungs first.

@@ -194,6 +194,18 @@ impl Engine {
         &self.repo
     }
 
+    /// Runs a store call on the blocking pool: sled may fsync, and the async code around it
+    /// must keep reading ffmpeg output and handing slots to the next ffmpeg meanwhile.
+    async fn store<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Repo) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let repo = self.repo.clone();
+        tokio::task::spawn_blocking(move || call(repo.as_ref()))
+            .await
+            .map_err(|e| StoreError::Blocking(e.to_string()))?
+    }
+
     fn emit(&self, event: Event) {
         let _ = self.events.send(event);
     }

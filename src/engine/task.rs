@@ -65,9 +65,11 @@ pub(super) async fn run_task(
         .collect();
     if !ctx.force {
         // Every rung's cache check at once: each costs an ffprobe start.
-        let lookups = keys
-            .iter()
-            .map(|key| engine.cache.lookup(&engine.tools, key, &chunk.digest, chunk.frames));
+        let lookups = keys.iter().map(|key| {
+            engine
+                .cache
+                .lookup(&engine.tools, key, &chunk.digest, chunk.frames)
+        });
         let found = futures::future::join_all(lookups).await;
         for ((slot, key), hit) in keys.iter().enumerate().zip(found) {
             match hit {
@@ -91,9 +93,10 @@ pub(super) async fn run_task(
         record.status = TaskStatus::Done;
         record.progress = 1.0;
         record.reused_rungs = reused as u32;
+        let done = record.clone();
         engine
-            .repo
-            .finish_task(&record, &[])
+            .store(move |r| r.finish_task(&done, &[]))
+            .await
             .map_err(|e| JobFailure::new(e.to_string()))?;
         report(engine, &ctx.id, task_index, 1.0);
         engine.emit(Event::TaskFinished {
@@ -208,7 +211,8 @@ pub(super) async fn run_task(
             TaskStatus::Failed
         };
         record.error = Some(e.to_string());
-        let _ = engine.repo.put_task(&record);
+        let failed = record.clone();
+        let _ = engine.store(move |r| r.put_task(&failed)).await;
         return Err(JobFailure::from_run(&label, e));
     }
     let mut admitted = Vec::new();
@@ -226,9 +230,10 @@ pub(super) async fn run_task(
     record.progress = 1.0;
     record.reused_rungs = reused as u32;
     record.error = None;
+    let done = record.clone();
     engine
-        .repo
-        .finish_task(&record, &admitted)
+        .store(move |r| r.finish_task(&done, &admitted))
+        .await
         .map_err(|e| JobFailure::new(e.to_string()))?;
     report(engine, &ctx.id, task_index, 1.0);
     engine.emit(Event::TaskFinished {
@@ -244,7 +249,11 @@ pub(super) async fn run_task(
 
 /// Each encoded chunk must hold exactly the chunk's frames, in the right codec and height.
 /// The outputs are checked at once, one ffprobe each.
-async fn verify_chunks(ctx: &JobCtx<'_>, outputs: &[EncodeOutput], frames: u64) -> Result<(), RunError> {
+async fn verify_chunks(
+    ctx: &JobCtx<'_>,
+    outputs: &[EncodeOutput],
+    frames: u64,
+) -> Result<(), RunError> {
     let checks = outputs.iter().map(|o| async move {
         let want = Expected {
             codec: o.rung.codec.probe_name(),
@@ -258,8 +267,16 @@ async fn verify_chunks(ctx: &JobCtx<'_>, outputs: &[EncodeOutput], frames: u64) 
             .await
             .map_err(|e| format!("encoded {} is wrong: {e}", o.rung.name))
     });
-    match futures::future::join_all(checks).await.into_iter().find_map(Result::err) {
+    match futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .find_map(Result::err)
+    {
         None => Ok(()),
-        Some(message) => Err(RunError::Failed { code: "0".into(), message, stderr_tail: Vec::new() }),
+        Some(message) => Err(RunError::Failed {
+            code: "0".into(),
+            message,
+            stderr_tail: Vec::new(),
+        }),
     }
 }

@@ -207,57 +207,87 @@ fn encode_command(input: &Path, outputs: &[&RungOutput<'_>], pass: Option<u8>) -
     a
 }
 
-/// The source audio a join encodes.
-#[derive(Debug, Clone)]
-pub struct JoinAudio<'a> {
-    pub rung: &'a Rung,
-    pub offset_s: f64,
+/// The source audio, encoded once per distinct setting and shared by every rung's join.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioEncode {
+    pub encoder: &'static str,
+    pub kbps: u32,
     pub channels: u32,
+    /// Audio before the first video frame, trimmed so both start together.
+    pub lead_in_s: f64,
 }
 
-/// Joins encoded chunks (concat demuxer, copied) and encodes the source audio once, in one mux.
-/// `audio_offset_s` shifts the audio so it keeps its place relative to the first video frame.
-pub fn join_args(
-    concat_list: &Path,
-    source: &Path,
-    audio: Option<&JoinAudio<'_>>,
-    out: &Path,
-) -> Vec<OsString> {
-    let mut a = os_args(["-y", "-f", "concat", "-safe", "0", "-i"]);
-    a.push(concat_list.as_os_str().to_owned());
-    if let Some(au) = audio {
-        a.extend(os_args([
-            "-itsoffset",
-            &format!("{:.6}", au.offset_s),
-            "-i",
-        ]));
-        a.push(file_url(source));
+impl AudioEncode {
+    /// Extension and muxer of the intermediate audio file. AAC goes through mp4, whose edit
+    /// list keeps the encoder's 1024-sample priming: through Matroska the joined audio came
+    /// out 21 ms late (the burst test catches it).
+    pub fn container(&self) -> (&'static str, &'static str) {
+        if self.encoder == "aac" {
+            ("m4a", "mp4")
+        } else {
+            ("mka", "matroska")
+        }
     }
+}
+
+/// Encodes the first audio stream of `source` into an audio-only file (see [`AudioEncode::container`]).
+pub fn audio_args(source: &Path, audio: &AudioEncode, out: &Path) -> Vec<OsString> {
+    let mut a = os_args(["-y"]);
+    if audio.lead_in_s > 0.0005 {
+        // An input -ss on a decoded stream is sample-accurate.
+        a.extend(os_args(["-ss", &format!("{:.6}", audio.lead_in_s)]));
+    }
+    a.extend(os_args(["-i"]));
+    a.push(file_url(source));
     a.extend(os_args([
         "-map",
-        "0:v:0",
-        "-c:v",
+        "0:a:0",
+        "-vn",
+        "-sn",
+        "-dn",
+        "-c:a",
+        audio.encoder,
+        "-b:a",
+        &format!("{}k", audio.kbps),
+    ]));
+    if audio.channels > 2 {
+        a.extend(os_args(["-ac", "2"]));
+    }
+    // Opus takes 48 kHz only; AAC gets the same so every rung's audio is alike.
+    a.extend(os_args([
+        "-ar",
+        "48000",
+        "-map_metadata",
+        "-1",
+        "-f",
+        audio.container().1,
+    ]));
+    a.push(out.as_os_str().to_owned());
+    a
+}
+
+/// Joins encoded chunks (concat demuxer) and the encoded audio into one file, all copied.
+pub fn join_args(concat_list: &Path, audio: Option<&Path>, out: &Path) -> Vec<OsString> {
+    let mut a = os_args(["-y", "-f", "concat", "-safe", "0", "-i"]);
+    a.push(concat_list.as_os_str().to_owned());
+    if let Some(audio) = audio {
+        a.push("-i".into());
+        a.push(file_url(audio));
+    }
+    a.extend(os_args(["-map", "0:v:0"]));
+    if audio.is_some() {
+        a.extend(os_args(["-map", "1:a:0"]));
+    }
+    a.extend(os_args([
+        "-c",
         "copy",
         "-fps_mode",
         "passthrough",
+        "-map_metadata",
+        "-1",
+        "-map_chapters",
+        "-1",
     ]));
-    if let Some(au) = audio {
-        let codec = au.rung.codec;
-        a.extend(os_args([
-            "-map",
-            "1:a:0",
-            "-c:a",
-            codec.audio_encoder(),
-            "-b:a",
-            &format!("{}k", au.rung.audio_kbps),
-        ]));
-        if au.channels > 2 {
-            a.extend(os_args(["-ac", "2"]));
-        }
-        // Opus takes 48 kHz only; keep AAC there too so every rung's audio is alike.
-        a.extend(os_args(["-ar", "48000"]));
-    }
-    a.extend(os_args(["-map_metadata", "-1", "-map_chapters", "-1"]));
     if out.extension().is_some_and(|e| e == "mp4") {
         a.extend(os_args(["-movflags", "+faststart", "-f", "mp4"]));
     } else {

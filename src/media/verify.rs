@@ -41,7 +41,9 @@ pub async fn verify_output(
     }
     // One ffprobe run does both the probe and the frame count.
     let (info, counted) = match want.frames {
-        Some(_) => probe_counting_frames(tools, path).await.map(|(i, n)| (i, Some(n)))?,
+        Some(_) => probe_counting_frames(tools, path)
+            .await
+            .map(|(i, n)| (i, Some(n)))?,
         None => (probe(tools, path).await?, None),
     };
     let video = info

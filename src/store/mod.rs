@@ -18,6 +18,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("state record unreadable: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("state store call did not complete: {0}")]
+    Blocking(String),
     #[error(
         "state record has version {0}, this spool reads version {RECORD_VERSION}; upgrade spool"
     )]
