@@ -59,8 +59,9 @@ async fn render_bars(events: &mut UnboundedReceiver<Event>) {
         "{prefix:.bold} [{bar:30.cyan/blue}] {percent:>3}% {elapsed_precise} ETA {eta} {msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar());
-    let task_style = ProgressStyle::with_template("  {prefix} [{bar:20}] {percent:>3}% {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let task_style =
+        ProgressStyle::with_template("  {prefix} [{bar:20}] {percent:>3}% ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut jobs: HashMap<String, ProgressBar> = HashMap::new();
     let mut tasks: HashMap<(String, String), ProgressBar> = HashMap::new();
     while let Some(e) = events.recv().await {

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::media::hash::{sha256_hex, FileDigest};
-use crate::media::probe::count_video_frames;
 use crate::media::profiles::Rung;
 use crate::media::tools::Tools;
+use crate::media::verify::{verify_chunk, Expected};
 use crate::store::{now_ms, CacheRecord, Repo, StoreError};
 
 /// Hash of everything that decides an encoded chunk's bytes, bar the chunk itself.
@@ -57,6 +57,7 @@ impl Cache {
         tools: &Tools,
         key: &str,
         chunk: &FileDigest,
+        rung: &Rung,
         frames: u64,
     ) -> Result<Result<PathBuf, Miss>, StoreError> {
         let repo = self.repo.clone();
@@ -79,11 +80,24 @@ impl Cache {
             Ok(m) if m.len() != record.bytes => {
                 Some(format!("size {} != recorded {}", m.len(), record.bytes))
             }
-            Ok(_) => match count_video_frames(tools, &path).await {
-                Ok(n) if n == frames && n == record.frames => None,
-                Ok(n) => Some(format!("{n} frames, expected {frames}")),
-                Err(e) => Some(e.to_string()),
-            },
+            Ok(_) if record.frames != frames => Some(format!(
+                "recorded {} frames, expected {frames}",
+                record.frames
+            )),
+            Ok(_) => {
+                let want = Expected {
+                    codec: rung.codec.probe_name(),
+                    height: Some(rung.height),
+                    frames: Some(frames),
+                    duration: None,
+                    has_audio: false,
+                    max_av_start_gap_s: 0.0,
+                };
+                verify_chunk(tools, &path, &want)
+                    .await
+                    .err()
+                    .map(|e| e.to_string())
+            }
         };
         if let Some(reason) = invalid {
             let repo = self.repo.clone();
@@ -124,5 +138,84 @@ impl Cache {
             frames,
             created_ms: now_ms(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledRepo;
+
+    #[tokio::test]
+    async fn an_md5_collision_is_refused_by_sha256() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let repo: Arc<dyn Repo> = Arc::new(SledRepo::open(dir.path())?);
+        let cache = Cache::new(dir.path().join("cache"), repo.clone());
+        let tools = Tools {
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            version: "test".into(),
+        };
+        let rung = Rung {
+            name: "r".into(),
+            codec: crate::media::profiles::Codec::H264,
+            height: 144,
+            rate_control: crate::media::profiles::RateControl::Crf,
+            crf: 23,
+            preset: "fast".into(),
+            bitrate_kbps: 150,
+            maxrate_kbps: 225,
+            bufsize_kbps: 300,
+            audio_kbps: 128,
+            gop: 25,
+        };
+        let genuine = FileDigest {
+            md5: "aa".repeat(16),
+            sha256: "11".repeat(32),
+            size: 10,
+        };
+        let record = CacheRecord {
+            key: "k".into(),
+            chunk_md5: genuine.md5.clone(),
+            chunk_sha256: genuine.sha256.clone(),
+            chunk_size: 10,
+            path: "k.mp4".into(),
+            bytes: 1,
+            frames: 1,
+            created_ms: 0,
+        };
+        repo.finish_task(
+            &crate::store::TaskRecord {
+                job: "j".into(),
+                index: 0,
+                chunk: None,
+                rungs: vec![],
+                status: crate::store::TaskStatus::Done,
+                attempts: 1,
+                progress: 1.0,
+                reused_rungs: 0,
+                error: None,
+            },
+            &[record],
+        )?;
+        // Same MD5 and size, different content.
+        let forged = FileDigest {
+            sha256: "22".repeat(32),
+            ..genuine.clone()
+        };
+        assert_eq!(
+            cache.lookup(&tools, "k", &forged, &rung, 1).await?,
+            Err(Miss::Collision)
+        );
+        // The genuine chunk gets past the digest check, then fails on the missing file.
+        assert!(matches!(
+            cache.lookup(&tools, "k", &genuine, &rung, 1).await?,
+            Err(Miss::Invalid(_))
+        ));
+        assert_eq!(
+            cache.lookup(&tools, "absent", &genuine, &rung, 1).await?,
+            Err(Miss::Absent)
+        );
+        Ok(())
     }
 }

@@ -101,6 +101,7 @@ mod tests {
             interlaced: false,
             bit_rate: None,
             start_time: 0.0,
+            frames: None,
         }
     }
 

@@ -12,7 +12,7 @@ use super::Event;
 use crate::media::hash::FileDigest;
 use crate::media::profiles::Rung;
 use crate::media::run::RunError;
-use crate::media::verify::{verify_output, Expected};
+use crate::media::verify::{verify_chunk, Expected};
 use crate::store::{TaskRecord, TaskStatus};
 
 /// A chunk of the source's video (or the whole source, index None).
@@ -64,11 +64,12 @@ pub(super) async fn run_task(
         .map(|r| cache_key(&chunk.digest, &fingerprint(&engine.tools, &rungs[*r])))
         .collect();
     if !ctx.force {
-        // Every rung's cache check at once: each costs an ffprobe start.
-        let lookups = keys.iter().map(|key| {
+        // Every rung's cache check at once.
+        let lookups = keys.iter().zip(&spec.rungs).map(|(key, r)| {
+            let rung = &rungs[*r];
             engine
                 .cache
-                .lookup(&engine.tools, key, &chunk.digest, chunk.frames)
+                .lookup(&engine.tools, key, &chunk.digest, rung, chunk.frames)
         });
         let found = futures::future::join_all(lookups).await;
         for ((slot, key), hit) in keys.iter().enumerate().zip(found) {
@@ -248,7 +249,7 @@ pub(super) async fn run_task(
 }
 
 /// Each encoded chunk must hold exactly the chunk's frames, in the right codec and height.
-/// The outputs are checked at once, one ffprobe each.
+/// The outputs are checked at once (in-process for MP4, see `verify_chunk`).
 async fn verify_chunks(
     ctx: &JobCtx<'_>,
     outputs: &[EncodeOutput],
@@ -263,7 +264,7 @@ async fn verify_chunks(
             has_audio: false,
             max_av_start_gap_s: 0.0,
         };
-        verify_output(&ctx.engine.tools, &o.path, &want)
+        verify_chunk(&ctx.engine.tools, &o.path, &want)
             .await
             .map_err(|e| format!("encoded {} is wrong: {e}", o.rung.name))
     });

@@ -3,6 +3,7 @@
 pub mod chunk;
 pub mod command;
 pub mod hash;
+pub mod mp4;
 pub mod probe;
 pub mod profiles;
 pub mod progress;
