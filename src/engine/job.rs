@@ -15,9 +15,12 @@ use super::{Engine, Event, JobOutcome};
 use crate::media::chunk::{concat_list, parse_segment_list};
 use crate::media::command::{audio_args, gif_args, join_args, segment_args, AudioEncode};
 use crate::media::hash::{digest_file, FileDigest};
-use crate::media::probe::{count_video_frames, probe, MediaInfo, VideoStream};
+use crate::media::probe::{
+    count_video_frames, probe, probe_counting_frames, MediaInfo, VideoStream,
+};
 use crate::media::profiles::Rung;
 use crate::media::run::{run_ffmpeg, RunError};
+use crate::media::tools::Tools;
 use crate::media::verify::{verify_output, Expected};
 use crate::store::{now_ms, JobRecord, JobStatus, TaskRecord, TaskStatus};
 use crate::workflow::{EncodeMode, LoadedWorkflow};
@@ -91,7 +94,12 @@ impl Engine {
             Err(e) => return fail_early(format!("{input_display}: {e}")),
         }
         let owned = input.to_path_buf();
-        let digest = match tokio::task::spawn_blocking(move || digest_file(&owned)).await {
+        // Probing reads the file while it is hashed; its verdict waits for the job record.
+        let (digest, probed) = tokio::join!(
+            tokio::task::spawn_blocking(move || digest_file(&owned)),
+            probe_source(&self.tools, input)
+        );
+        let digest = match digest {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => return fail_early(format!("{input_display}: cannot read: {e}")),
             Err(e) => return fail_early(format!("internal error while hashing: {e}")),
@@ -175,7 +183,10 @@ impl Engine {
             cancel,
             force,
         };
-        let result = ctx.pipeline(&digest, &out_dir, &mut record).await;
+        let result = match probed {
+            Ok(source) => ctx.pipeline(&digest, source, &out_dir, &mut record).await,
+            Err(e) => Err(e),
+        };
         if !self.keep_work {
             let _ = tokio::fs::remove_dir_all(&ctx.work).await;
         }
@@ -236,6 +247,30 @@ impl Engine {
     }
 }
 
+/// Probes the source and counts its frames by demuxing (nb_frames in a header can lie).
+async fn probe_source(
+    tools: &Tools,
+    input: &Path,
+) -> Result<(MediaInfo, VideoStream, u64), JobFailure> {
+    let (media, frames) = probe_counting_frames(tools, input)
+        .await
+        .map_err(|e| JobFailure::new(e.to_string()))?;
+    let Some(video) = media.video.clone() else {
+        return Err(JobFailure::new(format!(
+            "{}: no video stream to encode (streams: {})",
+            input.display(),
+            media.stream_types.join(", ")
+        )));
+    };
+    if frames == 0 {
+        return Err(JobFailure::new(format!(
+            "{}: the video stream holds no frames",
+            input.display()
+        )));
+    }
+    Ok((media, video, frames))
+}
+
 fn stem_of(input: &Path) -> String {
     let stem = input
         .file_stem()
@@ -253,30 +288,11 @@ impl JobCtx<'_> {
     async fn pipeline(
         &self,
         digest: &FileDigest,
+        (media, video, source_frames): (MediaInfo, VideoStream, u64),
         out_dir: &Path,
         record: &mut JobRecord,
     ) -> Result<PathBuf, JobFailure> {
         let engine = self.engine;
-        let media = probe(&engine.tools, self.input)
-            .await
-            .map_err(|e| JobFailure::new(e.to_string()))?;
-        let Some(video) = media.video.clone() else {
-            return Err(JobFailure::new(format!(
-                "{}: no video stream to encode (streams: {})",
-                self.input.display(),
-                media.stream_types.join(", ")
-            )));
-        };
-        // Counted by demuxing, not trusted from the header (nb_frames can lie).
-        let source_frames = count_video_frames(&engine.tools, self.input)
-            .await
-            .map_err(|e| JobFailure::new(e.to_string()))?;
-        if source_frames == 0 {
-            return Err(JobFailure::new(format!(
-                "{}: the video stream holds no frames",
-                self.input.display()
-            )));
-        }
         let plan =
             plan_rungs(&self.wf.workflow, &video).map_err(|e| JobFailure::new(e.to_string()))?;
         for s in &plan.skipped {
@@ -373,8 +389,14 @@ impl JobCtx<'_> {
         };
         let mut entries = Vec::new();
         for s in staged {
-            rename_durably(&s.tmp, &s.dest)
-                .map_err(|e| JobFailure::new(format!("publishing {}: {e}", s.dest.display())))?;
+            if let Err(e) = rename_durably(&s.tmp, &s.dest) {
+                remove_temps(out_dir).await;
+                let _ = tokio::fs::remove_file(&s.tmp).await;
+                return Err(JobFailure::new(format!(
+                    "publishing {}: {e}",
+                    s.dest.display()
+                )));
+            }
             entries.push(s.entry);
         }
         let manifest = json!({

@@ -6,6 +6,10 @@ use super::mp4::read_video_track;
 use super::probe::{probe, probe_counting_frames, MediaInfo, ProbeError};
 use super::tools::Tools;
 
+fn is_mp4(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "mp4")
+}
+
 /// What an output must match.
 #[derive(Debug, Clone)]
 pub struct Expected<'a> {
@@ -98,7 +102,7 @@ pub async fn verify_chunk(
     path: &Path,
     want: &Expected<'_>,
 ) -> Result<(), VerifyError> {
-    if path.extension().is_none_or(|e| e != "mp4") {
+    if !is_mp4(path) {
         return verify_output(tools, path, want).await.map(|_| ());
     }
     let owned = path.to_path_buf();
