@@ -2,5 +2,6 @@
 
 pub mod engine;
 pub mod media;
+pub mod script;
 pub mod store;
 pub mod workflow;

@@ -292,7 +292,10 @@ async fn run(
         }
     }
     Ok(
-        if outcomes.iter().all(|o| o.status == JobStatus::Succeeded) {
+        if outcomes
+            .iter()
+            .all(|o| matches!(o.status, JobStatus::Succeeded | JobStatus::Skipped))
+        {
             0
         } else if shutdown.is_cancelled() {
             EXIT_INTERRUPTED

@@ -23,7 +23,7 @@ use crate::media::run::{run_ffmpeg, RunError};
 use crate::media::tools::Tools;
 use crate::media::verify::{verify_output, Expected};
 use crate::store::{now_ms, JobRecord, JobStatus, TaskRecord, TaskStatus};
-use crate::workflow::{EncodeMode, LoadedWorkflow};
+use crate::workflow::{EncodeMode, LoadedWorkflow, Workflow};
 
 /// Why a job stopped short.
 #[derive(Debug)]
@@ -60,6 +60,8 @@ struct Staged {
 pub(super) struct JobCtx<'a> {
     pub engine: &'a Engine,
     pub wf: &'a LoadedWorkflow,
+    /// The workflow this job runs: the file's, as changed by the plan hook.
+    pub workflow: Workflow,
     pub input: &'a Path,
     pub id: String,
     pub seq: u64,
@@ -171,9 +173,21 @@ impl Engine {
         if let Ok(mut running) = self.running.lock() {
             running.insert(id.clone(), cancel.clone());
         }
+        // Lua decides (skip, or change the plan) before anything is chunked or encoded.
+        let decided = match probed {
+            Ok(source) => super::hooks::decide(wf, input, &digest.md5, digest.size, &source.0)
+                .await
+                .map(|d| (source, d)),
+            Err(e) => Err(e),
+        };
+        let workflow = match &decided {
+            Ok((_, d)) => d.workflow.clone(),
+            Err(_) => wf.workflow.clone(),
+        };
         let ctx = JobCtx {
             engine: self,
             wf,
+            workflow,
             input,
             id: id.clone(),
             seq: self
@@ -183,8 +197,17 @@ impl Engine {
             cancel,
             force,
         };
-        let result = match probed {
-            Ok(source) => ctx.pipeline(&digest, source, &out_dir, &mut record).await,
+        let result = match decided {
+            Ok((
+                _,
+                super::hooks::Decision {
+                    skip: Some(reason), ..
+                },
+            )) => Ok(Err(reason)),
+            Ok((source, _)) => ctx
+                .pipeline(&digest, source, &out_dir, &mut record)
+                .await
+                .map(Ok),
             Err(e) => Err(e),
         };
         if !self.keep_work {
@@ -194,11 +217,12 @@ impl Engine {
             running.remove(&id);
         }
         let (status, reason) = match result {
-            Ok(manifest) => {
+            Ok(Ok(manifest)) => {
                 record.manifest = Some(manifest.display().to_string());
                 record.progress = 1.0;
                 (JobStatus::Succeeded, None)
             }
+            Ok(Err(skip_reason)) => (JobStatus::Skipped, Some(skip_reason)),
             Err(f) if f.cancelled && self.shutdown.is_cancelled() => {
                 (JobStatus::Interrupted, Some(f.message))
             }
@@ -294,7 +318,7 @@ impl JobCtx<'_> {
     ) -> Result<PathBuf, JobFailure> {
         let engine = self.engine;
         let plan =
-            plan_rungs(&self.wf.workflow, &video).map_err(|e| JobFailure::new(e.to_string()))?;
+            plan_rungs(&self.workflow, &video).map_err(|e| JobFailure::new(e.to_string()))?;
         for s in &plan.skipped {
             engine.emit(Event::Note {
                 job: self.id.clone(),
@@ -321,7 +345,7 @@ impl JobCtx<'_> {
                 }]
             }
         };
-        let specs = build_tasks(self.wf.workflow.encode.mode, &plan.rungs, chunks.len());
+        let specs = build_tasks(self.workflow.encode.mode, &plan.rungs, chunks.len());
         record.chunks = chunks.len() as u32;
         let task_records: Vec<TaskRecord> = specs
             .iter()
@@ -403,7 +427,7 @@ impl JobCtx<'_> {
             "job": self.id,
             "input": self.input.display().to_string(),
             "input_md5": digest.md5,
-            "workflow": { "name": self.wf.workflow.name, "hash": self.wf.content_hash },
+            "workflow": { "name": self.workflow.name, "hash": self.wf.content_hash },
             "source": {
                 "duration": media.duration,
                 "width": video.display_size().0,
@@ -434,7 +458,7 @@ impl JobCtx<'_> {
         video: &VideoStream,
         source_frames: u64,
     ) -> Result<Result<Vec<ChunkInfo>, String>, JobFailure> {
-        let c = &self.wf.workflow.chunking;
+        let c = &self.workflow.chunking;
         if !c.enabled {
             return Ok(Err("chunking is disabled in the workflow".into()));
         }
@@ -640,7 +664,7 @@ impl JobCtx<'_> {
         out_dir: &Path,
     ) -> Result<Vec<Staged>, JobFailure> {
         let stem = stem_of(self.input);
-        let naming = &self.wf.workflow.output.naming;
+        let naming = &self.workflow.output.naming;
         let lead_in = audio.first().map_or(0.0, |(a, _)| a.lead_in_s);
         let first_audio = media.audio.first();
         let frame_s = 1.0 / video.fps.as_f64();
@@ -702,7 +726,7 @@ impl JobCtx<'_> {
         for r in futures::future::join_all(joins).await {
             staged.push(r?);
         }
-        let gif = &self.wf.workflow.gif;
+        let gif = &self.workflow.gif;
         if gif.enabled {
             staged.push(self.gif(media, &stem, out_dir).await?);
         }
@@ -715,7 +739,7 @@ impl JobCtx<'_> {
         stem: &str,
         out_dir: &Path,
     ) -> Result<Staged, JobFailure> {
-        let g = &self.wf.workflow.gif;
+        let g = &self.workflow.gif;
         let start = g.start_seconds.min(media.duration * 0.2);
         let length = g.duration_seconds.min(media.duration - start).max(0.1);
         let final_name = format!("{stem}.gif");

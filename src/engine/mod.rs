@@ -1,6 +1,7 @@
 //! The engine: composes media, store and workflow into jobs, under one scheduler.
 
 pub mod cache;
+mod hooks;
 mod job;
 pub mod plan;
 pub mod publish;

@@ -132,7 +132,7 @@ pub(super) async fn run_task(
             }
         })
         .collect();
-    let max_attempts = ctx.wf.workflow.retries.max_attempts;
+    let max_attempts = ctx.workflow.retries.max_attempts;
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
@@ -195,8 +195,7 @@ pub(super) async fn run_task(
                 if e.is_fatal() || attempt >= max_attempts {
                     break Err(e);
                 }
-                let backoff =
-                    ctx.wf.workflow.retries.backoff_seconds * 2f64.powi(attempt as i32 - 1);
+                let backoff = ctx.workflow.retries.backoff_seconds * 2f64.powi(attempt as i32 - 1);
                 tracing::warn!(job = %ctx.id, task = %label, attempt, error = %e, "retrying in {backoff:.1}s");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs_f64(backoff)) => {}

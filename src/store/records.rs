@@ -14,13 +14,15 @@ pub enum JobStatus {
     Cancelled,
     /// Stopped by a signal or a crash; `spool run` on the same input resumes it.
     Interrupted,
+    /// The on_discover hook declined the file; the reason is in `error`.
+    Skipped,
 }
 
 impl JobStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled | JobStatus::Skipped
         )
     }
     pub fn as_str(self) -> &'static str {
@@ -31,6 +33,7 @@ impl JobStatus {
             JobStatus::Failed => "failed",
             JobStatus::Cancelled => "cancelled",
             JobStatus::Interrupted => "interrupted",
+            JobStatus::Skipped => "skipped",
         }
     }
 }

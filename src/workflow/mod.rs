@@ -3,9 +3,9 @@
 pub mod schema;
 pub mod validate;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub use schema::{EncodeMode, Profile, Workflow};
+pub use schema::{EncodeMode, Hook, Profile, Script, Workflow};
 pub use validate::FieldError;
 
 use crate::media::hash::sha256_hex;
@@ -20,6 +20,18 @@ pub struct LoadedWorkflow {
     /// SHA-256 of the file's bytes; jobs record it.
     pub content_hash: String,
     pub source: String,
+    /// The workflow file's directory: script paths are relative to it.
+    pub base_dir: PathBuf,
+}
+
+impl LoadedWorkflow {
+    /// The script's absolute location, if the workflow has one.
+    pub fn script_path(&self) -> Option<PathBuf> {
+        self.workflow
+            .script
+            .as_ref()
+            .map(|s| self.base_dir.join(&s.path))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,13 +67,21 @@ fn list(errors: &[FieldError]) -> String {
         .collect()
 }
 
-/// Parses and validates workflow text. `source_name` names it in errors.
-pub fn load_str(text: &str, source_name: &str) -> Result<LoadedWorkflow, WorkflowError> {
+/// Parses and validates workflow text. `source_name` names it in errors; script paths are
+/// resolved against `base_dir`, and the script is compiled and its hooks checked.
+pub fn load_str(
+    text: &str,
+    source_name: &str,
+    base_dir: &Path,
+) -> Result<LoadedWorkflow, WorkflowError> {
     let workflow: Workflow = serde_yaml::from_str(text).map_err(|error| WorkflowError::Parse {
         source_name: source_name.into(),
         error,
     })?;
-    let errors = validate::validate(&workflow);
+    let mut errors = validate::validate(&workflow);
+    if let Some(script) = &workflow.script {
+        errors.extend(validate::validate_script(script, base_dir));
+    }
     if !errors.is_empty() {
         return Err(WorkflowError::Invalid {
             source_name: source_name.into(),
@@ -72,6 +92,7 @@ pub fn load_str(text: &str, source_name: &str) -> Result<LoadedWorkflow, Workflo
         workflow,
         content_hash: sha256_hex(text.as_bytes()),
         source: source_name.into(),
+        base_dir: base_dir.to_path_buf(),
     })
 }
 
@@ -81,11 +102,18 @@ pub fn load_file(path: &Path) -> Result<LoadedWorkflow, WorkflowError> {
         source_name: name.clone(),
         error,
     })?;
-    load_str(&text, &name)
+    let base = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    load_str(&text, &name, &base)
 }
 
 pub fn load_default() -> Result<LoadedWorkflow, WorkflowError> {
-    load_str(DEFAULT_WORKFLOW, "workflows/default.yaml (built in)")
+    load_str(
+        DEFAULT_WORKFLOW,
+        "workflows/default.yaml (built in)",
+        Path::new("."),
+    )
 }
 
 #[cfg(test)]
@@ -101,7 +129,7 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused_with_a_location() {
         let text = "version: 1\nname: x\nprofiles: []\nchunkin: {}\n";
-        let e = load_str(text, "w.yaml")
+        let e = load_str(text, "w.yaml", Path::new("."))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -116,7 +144,7 @@ mod tests {
         let text = "version: 1\nname: x\nchunking: {segment_seconds: 0}\nprofiles:\n\
                     - {name: a, codec: av1, height: 100, rate_control: two_pass}\n\
                     - {name: a, codec: h264, height: 240, crf: 99, preset: warp}\n";
-        let Err(WorkflowError::Invalid { errors, .. }) = load_str(text, "w") else {
+        let Err(WorkflowError::Invalid { errors, .. }) = load_str(text, "w", Path::new(".")) else {
             unreachable!("expected validation errors")
         };
         let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();

@@ -22,6 +22,36 @@ pub struct Workflow {
     #[serde(default)]
     pub gif: Gif,
     pub profiles: Vec<Profile>,
+    /// Lua hooks that customise this workflow.
+    pub script: Option<Script>,
+}
+
+/// Hooks spool calls, at fixed points, with typed tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    /// on_discover(file) → accept, or skip with a reason.
+    OnDiscover,
+    /// plan(media, plan) → the plan to run.
+    Plan,
+}
+
+impl Hook {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::OnDiscover => "on_discover",
+            Hook::Plan => "plan",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Script {
+    /// The Lua file, relative to the workflow file. It returns a table of hook functions.
+    pub path: std::path::PathBuf,
+    /// The hooks it defines; each must be a function in the returned table.
+    pub hooks: Vec<Hook>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -2,8 +2,11 @@
 
 use std::collections::HashSet;
 
-use super::schema::Workflow;
+use std::path::Path;
+
+use super::schema::{Script, Workflow};
 use crate::media::profiles::{RateControl, MAX_HEIGHT, MIN_HEIGHT};
+use crate::script::{check_syntax, scripts_dir_of, Limits, ScriptHost};
 
 /// One problem, named by its field path.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,4 +198,27 @@ fn naming_problems(template: &str) -> Vec<String> {
         problems.push("must end in {ext} so the file type is right".into());
     }
     problems
+}
+
+/// Compiles the script (syntax errors carry file:line) and runs its top level in the sandbox
+/// to check that every named hook is a function in the table it returns.
+pub fn validate_script(script: &Script, base_dir: &Path) -> Vec<FieldError> {
+    let path = base_dir.join(&script.path);
+    let err = |field: &str, message: String| {
+        vec![FieldError {
+            path: field.into(),
+            message,
+        }]
+    };
+    if !path.is_file() {
+        return err("script.path", format!("{} does not exist", path.display()));
+    }
+    if let Err(e) = check_syntax(&path) {
+        return err("script.path", e.to_string());
+    }
+    let hooks: Vec<String> = script.hooks.iter().map(|h| h.name().to_string()).collect();
+    match ScriptHost::load(&path, &scripts_dir_of(&path), Limits::default(), &hooks) {
+        Ok(_) => Vec::new(),
+        Err(e) => err("script.hooks", e.to_string()),
+    }
 }

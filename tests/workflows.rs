@@ -1,0 +1,201 @@
+//! Workflows with Lua hooks, end to end: on_discover skips, plan hooks reshape the ladder,
+//! bad replies and broken scripts are clear errors.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn run_json(wf: &Path, dir: &Path, input: &Path) -> assert_cmd::assert::Assert {
+    spool()
+        .args(["run", "--json", "--workflow"])
+        .arg(wf)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg(input)
+        .assert()
+}
+
+fn make_hevc(path: &Path) -> Result<(), String> {
+    run_ok(
+        "ffmpeg",
+        &[
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=256x144:r=25:d=2",
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "log-level=error",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([path.display().to_string()])
+        .collect::<Vec<_>>(),
+    )
+}
+
+#[test]
+fn archive_hevc_skips_hevc_sources_and_encodes_others_at_their_height() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let hevc = dir.path().join("already.mp4");
+    make_hevc(&hevc)?;
+    let h264 = dir.path().join("fresh.mp4");
+    make_clip(&h264, "256x144", 25, 2, Audio::Bursts)?;
+    let wf = Path::new("workflows/archive-hevc.yaml");
+
+    let skipped = outcomes(
+        &run_json(wf, dir.path(), &hevc)
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(skipped[0]["status"], "skipped");
+    assert!(
+        skipped[0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("already HEVC (256x144)"),
+        "{skipped:?}"
+    );
+    assert!(
+        !dir.path().join("out/already").exists(),
+        "a skipped file produces nothing"
+    );
+
+    let done = outcomes(
+        &run_json(wf, dir.path(), &h264)
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(done[0]["status"], "succeeded", "{done:?}");
+    let out = dir.path().join("out/fresh/fresh.hevc.mp4");
+    assert!(ffprobe(&out, "stream=codec_name", "v")?.contains("hevc"));
+    assert_eq!(
+        probe_value(&out, "v:0", "height"),
+        Some(144.0),
+        "the plan hook set the source height"
+    );
+    assert_eq!(probe_value(&out, "v:0", "nb_read_packets"), Some(50.0));
+    Ok(())
+}
+
+#[test]
+fn adaptive_ladder_picks_rungs_from_height_and_bitrate() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("small.mp4");
+    make_clip(&src, "426x240", 25, 2, Audio::None)?;
+    let done = outcomes(
+        &run_json(
+            Path::new("workflows/adaptive-ladder.yaml"),
+            dir.path(),
+            &src,
+        )
+        .success()
+        .get_output()
+        .stdout,
+    );
+    assert_eq!(done[0]["status"], "succeeded", "{done:?}");
+    let manifest = read_json(&dir.path().join("out/small/manifest.json"))?;
+    let names: Vec<&str> = manifest["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["profile"].as_str())
+        .collect();
+    // 240p source: 144p and 240p, nothing taller; the template profile is gone.
+    assert_eq!(names, ["h264-144p", "h264-240p"]);
+    Ok(())
+}
+
+fn workflow_with_script(
+    dir: &Path,
+    script: &str,
+    hooks: &str,
+) -> Result<std::path::PathBuf, std::io::Error> {
+    std::fs::write(dir.join("hooks.lua"), script)?;
+    let wf = write_workflow(
+        dir,
+        "hooked",
+        &format!("script: {{path: hooks.lua, hooks: [{hooks}]}}\n"),
+    )?;
+    // The helper appends profiles after the extra text; move the script section to the end.
+    let text = std::fs::read_to_string(&wf)?;
+    let (head, script_line) = text.split_once("script:").unwrap_or((&text, ""));
+    let (script_line, profiles) = script_line.split_once('\n').unwrap_or((script_line, ""));
+    std::fs::write(&wf, format!("{head}{profiles}script:{script_line}\n"))?;
+    Ok(wf)
+}
+
+#[test]
+fn a_bad_plan_reply_fails_the_job_naming_hook_and_field() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("c.mp4");
+    make_clip(&src, "256x144", 25, 1, Audio::None)?;
+    let wf = workflow_with_script(
+        dir.path(),
+        "return { plan = function(media, plan) plan.profiles[1].height = 'tall'; return plan end }",
+        "plan",
+    )?;
+    let out = outcomes(&run_json(&wf, dir.path(), &src).code(1).get_output().stdout);
+    let reason = out[0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("hook plan") && reason.contains("profiles[0].height"),
+        "{reason}"
+    );
+
+    // A reply of the right shape with an invalid value is caught by the workflow rules.
+    let wf = workflow_with_script(
+        dir.path(),
+        "return { plan = function(media, plan) plan.profiles[1].height = 4000; return plan end }",
+        "plan",
+    )?;
+    let out = outcomes(&run_json(&wf, dir.path(), &src).code(1).get_output().stdout);
+    let reason = out[0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("invalid plan") && reason.contains("profiles[0].height"),
+        "{reason}"
+    );
+    Ok(())
+}
+
+#[test]
+fn broken_scripts_fail_validation_with_file_and_line() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let wf = workflow_with_script(
+        dir.path(),
+        "local M = {}\nfunction M.plan(\nreturn M\n",
+        "plan",
+    )?;
+    let out = spool().arg("validate").arg(&wf).assert().code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("hooks.lua:3"), "{stderr}");
+
+    let wf = workflow_with_script(
+        dir.path(),
+        "return { plan = function() end }",
+        "on_discover",
+    )?;
+    let out = spool().arg("validate").arg(&wf).assert().code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("on_discover") && stderr.contains("no such function"),
+        "{stderr}"
+    );
+
+    let wf = workflow_with_script(dir.path(), "while true do end", "plan")?;
+    let out = spool().arg("validate").arg(&wf).assert().code(1);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("time limit"));
+    Ok(())
+}
