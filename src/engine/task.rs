@@ -91,24 +91,13 @@ pub(super) async fn run_task(
         .filter(|s| paths[*s].is_none())
         .collect();
     if missing.is_empty() {
-        record.status = TaskStatus::Done;
-        record.progress = 1.0;
-        record.reused_rungs = reused as u32;
-        let done = record.clone();
-        engine
-            .store(move |r| r.finish_task(&done, &[]))
-            .await
-            .map_err(|e| JobFailure::new(e.to_string()))?;
-        report(engine, &ctx.id, task_index, 1.0);
-        engine.emit(Event::TaskFinished {
-            job: ctx.id.clone(),
-            task: label,
+        let done = Finished {
+            record,
             reused,
-        });
-        return Ok(TaskDone {
-            paths: paths.into_iter().flatten().collect(),
-            reused,
-        });
+            label,
+            paths,
+        };
+        return finish(ctx, done, Vec::new(), task_index, report).await;
     }
 
     let stem = format!("t{:05}", record.index);
@@ -226,24 +215,51 @@ pub(super) async fn run_task(
         paths[*s] = Some(engine.cache.path_for(&keys[*s], ext));
         admitted.push(rec);
     }
-    record.status = TaskStatus::Done;
-    record.progress = 1.0;
-    record.reused_rungs = reused as u32;
-    record.error = None;
-    let done = record.clone();
+    let done = Finished {
+        record,
+        reused,
+        label,
+        paths,
+    };
+    finish(ctx, done, admitted, task_index, report).await
+}
+
+/// A task whose every rung has a file, from the cache or just encoded.
+struct Finished {
+    record: TaskRecord,
+    reused: usize,
+    label: String,
+    paths: Vec<Option<PathBuf>>,
+}
+
+/// Marks the task done together with its new cache entries (one durable transaction),
+/// then reports it.
+async fn finish(
+    ctx: &JobCtx<'_>,
+    mut done: Finished,
+    admitted: Vec<crate::store::CacheRecord>,
+    task_index: usize,
+    report: &(dyn Fn(&super::Engine, &str, usize, f64) + Sync),
+) -> Result<TaskDone, JobFailure> {
+    let engine = ctx.engine;
+    done.record.status = TaskStatus::Done;
+    done.record.progress = 1.0;
+    done.record.reused_rungs = done.reused as u32;
+    done.record.error = None;
+    let record = done.record;
     engine
-        .store(move |r| r.finish_task(&done, &admitted))
+        .store(move |r| r.finish_task(&record, &admitted))
         .await
         .map_err(|e| JobFailure::new(e.to_string()))?;
     report(engine, &ctx.id, task_index, 1.0);
     engine.emit(Event::TaskFinished {
         job: ctx.id.clone(),
-        task: label,
-        reused,
+        task: done.label,
+        reused: done.reused,
     });
     Ok(TaskDone {
-        paths: paths.into_iter().flatten().collect(),
-        reused,
+        paths: done.paths.into_iter().flatten().collect(),
+        reused: done.reused,
     })
 }
 
