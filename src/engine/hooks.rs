@@ -1,16 +1,23 @@
-//! Calls a job's Lua hooks: typed payloads out, checked replies back. A fresh sandbox per job.
+//! A job's Lua: one fresh sandbox per job, hooks called with typed payloads, replies checked
+//! into Rust types, and every decision persisted so a resumed job does not ask again.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use super::job::JobFailure;
+use super::queue::Slots;
+use super::script_api::EngineApi;
+use super::Engine;
+use crate::media::argv_guard::{check_argv, ArgvRules};
 use crate::media::probe::MediaInfo;
-use crate::script::{scripts_dir_of, Limits, ScriptHost};
+use crate::media::tools::Tools;
+use crate::script::{JobScope, Limits, ScriptHost};
+use crate::store::Repo;
 use crate::workflow::schema::{Chunking, EncodeSettings};
-use crate::workflow::{validate::validate, LoadedWorkflow, Profile, Workflow};
+use crate::workflow::{validate::validate, Hook, LoadedWorkflow, Profile, Workflow};
 
 /// on_discover's reply: `{ action = "accept" }` or `{ action = "skip", reason = "..." }`; nil accepts.
 #[derive(Debug, Deserialize)]
@@ -37,61 +44,259 @@ pub struct PlanDoc {
     pub encode: EncodeSettings,
 }
 
-/// The outcome of a job's hooks: the workflow to run, or a reason to skip the file.
+/// before_task's reply: the argv to run, or nil to keep spool's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskReply {
+    argv: Vec<String>,
+}
+
+/// on_error's reply; nil means spool's own policy (retry up to retries.max_attempts).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorReply {
+    pub action: ErrorAction,
+    #[serde(default)]
+    pub delay_seconds: Option<f64>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorAction {
+    Retry,
+    Fail,
+    Skip,
+}
+
+/// A lua step's reply: files it wrote in the work directory to publish, and data for the
+/// manifest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepReply {
+    #[serde(default)]
+    pub outputs: Vec<StepOutput>,
+    #[serde(default)]
+    pub data: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepOutput {
+    pub path: String,
+    #[serde(default = "default_kind")]
+    pub kind: String,
+}
+
+fn default_kind() -> String {
+    "file".into()
+}
+
+/// The outcome of a job's first hooks: the workflow to run, or a reason to skip the file.
 pub struct Decision {
     pub workflow: Workflow,
     pub skip: Option<String>,
 }
 
-/// Runs on_discover, then plan, in a fresh sandbox. Lua runs on the blocking pool.
-pub async fn decide(
-    wf: &LoadedWorkflow,
-    input: &Path,
-    md5: &str,
-    size: u64,
-    media: &MediaInfo,
-) -> Result<Decision, JobFailure> {
-    let Some(script) = wf.script_path() else {
-        return Ok(Decision {
-            workflow: wf.workflow.clone(),
-            skip: None,
+pub(super) struct JobScript {
+    host: Option<Arc<Mutex<ScriptHost>>>,
+    hooks: Vec<Hook>,
+    job: String,
+    script: String,
+    /// Where replies are persisted; None for `spool plan`, which keeps nothing.
+    repo: Option<Arc<dyn Repo>>,
+    pub rules: ArgvRules,
+}
+
+/// What a job's script needs from the engine.
+pub(super) struct ScriptDeps {
+    pub tools: Tools,
+    pub slots: Arc<Slots>,
+    pub trace: Option<Arc<Mutex<std::fs::File>>>,
+    pub repo: Option<Arc<dyn Repo>>,
+}
+
+impl Engine {
+    pub(super) fn script_deps(&self) -> ScriptDeps {
+        ScriptDeps {
+            tools: self.tools.clone(),
+            slots: self.slots.clone(),
+            trace: self.trace.clone(),
+            repo: Some(self.repo.clone()),
+        }
+    }
+}
+
+impl JobScript {
+    /// A fresh sandbox for the job, with the `spool` API confined to its directories.
+    pub async fn load(
+        deps: ScriptDeps,
+        wf: &LoadedWorkflow,
+        scope: JobScope,
+        cancel: tokio_util::sync::CancellationToken,
+        seq: u64,
+    ) -> Result<JobScript, JobFailure> {
+        let rules = ArgvRules {
+            readable: vec![scope.input.clone(), scope.work_dir.clone()],
+            writable: scope.work_dir.clone(),
+        };
+        let hooks = wf
+            .workflow
+            .script
+            .iter()
+            .flat_map(|s| s.hooks.clone())
+            .collect();
+        let mut loaded = JobScript {
+            host: None,
+            hooks,
+            job: scope.job.clone(),
+            script: String::new(),
+            repo: deps.repo.clone(),
+            rules: rules.clone(),
+        };
+        let (Some(path), Some(source)) = (wf.script_path(), wf.script_source.clone()) else {
+            return Ok(loaded);
+        };
+        loaded.script = path.display().to_string();
+        let api = Arc::new(EngineApi {
+            tools: deps.tools,
+            runtime: tokio::runtime::Handle::current(),
+            cancel,
+            rules,
+            slots: deps.slots,
+            priority: (seq, 0, 0),
+            trace: deps.trace,
         });
-    };
-    let hooks: Vec<String> = wf
-        .workflow
-        .script
-        .iter()
-        .flat_map(|s| s.hooks.iter().map(|h| h.name().to_string()))
-        .collect();
-    let file = json!({
-        "path": input.display().to_string(),
-        "name": input.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "size": size,
-        "md5": md5,
-        "media": media,
-    });
-    let media = serde_json::to_value(media).map_err(|e| JobFailure::new(e.to_string()))?;
-    let workflow = wf.workflow.clone();
-    let work = tokio::task::spawn_blocking(move || -> Result<Decision, JobFailure> {
-        let host = Arc::new(
-            ScriptHost::load(&script, &scripts_dir_of(&script), Limits::default(), &hooks)
-                .map_err(|e| JobFailure::new(e.to_string()))?,
-        );
-        let fail = |e: crate::script::ScriptError| JobFailure::new(e.to_string());
-        if let Some(reply) = host
-            .call::<_, Option<DiscoverReply>>("on_discover", &[file])
-            .map_err(fail)?
-            .flatten()
-        {
-            if reply.action == DiscoverAction::Skip {
-                let reason = reply
-                    .reason
-                    .unwrap_or_else(|| "skipped by on_discover".into());
+        let host = tokio::task::spawn_blocking(move || {
+            ScriptHost::load_for_job(&path, &source, Limits::default(), api, scope)
+        })
+        .await
+        .map_err(|e| JobFailure::new(format!("internal error loading the script: {e}")))?
+        .map_err(|e| JobFailure::new(e.to_string()))?;
+        loaded.host = Some(Arc::new(Mutex::new(host)));
+        Ok(loaded)
+    }
+
+    /// A job with no script (or whose script failed to load: the job fails on that).
+    pub fn none(job: &str, work: &Path, input: &Path) -> JobScript {
+        JobScript {
+            host: None,
+            hooks: Vec::new(),
+            job: job.into(),
+            script: String::new(),
+            repo: None,
+            rules: ArgvRules {
+                readable: vec![input.to_path_buf()],
+                writable: work.to_path_buf(),
+            },
+        }
+    }
+
+    pub fn has(&self, hook: Hook) -> bool {
+        self.host.is_some() && self.hooks.contains(&hook)
+    }
+
+    /// Calls `function` unless a reply for `key` is already persisted; persists the reply.
+    async fn ask<R: DeserializeOwned>(
+        &self,
+        function: &str,
+        key: Option<String>,
+        args: Vec<Value>,
+    ) -> Result<Option<R>, JobFailure> {
+        let Some(host) = self.host.clone() else {
+            return Ok(None);
+        };
+        let job = self.job.clone();
+        let repo = self.repo.clone();
+        let persisted = match (&key, &repo) {
+            (Some(k), Some(repo)) => {
+                let (repo, job, k) = (repo.clone(), job.clone(), k.clone());
+                tokio::task::spawn_blocking(move || repo.hook_result(&job, &k))
+                    .await
+                    .map_err(|e| JobFailure::new(e.to_string()))?
+                    .map_err(|e| JobFailure::new(e.to_string()))?
+            }
+            _ => None,
+        };
+        let reply = match persisted {
+            Some(v) => v,
+            None => {
+                let name = function.to_string();
+                let reply = tokio::task::spawn_blocking(move || -> Result<Value, JobFailure> {
+                    let host = host
+                        .lock()
+                        .map_err(|_| JobFailure::new("the script host is poisoned"))?;
+                    host.call::<Value, Value>(&name, &args)
+                        .map(Option::unwrap_or_default)
+                        .map_err(|e| JobFailure::new(e.to_string()))
+                })
+                .await
+                .map_err(|e| JobFailure::new(format!("internal error in a hook: {e}")))??;
+                if let (Some(k), Some(repo)) = (key, repo) {
+                    let saved = reply.clone();
+                    tokio::task::spawn_blocking(move || repo.put_hook_result(&job, &k, &saved))
+                        .await
+                        .map_err(|e| JobFailure::new(e.to_string()))?
+                        .map_err(|e| JobFailure::new(e.to_string()))?;
+                }
+                reply
+            }
+        };
+        if reply.is_null() {
+            return Ok(None);
+        }
+        serde_path_to_error::deserialize(reply)
+            .map(Some)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let field = if path == "." {
+                    String::new()
+                } else {
+                    format!("field {path}: ")
+                };
+                JobFailure::new(format!(
+                    "{}: hook {function} returned a bad reply: {field}{}",
+                    self.script,
+                    e.inner()
+                ))
+            })
+    }
+
+    /// on_discover, then plan. Both replies are persisted with the job.
+    pub async fn decide(
+        &self,
+        workflow: &Workflow,
+        input: &Path,
+        md5: &str,
+        size: u64,
+        media: &MediaInfo,
+    ) -> Result<Decision, JobFailure> {
+        let keep = || Decision {
+            workflow: workflow.clone(),
+            skip: None,
+        };
+        let media = serde_json::to_value(media).map_err(|e| JobFailure::new(e.to_string()))?;
+        if self.has(Hook::OnDiscover) {
+            let file = json!({
+                "path": input.display().to_string(),
+                "name": input.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "size": size,
+                "md5": md5,
+                "media": media,
+            });
+            let reply: Option<DiscoverReply> = self
+                .ask("on_discover", Some("on_discover".into()), vec![file])
+                .await?;
+            if let Some(r) = reply.filter(|r| r.action == DiscoverAction::Skip) {
                 return Ok(Decision {
-                    workflow,
-                    skip: Some(reason),
+                    workflow: workflow.clone(),
+                    skip: Some(r.reason.unwrap_or_else(|| "skipped by on_discover".into())),
                 });
             }
+        }
+        if !self.has(Hook::Plan) {
+            return Ok(keep());
         }
         let doc = PlanDoc {
             profiles: workflow.profiles.clone(),
@@ -99,16 +304,13 @@ pub async fn decide(
             encode: workflow.encode.clone(),
         };
         let doc = serde_json::to_value(&doc).map_err(|e| JobFailure::new(e.to_string()))?;
-        let Some(plan) = host
-            .call::<_, PlanDoc>("plan", &[media, doc])
-            .map_err(fail)?
+        let Some(plan) = self
+            .ask::<PlanDoc>("plan", Some("plan".into()), vec![media, doc])
+            .await?
         else {
-            return Ok(Decision {
-                workflow,
-                skip: None,
-            });
+            return Ok(keep());
         };
-        let mut changed = workflow;
+        let mut changed = workflow.clone();
         changed.profiles = plan.profiles;
         changed.chunking = plan.chunking;
         changed.encode = plan.encode;
@@ -127,7 +329,96 @@ pub async fn decide(
             workflow: changed,
             skip: None,
         })
-    });
-    work.await
-        .map_err(|e| JobFailure::new(format!("internal error in a hook: {e}")))?
+    }
+
+    /// before_task: the argv to run for one command of a task, checked against the rules.
+    pub async fn before_task(
+        &self,
+        task: Value,
+        key: String,
+        argv: Vec<std::ffi::OsString>,
+    ) -> Result<Vec<std::ffi::OsString>, JobFailure> {
+        if !self.has(Hook::BeforeTask) {
+            return Ok(argv);
+        }
+        let original: Vec<String> = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let reply: Option<TaskReply> = self
+            .ask(
+                "before_task",
+                Some(format!("before_task/{key}")),
+                vec![task, json!(original)],
+            )
+            .await?;
+        let Some(reply) = reply else {
+            return Ok(argv);
+        };
+        check_argv(&original, &reply.argv, &self.rules).map_err(|e| {
+            JobFailure::new(format!(
+                "{}: hook before_task returned an argv spool will not run: {e}",
+                self.script
+            ))
+        })?;
+        // Arguments spool wrote keep their exact bytes (names need not be UTF-8).
+        Ok(reply
+            .argv
+            .into_iter()
+            .map(|a| match original.iter().position(|o| *o == a) {
+                Some(i) => argv[i].clone(),
+                None => a.into(),
+            })
+            .collect())
+    }
+
+    /// on_error: what to do about a failed task attempt. None: spool's own retry policy.
+    pub async fn on_error(
+        &self,
+        job: Value,
+        error: Value,
+        key: String,
+    ) -> Result<Option<ErrorReply>, JobFailure> {
+        if !self.has(Hook::OnError) {
+            return Ok(None);
+        }
+        let reply: Option<ErrorReply> = self
+            .ask(
+                "on_error",
+                Some(format!("on_error/{key}")),
+                vec![job, error],
+            )
+            .await?;
+        if let Some(d) = reply.as_ref().and_then(|r| r.delay_seconds) {
+            if !(d.is_finite() && (0.0..=3600.0).contains(&d)) {
+                return Err(JobFailure::new(format!(
+                    "{}: hook on_error returned a bad reply: field delay_seconds: must be 0 to 3600, got {d}",
+                    self.script
+                )));
+            }
+        }
+        Ok(reply)
+    }
+
+    /// A lua step: runs every time (its files live in the work directory).
+    pub async fn step(&self, function: &str, context: Value) -> Result<StepReply, JobFailure> {
+        Ok(self
+            .ask::<StepReply>(function, None, vec![context])
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// on_complete: side effects after the manifest is durable. Called once per job.
+    pub async fn on_complete(&self, job: Value, manifest: Value) -> Result<(), JobFailure> {
+        if !self.has(Hook::OnComplete) {
+            return Ok(());
+        }
+        self.ask::<Value>(
+            "on_complete",
+            Some("on_complete".into()),
+            vec![job, manifest],
+        )
+        .await
+        .map(|_| ())
+    }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::hooks::JobScript;
 use super::plan::{output_name, plan_rungs, rung_cost};
 use super::publish::{rename_durably, temp_name, write_atomic};
 use super::queue::trace_command;
@@ -22,8 +23,9 @@ use crate::media::profiles::Rung;
 use crate::media::run::{run_ffmpeg, RunError};
 use crate::media::tools::Tools;
 use crate::media::verify::{verify_output, Expected};
+use crate::script::JobScope;
 use crate::store::{now_ms, JobRecord, JobStatus, TaskRecord, TaskStatus};
-use crate::workflow::{EncodeMode, LoadedWorkflow, Workflow};
+use crate::workflow::{EncodeMode, LoadedWorkflow, Original, Step, Workflow};
 
 /// Why a job stopped short.
 #[derive(Debug)]
@@ -31,6 +33,8 @@ pub(super) struct JobFailure {
     pub message: String,
     pub stderr_tail: Vec<String>,
     pub cancelled: bool,
+    /// A hook chose to skip the file: the job ends as skipped, not failed.
+    pub skipped: bool,
 }
 
 impl JobFailure {
@@ -39,6 +43,13 @@ impl JobFailure {
             message: message.into(),
             stderr_tail: Vec::new(),
             cancelled: false,
+            skipped: false,
+        }
+    }
+    pub fn skipped(reason: impl Into<String>) -> JobFailure {
+        JobFailure {
+            skipped: true,
+            ..JobFailure::new(reason)
         }
     }
     pub fn from_run(context: &str, e: RunError) -> JobFailure {
@@ -46,6 +57,7 @@ impl JobFailure {
             cancelled: matches!(e, RunError::Cancelled),
             stderr_tail: e.stderr_tail().to_vec(),
             message: format!("{context}: {e}"),
+            skipped: false,
         }
     }
 }
@@ -68,6 +80,7 @@ pub(super) struct JobCtx<'a> {
     pub work: PathBuf,
     pub cancel: CancellationToken,
     pub force: bool,
+    pub script: JobScript,
 }
 
 impl Engine {
@@ -108,15 +121,29 @@ impl Engine {
         };
         let out_dir = out_root.join(stem_of(input));
         let out_dir_s = out_dir.display().to_string();
-        let earlier = self.store(|r| r.list_jobs()).await.ok().and_then(|jobs| {
-            jobs.into_iter()
-                .filter(|j| {
-                    j.input_md5 == digest.md5
-                        && j.workflow_hash == wf.content_hash
-                        && j.out_dir == out_dir_s
-                })
-                .max_by_key(|j| j.created_ms)
-        });
+        let jobs = self.store(|r| r.list_jobs()).await.unwrap_or_default();
+        let same_input = |j: &&JobRecord| j.input_md5 == digest.md5 && j.out_dir == out_dir_s;
+        // A job stopped midway resumes with the workflow version it started with.
+        let stopped = jobs
+            .iter()
+            .filter(same_input)
+            .filter(|j| matches!(j.status, JobStatus::Interrupted | JobStatus::Running))
+            .max_by_key(|j| j.created_ms)
+            .filter(|j| j.workflow_hash != wf.content_hash)
+            .map(|j| j.workflow_hash.clone());
+        let resumed_version = match stopped {
+            Some(hash) => self.stored_workflow(&hash).await,
+            None => None,
+        };
+        let wf = match &resumed_version {
+            Some(old) => old,
+            None => wf,
+        };
+        let earlier = jobs
+            .into_iter()
+            .filter(|j| j.input_md5 == digest.md5 && j.out_dir == out_dir_s)
+            .filter(|j| j.workflow_hash == wf.content_hash)
+            .max_by_key(|j| j.created_ms);
         if let Some(done) = earlier
             .as_ref()
             .filter(|j| j.status == JobStatus::Succeeded && !force)
@@ -166,23 +193,51 @@ impl Engine {
             progress: 0.0,
         };
         let first = record.clone();
-        if let Err(e) = self.store(move |r| r.put_job(&first)).await {
+        let version = wf.version();
+        let stored = self
+            .store(move |r| {
+                r.put_workflow_version(&version)?;
+                r.put_job(&first)
+            })
+            .await;
+        if let Err(e) = stored {
             return fail_early(e.to_string());
         }
         let cancel = self.shutdown.child_token();
         if let Ok(mut running) = self.running.lock() {
             running.insert(id.clone(), cancel.clone());
         }
+        let work = self.state_dir.join("work").join(&id);
+        let seq = self
+            .job_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scope = JobScope {
+            job: id.clone(),
+            input: input.to_path_buf(),
+            work_dir: work.clone(),
+            out_dir: out_dir.clone(),
+        };
+        // The work dir exists before Lua runs: spool.fs confines paths to it.
+        let prepared = match tokio::fs::create_dir_all(work.join("enc")).await {
+            Ok(()) => JobScript::load(self.script_deps(), wf, scope, cancel.clone(), seq).await,
+            Err(e) => Err(JobFailure::new(format!("work dir {}: {e}", work.display()))),
+        };
         // Lua decides (skip, or change the plan) before anything is chunked or encoded.
-        let decided = match probed {
-            Ok(source) => super::hooks::decide(wf, input, &digest.md5, digest.size, &source.0)
+        let decided = match (probed, &prepared) {
+            (Ok(source), Ok(script)) => script
+                .decide(&wf.workflow, input, &digest.md5, digest.size, &source.0)
                 .await
                 .map(|d| (source, d)),
-            Err(e) => Err(e),
+            (Err(e), _) => Err(e),
+            (_, Err(e)) => Err(JobFailure::new(e.message.clone())),
         };
         let workflow = match &decided {
             Ok((_, d)) => d.workflow.clone(),
             Err(_) => wf.workflow.clone(),
+        };
+        let script = match prepared {
+            Ok(s) => s,
+            Err(_) => JobScript::none(&id, &work, input),
         };
         let ctx = JobCtx {
             engine: self,
@@ -190,12 +245,11 @@ impl Engine {
             workflow,
             input,
             id: id.clone(),
-            seq: self
-                .job_seq
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            work: self.state_dir.join("work").join(&id),
+            seq,
+            work,
             cancel,
             force,
+            script,
         };
         let result = match decided {
             Ok((
@@ -227,6 +281,7 @@ impl Engine {
                 (JobStatus::Interrupted, Some(f.message))
             }
             Err(f) if f.cancelled => (JobStatus::Cancelled, Some("cancelled".to_string())),
+            Err(f) if f.skipped => (JobStatus::Skipped, Some(f.message)),
             Err(f) => {
                 record.stderr_tail = f.stderr_tail;
                 (JobStatus::Failed, Some(f.message))
@@ -268,6 +323,21 @@ impl Engine {
         };
         self.emit(Event::JobFinished(outcome.clone()));
         outcome
+    }
+}
+
+impl Engine {
+    /// A workflow version stored by an earlier job, loaded again exactly as it was.
+    async fn stored_workflow(&self, hash: &str) -> Option<LoadedWorkflow> {
+        let key = hash.to_string();
+        let version = self.store(move |r| r.workflow_version(&key)).await.ok()??;
+        match crate::workflow::load_version(&version) {
+            Ok(wf) => Some(wf),
+            Err(e) => {
+                tracing::warn!(hash, error = %e, "stored workflow version no longer loads");
+                None
+            }
+        }
     }
 }
 
@@ -423,6 +493,7 @@ impl JobCtx<'_> {
             }
             entries.push(s.entry);
         }
+        let steps = self.run_steps(&media, out_dir, &mut entries).await?;
         let manifest = json!({
             "job": self.id,
             "input": self.input.display().to_string(),
@@ -437,10 +508,12 @@ impl JobCtx<'_> {
                 "has_audio": media.has_audio(),
             },
             "outputs": entries,
+            "steps": steps,
             "skipped": plan.skipped,
             "fallback_reason": record.fallback_reason,
             "chunks": chunks.len(),
             "reused_chunks": reused_chunks,
+            "original": self.workflow.original,
             "elapsed_s": (now_ms().saturating_sub(record.created_ms)) as f64 / 1000.0,
         });
         let path = out_dir.join("manifest.json");
@@ -448,7 +521,64 @@ impl JobCtx<'_> {
             serde_json::to_vec_pretty(&manifest).map_err(|e| JobFailure::new(e.to_string()))?;
         write_atomic(&path, &bytes)
             .map_err(|e| JobFailure::new(format!("writing {}: {e}", path.display())))?;
+        // Only now, with every output and the manifest durable, may the original go.
+        if let Err(e) = dispose_original(self.input, &self.workflow.original, &self.wf.base_dir) {
+            self.engine.emit(Event::Note {
+                job: self.id.clone(),
+                message: format!("outputs are done, but the original was left in place: {e}"),
+            });
+        }
+        let job = json!({
+            "id": self.id, "input": self.input.display().to_string(),
+            "out_dir": out_dir.display().to_string(), "workflow": self.workflow.name,
+            "manifest": path.display().to_string(),
+        });
+        // Outputs are published: a failing on_complete is reported, not a failed job.
+        if let Err(e) = self.script.on_complete(job, manifest).await {
+            tracing::error!(job = %self.id, error = %e.message, "on_complete failed");
+            self.engine.emit(Event::Note {
+                job: self.id.clone(),
+                message: format!("on_complete failed: {}", e.message),
+            });
+        }
         Ok(path)
+    }
+
+    /// Runs the workflow's extra steps in order. A step's files, written in the work
+    /// directory, are published into the output directory and listed with the outputs.
+    async fn run_steps(
+        &self,
+        media: &MediaInfo,
+        out_dir: &Path,
+        entries: &mut Vec<serde_json::Value>,
+    ) -> Result<serde_json::Value, JobFailure> {
+        let mut results = serde_json::Map::new();
+        for step in &self.workflow.steps {
+            let Step::Lua(lua) = step;
+            let context = json!({
+                "job": self.id, "input": self.input.display().to_string(),
+                "work_dir": self.work.display().to_string(),
+                "out_dir": out_dir.display().to_string(),
+                "media": media, "outputs": entries,
+            });
+            let reply = self
+                .script
+                .step(&lua.function, context)
+                .await
+                .map_err(|e| JobFailure::new(format!("step {}: {}", lua.label(), e.message)))?;
+            for o in reply.outputs {
+                let entry = publish_step_file(&self.work, out_dir, &o.path)
+                    .map_err(|e| JobFailure::new(format!("step {}: {e}", lua.label())))?;
+                entries.push(json!({
+                    "profile": lua.label(), "kind": o.kind, "path": entry.0, "bytes": entry.1,
+                }));
+            }
+            results.insert(
+                lua.label().to_string(),
+                reply.data.unwrap_or(serde_json::Value::Null),
+            );
+        }
+        Ok(serde_json::Value::Object(results))
     }
 
     /// Segments the video stream. Ok(Err(reason)) means: encode the whole file instead.
@@ -818,6 +948,79 @@ fn build_tasks(mode: EncodeMode, rungs: &[Rung], chunks: usize) -> Vec<TaskSpec>
                 })
             })
             .collect(),
+    }
+}
+
+/// Moves a file a step wrote in the work directory into the output directory, durably.
+/// Returns its name there and its size.
+fn publish_step_file(work: &Path, out_dir: &Path, given: &str) -> Result<(String, u64), String> {
+    let rel = Path::new(given);
+    let name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && n != "manifest.json")
+        .ok_or_else(|| format!("output {given:?}: not a publishable file name"))?;
+    if rel.is_absolute() || rel.components().count() != 1 {
+        return Err(format!(
+            "output {given:?}: give a file name in the work directory"
+        ));
+    }
+    let from = work.join(rel);
+    let meta = std::fs::symlink_metadata(&from).map_err(|e| format!("output {given:?}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("output {given:?}: not a regular file"));
+    }
+    let dest = out_dir.join(&name);
+    let tmp = out_dir.join(temp_name(&name, "step"));
+    std::fs::copy(&from, &tmp).map_err(|e| format!("output {given:?}: {e}"))?;
+    rename_durably(&tmp, &dest).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("publishing {}: {e}", dest.display())
+    })?;
+    Ok((name, meta.len()))
+}
+
+/// Keeps, moves or deletes the input as the workflow says. Called only after success.
+fn dispose_original(input: &Path, policy: &Original, base_dir: &Path) -> std::io::Result<()> {
+    match policy {
+        Original::Keep => Ok(()),
+        Original::Delete => {
+            std::fs::remove_file(input)?;
+            sync_parent(input)
+        }
+        Original::MoveTo(dir) => {
+            let dir = base_dir.join(dir);
+            std::fs::create_dir_all(&dir)?;
+            let name = input
+                .file_name()
+                .ok_or_else(|| std::io::Error::other("the input has no file name"))?;
+            let dest = dir.join(name);
+            if dest.exists() {
+                return Err(std::io::Error::other(format!(
+                    "{} already exists",
+                    dest.display()
+                )));
+            }
+            match std::fs::rename(input, &dest) {
+                Ok(()) => {}
+                // Another file system: copy, make it durable, then remove the source.
+                Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {
+                    std::fs::copy(input, &dest)?;
+                    std::fs::File::open(&dest)?.sync_all()?;
+                    std::fs::remove_file(input)?;
+                }
+                Err(e) => return Err(e),
+            }
+            sync_parent(&dest)?;
+            sync_parent(input)
+        }
+    }
+}
+
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => std::fs::File::open(p)?.sync_all(),
+        _ => Ok(()),
     }
 }
 

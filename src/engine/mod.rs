@@ -7,6 +7,7 @@ pub mod plan;
 pub mod publish;
 pub mod queue;
 mod recovery;
+mod script_api;
 mod task;
 
 use std::collections::HashMap;

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::media::command::{encode_commands, RungOutput};
 use crate::media::profiles::Rung;
 use crate::media::progress::Progress;
 use crate::media::run::{run_ffmpeg, RunError};
@@ -21,13 +20,13 @@ use crate::media::tools::Tools;
 /// Lower runs first: (job sequence, rung rank, chunk).
 pub type Priority = (u64, u32, u32);
 
-/// One encode of one input into one or more rungs. Self-contained and serializable,
-/// so a remote worker with the same storage could run it.
+/// One encode of one input into one or more rungs: its ffmpeg commands, run in order
+/// (two for 2-pass). Self-contained and serializable, so a remote worker with the same
+/// storage could run it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EncodeTask {
     pub label: String,
-    pub input: PathBuf,
-    pub outputs: Vec<EncodeOutput>,
+    pub commands: Vec<Vec<std::ffi::OsString>>,
     pub priority: Priority,
 }
 
@@ -85,17 +84,7 @@ impl TaskQueue for LocalQueue {
     ) -> TaskFuture {
         let (tools, slots, trace) = (self.tools.clone(), self.slots.clone(), self.trace.clone());
         Box::pin(async move {
-            let outputs: Vec<RungOutput> = task
-                .outputs
-                .iter()
-                .map(|o| RungOutput {
-                    rung: &o.rung,
-                    path: &o.path,
-                    passlog: &o.passlog,
-                    scale: o.scale,
-                })
-                .collect();
-            let commands = encode_commands(&task.input, &outputs);
+            let commands = task.commands;
             let passes = commands.len();
             for (i, argv) in commands.iter().enumerate() {
                 let _slot = tokio::select! {

@@ -5,15 +5,22 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use std::ffi::OsString;
+
+use serde_json::json;
+
 use super::cache::{cache_key, fingerprint, Miss};
+use super::hooks::{ErrorAction, ErrorReply};
 use super::job::{JobCtx, JobFailure};
 use super::queue::{EncodeOutput, EncodeTask};
 use super::Event;
-use crate::media::hash::FileDigest;
+use crate::media::command::{encode_commands, RungOutput};
+use crate::media::hash::{sha256_hex, FileDigest};
 use crate::media::profiles::Rung;
 use crate::media::run::RunError;
 use crate::media::verify::{verify_chunk, Expected};
 use crate::store::{TaskRecord, TaskStatus};
+use crate::workflow::Hook;
 
 /// A chunk of the source's video (or the whole source, index None).
 #[derive(Debug, Clone)]
@@ -40,6 +47,99 @@ pub(super) struct TaskDone {
 }
 
 const PROGRESS_PERSIST_EVERY: Duration = Duration::from_secs(2);
+/// However often on_error says retry, a task stops after this many attempts.
+const MAX_SCRIPTED_ATTEMPTS: u32 = 20;
+
+fn rung_outputs(outputs: &[EncodeOutput]) -> Vec<RungOutput<'_>> {
+    outputs
+        .iter()
+        .map(|o| RungOutput {
+            rung: &o.rung,
+            path: &o.path,
+            passlog: &o.passlog,
+            scale: o.scale,
+        })
+        .collect()
+}
+
+/// spool's commands for the task, passed through before_task. Also returns, when the hook
+/// changed them, a fingerprint of the change with the job's own paths taken out.
+async fn hooked_commands(
+    ctx: &JobCtx<'_>,
+    record: &TaskRecord,
+    chunk: &ChunkInfo,
+    outputs: &[EncodeOutput],
+) -> Result<(Vec<Vec<OsString>>, Option<String>), JobFailure> {
+    let commands = encode_commands(&chunk.path, &rung_outputs(outputs));
+    let passes = commands.len();
+    let mut hooked = Vec::with_capacity(passes);
+    for (pass, argv) in commands.iter().enumerate() {
+        let task = json!({
+            "job": ctx.id, "index": record.index, "chunk": record.chunk,
+            "rungs": record.rungs, "pass": pass + 1, "passes": passes,
+            "input": chunk.path.display().to_string(),
+            "work_dir": ctx.work.display().to_string(),
+        });
+        let shown: Vec<String> = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let key = format!(
+            "{}/{pass}/{}",
+            record.index,
+            &sha256_hex(shown.join("\0").as_bytes())[..16]
+        );
+        hooked.push(ctx.script.before_task(task, key, argv.clone()).await?);
+    }
+    if hooked == commands {
+        return Ok((hooked, None));
+    }
+    let work = ctx.work.display().to_string();
+    let input = chunk.path.display().to_string();
+    let normal: Vec<Vec<String>> = hooked
+        .iter()
+        .map(|argv| {
+            argv.iter()
+                .map(|a| {
+                    a.to_string_lossy()
+                        .replace(&input, "{input}")
+                        .replace(&work, "{work}")
+                })
+                .collect()
+        })
+        .collect();
+    let print = sha256_hex(
+        serde_json::to_string(&normal)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    Ok((hooked, Some(print)))
+}
+
+/// Asks on_error (if the workflow has it) what to do about a failed attempt.
+async fn ask_on_error(
+    ctx: &JobCtx<'_>,
+    record: &TaskRecord,
+    label: &str,
+    attempt: u32,
+    e: &RunError,
+) -> Result<Option<ErrorReply>, JobFailure> {
+    if !ctx.script.has(Hook::OnError) {
+        return Ok(None);
+    }
+    let job = json!({
+        "id": ctx.id, "input": ctx.input.display().to_string(),
+        "workflow": ctx.workflow.name,
+    });
+    let error = json!({
+        "task": label, "index": record.index, "attempt": attempt,
+        "max_attempts": ctx.workflow.retries.max_attempts,
+        "message": e.to_string(), "fatal": e.is_fatal(), "stderr_tail": e.stderr_tail(),
+    });
+    ctx.script
+        .on_error(job, error, format!("{}/{attempt}", record.index))
+        .await
+}
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run_task(
@@ -57,12 +157,54 @@ pub(super) async fn run_task(
         None => format!("whole file [{}]", record.rungs.join(",")),
     };
     let task_index = record.index as usize;
+    let stem = format!("t{:05}", record.index);
+    let output_of = |r: usize| {
+        let rung = &rungs[r];
+        EncodeOutput {
+            rung: rung.clone(),
+            path: ctx.work.join("enc").join(format!(
+                "{stem}-{}.{}",
+                rung.name,
+                rung.codec.container_ext()
+            )),
+            passlog: ctx
+                .work
+                .join("enc")
+                .join(format!("{stem}-{}-pass", rung.name)),
+            // Always through scale: -2 keeps the width even for odd-sized sources.
+            scale: true,
+        }
+    };
+    // A before_task hook may change the argv, so what it changed is part of the cache key,
+    // and the task's rungs are then encoded together or taken from the cache together.
+    let hooked = match ctx.script.has(Hook::BeforeTask) {
+        true => {
+            let all: Vec<EncodeOutput> = spec.rungs.iter().map(|r| output_of(*r)).collect();
+            Some(hooked_commands(ctx, &record, chunk, &all).await?)
+        }
+        false => None,
+    };
+    let tweak = hooked
+        .as_ref()
+        .and_then(|h| h.1.clone())
+        .unwrap_or_default();
     let mut paths: Vec<Option<PathBuf>> = vec![None; spec.rungs.len()];
     let keys: Vec<String> = spec
         .rungs
         .iter()
-        .map(|r| cache_key(&chunk.digest, &fingerprint(&engine.tools, &rungs[*r])))
+        .map(|r| {
+            let print = fingerprint(&engine.tools, &rungs[*r]);
+            cache_key(&chunk.digest, &format!("{print}{tweak}"))
+        })
         .collect();
+    let keys: Vec<String> = match tweak.is_empty() {
+        true => keys,
+        // Re-hash so the tweak reaches the key's shortened fingerprint.
+        false => keys
+            .iter()
+            .map(|k| format!("{k}-{}", &sha256_hex(k.as_bytes())[..12]))
+            .collect(),
+    };
     if !ctx.force {
         // Every rung's cache check at once.
         let lookups = keys.iter().zip(&spec.rungs).map(|(key, r)| {
@@ -85,6 +227,9 @@ pub(super) async fn run_task(
                 Err(e) => return Err(JobFailure::new(e.to_string())),
             }
         }
+        if hooked.is_some() && paths.iter().any(Option::is_none) {
+            paths = vec![None; spec.rungs.len()];
+        }
     }
     let reused = paths.iter().filter(|p| p.is_some()).count();
     let missing: Vec<usize> = (0..spec.rungs.len())
@@ -100,27 +245,11 @@ pub(super) async fn run_task(
         return finish(ctx, done, Vec::new(), task_index, report).await;
     }
 
-    let stem = format!("t{:05}", record.index);
-    let outputs: Vec<EncodeOutput> = missing
-        .iter()
-        .map(|s| {
-            let rung = &rungs[spec.rungs[*s]];
-            EncodeOutput {
-                rung: rung.clone(),
-                path: ctx.work.join("enc").join(format!(
-                    "{stem}-{}.{}",
-                    rung.name,
-                    rung.codec.container_ext()
-                )),
-                passlog: ctx
-                    .work
-                    .join("enc")
-                    .join(format!("{stem}-{}-pass", rung.name)),
-                // Always through scale: -2 keeps the width even for odd-sized sources.
-                scale: true,
-            }
-        })
-        .collect();
+    let outputs: Vec<EncodeOutput> = missing.iter().map(|s| output_of(spec.rungs[*s])).collect();
+    let commands = match hooked {
+        Some((commands, _)) => commands,
+        None => encode_commands(&chunk.path, &rung_outputs(&outputs)),
+    };
     let max_attempts = ctx.workflow.retries.max_attempts;
     let mut attempt = 0;
     let result = loop {
@@ -128,8 +257,7 @@ pub(super) async fn run_task(
         record.attempts += 1;
         let task = EncodeTask {
             label: label.clone(),
-            input: chunk.path.clone(),
-            outputs: outputs.clone(),
+            commands: commands.clone(),
             priority: (ctx.seq, spec.rank, chunk.index.unwrap_or(0)),
         };
         let (job, repo) = (ctx.id.clone(), engine.repo.clone());
@@ -181,10 +309,23 @@ pub(super) async fn run_task(
                 for o in &outputs {
                     let _ = tokio::fs::remove_file(&o.path).await;
                 }
-                if e.is_fatal() || attempt >= max_attempts {
+                if matches!(e, RunError::Cancelled) {
                     break Err(e);
                 }
-                let backoff = ctx.workflow.retries.backoff_seconds * 2f64.powi(attempt as i32 - 1);
+                let decision = ask_on_error(ctx, &record, &label, attempt, &e).await?;
+                let backoff = match decision {
+                    Some(d) if d.action == ErrorAction::Skip => {
+                        return Err(JobFailure::skipped(d.reason.unwrap_or_else(|| {
+                            format!("on_error skipped the job after {label} failed: {e}")
+                        })))
+                    }
+                    Some(d) if d.action == ErrorAction::Fail => break Err(e),
+                    // A script may retry past max_attempts, but not forever.
+                    Some(_) if attempt >= MAX_SCRIPTED_ATTEMPTS => break Err(e),
+                    Some(d) => d.delay_seconds.unwrap_or(0.0),
+                    None if e.is_fatal() || attempt >= max_attempts => break Err(e),
+                    None => ctx.workflow.retries.backoff_seconds * 2f64.powi(attempt as i32 - 1),
+                };
                 tracing::warn!(job = %ctx.id, task = %label, attempt, error = %e, "retrying in {backoff:.1}s");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs_f64(backoff)) => {}

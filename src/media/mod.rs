@@ -1,5 +1,6 @@
 //! Everything spool knows about ffmpeg, and nothing about Lua, sled or jobs.
 
+pub mod argv_guard;
 pub mod chunk;
 pub mod command;
 pub mod hash;

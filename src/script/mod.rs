@@ -1,6 +1,7 @@
 //! The Lua host: a sandboxed state per job, hooks called with typed tables and replies
 //! checked into Rust types. Knows nothing of ffmpeg: hooks see plain data.
 
+mod api;
 mod sandbox;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use mlua::{ChunkMode, Lua, LuaSerdeExt, Value};
 mod tests;
 use serde::{de::DeserializeOwned, Serialize};
 
+pub use api::{HostApi, HttpReply, HttpRequest, JobScope};
 pub use sandbox::Limits;
 use sandbox::Watchdog;
 
@@ -58,11 +60,7 @@ impl ScriptError {
 }
 
 /// Compiles a script without running it: syntax errors come back with file:line.
-pub fn check_syntax(path: &Path) -> Result<(), ScriptError> {
-    let source = std::fs::read_to_string(path).map_err(|error| ScriptError::Read {
-        script: path.display().to_string(),
-        error,
-    })?;
+pub fn check_syntax(path: &Path, source: &str) -> Result<(), ScriptError> {
     let lua = Lua::new_with(mlua::StdLib::NONE, mlua::LuaOptions::new())
         .map_err(ScriptError::lua("creating the Lua state"))?;
     lua.load(source)
@@ -92,20 +90,44 @@ pub struct ScriptHost {
 }
 
 impl ScriptHost {
-    /// Loads `script` into a fresh sandbox. The script must return a table of hook functions;
-    /// every name in `required_hooks` must be one of them.
+    /// Loads `source` (the text of `script`) into a fresh sandbox with no job in scope:
+    /// the `spool` calls that touch files, ffmpeg or the network raise an error.
+    /// The script must return a table of hook functions; every name in `required_hooks`
+    /// must be one of them.
     pub fn load(
         script: &Path,
+        source: &str,
         scripts_dir: &Path,
         limits: Limits,
         required_hooks: &[String],
     ) -> Result<ScriptHost, ScriptError> {
+        Self::load_with(script, source, scripts_dir, limits, required_hooks, None)
+    }
+
+    /// Loads a script for a job: the whole `spool` API is there, confined to `scope`.
+    pub fn load_for_job(
+        script: &Path,
+        source: &str,
+        limits: Limits,
+        host: Arc<dyn HostApi>,
+        scope: JobScope,
+    ) -> Result<ScriptHost, ScriptError> {
+        let dir = scripts_dir_of(script);
+        Self::load_with(script, source, &dir, limits, &[], Some((host, scope)))
+    }
+
+    fn load_with(
+        script: &Path,
+        source: &str,
+        scripts_dir: &Path,
+        limits: Limits,
+        required_hooks: &[String],
+        host: Option<(Arc<dyn HostApi>, JobScope)>,
+    ) -> Result<ScriptHost, ScriptError> {
         let name = script.display().to_string();
-        let source = std::fs::read_to_string(script).map_err(|error| ScriptError::Read {
-            script: name.clone(),
-            error,
-        })?;
         let (lua, watchdog) = sandbox::new_state(scripts_dir, limits)?;
+        api::install(&lua, &watchdog, &name, host)
+            .map_err(ScriptError::lua("installing the spool API"))?;
         let chunk = lua
             .load(source)
             .set_name(format!("@{name}"))

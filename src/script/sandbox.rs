@@ -44,6 +44,20 @@ impl Watchdog {
         self.deadline_us.store(0, Ordering::SeqCst);
         self.tripped.load(Ordering::SeqCst)
     }
+    /// Stops the clock while Rust works for the script (an ffmpeg run, an HTTP post):
+    /// the limit is on Lua's own time. Returns the time left, to give back to `resume`.
+    pub fn pause(&self) -> Option<Duration> {
+        let deadline = self.deadline_us.swap(0, Ordering::SeqCst);
+        (deadline != 0)
+            .then(|| Duration::from_micros(deadline).saturating_sub(self.started.elapsed()))
+    }
+    pub fn resume(&self, left: Option<Duration>) {
+        if let Some(left) = left {
+            let deadline = self.started.elapsed() + left;
+            self.deadline_us
+                .store(deadline.as_micros().max(1) as u64, Ordering::SeqCst);
+        }
+    }
 }
 
 fn safe_libs() -> StdLib {

@@ -22,7 +22,11 @@ fn host_with(body: &str) -> Result<(tempfile::TempDir, ScriptHost), ScriptError>
         memory_bytes: 16 << 20,
         time_per_call: Duration::from_millis(300),
     };
-    let host = ScriptHost::load(&path, dir.path(), limits, &["run".to_string()])?;
+    let source = std::fs::read_to_string(&path).map_err(|error| ScriptError::Read {
+        script: "tmp".into(),
+        error,
+    })?;
+    let host = ScriptHost::load(&path, &source, dir.path(), limits, &["run".to_string()])?;
     Ok((dir, host))
 }
 
@@ -122,8 +126,8 @@ fn a_bad_reply_names_the_hook_and_the_field() -> Result<(), ScriptError> {
 fn syntax_errors_carry_file_and_line() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("broken.lua");
-    std::fs::write(&path, "local x = 1\nfunction f(\nreturn {}\n")?;
-    let e = check_syntax(&path)
+    let source = "local x = 1\nfunction f(\nreturn {}\n";
+    let e = check_syntax(&path, source)
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();

@@ -59,6 +59,17 @@ pub trait Repo: Send + Sync {
     fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>, StoreError>;
     fn cache_remove(&self, key: &str) -> Result<(), StoreError>;
     fn cache_entries(&self) -> Result<Vec<CacheRecord>, StoreError>;
+    /// A Lua hook's reply for a job, so a resumed job does not ask again. Durable at return.
+    fn put_hook_result(
+        &self,
+        job: &str,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StoreError>;
+    fn hook_result(&self, job: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    /// The exact workflow text a job ran with, by content hash.
+    fn put_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError>;
+    fn workflow_version(&self, hash: &str) -> Result<Option<WorkflowVersion>, StoreError>;
     /// After a crash: running jobs become interrupted, running tasks pending. Returns jobs fixed.
     fn recover(&self) -> Result<u32, StoreError>;
     fn flush(&self) -> Result<(), StoreError>;

@@ -116,3 +116,13 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// A workflow as it was when a job started: resuming runs this text, not the file's today.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowVersion {
+    pub hash: String,
+    pub source: String,
+    pub text: String,
+    pub script_source: Option<String>,
+    pub base_dir: String,
+}

@@ -14,6 +14,8 @@ pub struct SledRepo {
     jobs: sled::Tree,
     tasks: sled::Tree,
     cache: sled::Tree,
+    hooks: sled::Tree,
+    workflows: sled::Tree,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,6 +61,8 @@ impl SledRepo {
             jobs: db.open_tree("jobs")?,
             tasks: db.open_tree("tasks")?,
             cache: db.open_tree("cache")?,
+            hooks: db.open_tree("hooks")?,
+            workflows: db.open_tree("workflows")?,
             db,
         })
     }
@@ -159,6 +163,39 @@ impl Repo for SledRepo {
 
     fn cache_entries(&self) -> Result<Vec<CacheRecord>, StoreError> {
         Self::scan(&self.cache, "")
+    }
+
+    fn put_hook_result(
+        &self,
+        job: &str,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.hooks
+            .insert(format!("{job}/{key}").as_bytes(), encode(value)?)?;
+        // A decision is made once: it must outlive a crash right after it.
+        self.hooks.flush()?;
+        Ok(())
+    }
+
+    fn hook_result(&self, job: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.hooks
+            .get(format!("{job}/{key}").as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    fn put_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError> {
+        self.workflows
+            .insert(version.hash.as_bytes(), encode(version)?)?;
+        Ok(())
+    }
+
+    fn workflow_version(&self, hash: &str) -> Result<Option<WorkflowVersion>, StoreError> {
+        self.workflows
+            .get(hash.as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     fn recover(&self) -> Result<u32, StoreError> {

@@ -1,11 +1,13 @@
 //! Workflow files: parse strictly, validate everything, report every error at once.
 
+mod locate;
+mod parse;
 pub mod schema;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use schema::{EncodeMode, Hook, Profile, Script, Workflow};
+pub use schema::{EncodeMode, Hook, LuaStep, Original, Profile, Script, Step, Workflow};
 pub use validate::FieldError;
 
 use crate::media::hash::sha256_hex;
@@ -20,6 +22,10 @@ pub struct LoadedWorkflow {
     /// SHA-256 of the file's bytes; jobs record it.
     pub content_hash: String,
     pub source: String,
+    /// The exact YAML text, stored with jobs so a resumed job runs the same version.
+    pub text: String,
+    /// The exact Lua text validated, which is also the text that runs.
+    pub script_source: Option<String>,
     /// The workflow file's directory: script paths are relative to it.
     pub base_dir: PathBuf,
 }
@@ -46,7 +52,7 @@ pub enum WorkflowError {
         source_name: String,
         error: serde_yaml::Error,
     },
-    #[error("{source_name}: {} problem(s):{}", .errors.len(), list(.errors))]
+    #[error("{source_name}: {} problem(s):{}", .errors.len(), list(.source_name, .errors))]
     Invalid {
         source_name: String,
         errors: Vec<FieldError>,
@@ -60,10 +66,21 @@ fn describe_yaml(e: &serde_yaml::Error) -> String {
     }
 }
 
-fn list(errors: &[FieldError]) -> String {
+fn list(source_name: &str, errors: &[FieldError]) -> String {
     errors
         .iter()
-        .map(|e| format!("\n  - {}: {}", e.path, e.message))
+        .map(|e| {
+            let place = match e.at {
+                Some((line, col)) => format!("{source_name}:{line}:{col}: "),
+                None => String::new(),
+            };
+            let path = if e.path.is_empty() {
+                "(top level)"
+            } else {
+                &e.path
+            };
+            format!("\n  - {place}{path}: {}", e.message)
+        })
         .collect()
 }
 
@@ -74,24 +91,80 @@ pub fn load_str(
     source_name: &str,
     base_dir: &Path,
 ) -> Result<LoadedWorkflow, WorkflowError> {
-    let workflow: Workflow = serde_yaml::from_str(text).map_err(|error| WorkflowError::Parse {
-        source_name: source_name.into(),
-        error,
-    })?;
-    let mut errors = validate::validate(&workflow);
-    if let Some(script) = &workflow.script {
-        errors.extend(validate::validate_script(script, base_dir));
+    load_inner(text, source_name, base_dir, None)
+}
+
+/// Loads a stored version again: the same YAML and the same script text, whatever the
+/// files hold today.
+pub fn load_version(v: &crate::store::WorkflowVersion) -> Result<LoadedWorkflow, WorkflowError> {
+    load_inner(
+        &v.text,
+        &v.source,
+        Path::new(&v.base_dir),
+        v.script_source.clone(),
+    )
+}
+
+impl LoadedWorkflow {
+    pub fn version(&self) -> crate::store::WorkflowVersion {
+        crate::store::WorkflowVersion {
+            hash: self.content_hash.clone(),
+            source: self.source.clone(),
+            text: self.text.clone(),
+            script_source: self.script_source.clone(),
+            base_dir: self.base_dir.display().to_string(),
+        }
     }
-    if !errors.is_empty() {
+}
+
+fn load_inner(
+    text: &str,
+    source_name: &str,
+    base_dir: &Path,
+    stored_script: Option<String>,
+) -> Result<LoadedWorkflow, WorkflowError> {
+    let tree: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|error| WorkflowError::Parse {
+            source_name: source_name.into(),
+            error,
+        })?;
+    let parsed = parse::parse_all::<Workflow>(tree);
+    let mut errors = parsed.errors.clone();
+    let mut script_source = None;
+    if let Some(workflow) = &parsed.value {
+        for mut e in validate::validate(workflow) {
+            e.path = parsed.original_path(&e.path);
+            errors.push(e);
+        }
+        if let Some(script) = &workflow.script {
+            match validate::validate_script(script, &workflow.steps, base_dir, stored_script) {
+                Ok(source) => script_source = Some(source),
+                Err(e) => errors.extend(e),
+            }
+        }
+    }
+    let (Some(workflow), true) = (parsed.value, errors.is_empty()) else {
+        let places = locate::Locations::of(text);
+        for e in &mut errors {
+            e.at = places.find(&e.path);
+        }
         return Err(WorkflowError::Invalid {
             source_name: source_name.into(),
             errors,
         });
+    };
+    // The hash covers the script too: a changed hook is a changed workflow.
+    let mut hashed = text.as_bytes().to_vec();
+    if let Some(s) = &script_source {
+        hashed.push(0);
+        hashed.extend_from_slice(s.as_bytes());
     }
     Ok(LoadedWorkflow {
         workflow,
-        content_hash: sha256_hex(text.as_bytes()),
+        content_hash: sha256_hex(&hashed),
         source: source_name.into(),
+        text: text.to_string(),
+        script_source,
         base_dir: base_dir.to_path_buf(),
     })
 }
@@ -121,6 +194,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn structural_errors_are_all_reported_with_places() {
+        let text = "version: 1\nname: x\nchunkin: {}\nencode: {mode: lader}\nprofiles:\n\
+                    - {name: a, codec: h256, height: 240}\n\
+                    - {name: b, codec: h264, height: 240, crf: high, prest: fast}\n";
+        let Err(WorkflowError::Invalid { errors, .. }) = load_str(text, "w", Path::new(".")) else {
+            unreachable!("expected errors")
+        };
+        let shown: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{:?} {} {}", e.at, e.path, e.message))
+            .collect();
+        let has = |place: (usize, usize), path: &str, words: &str| {
+            errors
+                .iter()
+                .any(|e| e.at == Some(place) && e.path == path && e.message.contains(words))
+        };
+        assert!(
+            has((3, 1), "chunkin", "did you mean `chunking`"),
+            "{shown:#?}"
+        );
+        assert!(
+            has((4, 10), "encode.mode", "did you mean `ladder`"),
+            "{shown:#?}"
+        );
+        assert!(
+            has((6, 13), "profiles[0].codec", "unknown variant `h256`"),
+            "{shown:#?}"
+        );
+        assert!(
+            has((7, 39), "profiles[1].crf", "invalid type"),
+            "{shown:#?}"
+        );
+        assert!(
+            has((7, 50), "profiles[1].prest", "did you mean `preset`"),
+            "{shown:#?}"
+        );
+        // Repairs are not reported as errors of their own.
+        assert!(
+            !shown.iter().any(|s| s.contains("missing field")),
+            "{shown:#?}"
+        );
+    }
+
+    #[test]
     fn the_default_workflow_is_valid() {
         let w = load_default().map_err(|e| e.to_string());
         assert!(w.is_ok(), "{w:?}");
@@ -134,7 +251,9 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            e.contains("w.yaml:4:1") && e.contains("unknown field `chunkin`"),
+            e.contains("w.yaml:4:1")
+                && e.contains("unknown field `chunkin`")
+                && e.contains("did you mean `chunking`?"),
             "{e}"
         );
     }
@@ -148,6 +267,7 @@ mod tests {
             unreachable!("expected validation errors")
         };
         let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(errors.iter().all(|e| e.at.is_some()), "{errors:?}");
         for want in [
             "chunking.segment_seconds",
             "profiles[0].height",

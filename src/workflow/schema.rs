@@ -22,8 +22,49 @@ pub struct Workflow {
     #[serde(default)]
     pub gif: Gif,
     pub profiles: Vec<Profile>,
+    /// Extra steps, run in order once the ladder is verified and published.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// What happens to the input file after a verified, durable success.
+    #[serde(default)]
+    pub original: Original,
     /// Lua hooks that customise this workflow.
     pub script: Option<Script>,
+}
+
+/// One step after the ladder. Each is a one-key map, e.g. `- lua: { function: sidecar }`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Calls a function of the workflow's script with the job's context.
+    Lua(LuaStep),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LuaStep {
+    /// The function in the script's returned table.
+    pub function: String,
+    /// The step's name in the manifest; the function's name by default.
+    pub name: Option<String>,
+}
+
+impl LuaStep {
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.function)
+    }
+}
+
+/// The input after success. Nothing happens to it before the outputs and the manifest
+/// are verified and durable; on failure it is never touched.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Original {
+    #[default]
+    Keep,
+    /// Moved into this directory (relative to the workflow file), keeping its name.
+    MoveTo(std::path::PathBuf),
+    Delete,
 }
 
 /// Hooks spool calls, at fixed points, with typed tables.
@@ -34,6 +75,12 @@ pub enum Hook {
     OnDiscover,
     /// plan(media, plan) → the plan to run.
     Plan,
+    /// before_task(task, argv) → the argv to run (checked: job files only).
+    BeforeTask,
+    /// on_error(job, error) → retry, fail or skip, with an optional delay.
+    OnError,
+    /// on_complete(job, manifest) → side effects: sidecars, webhooks.
+    OnComplete,
 }
 
 impl Hook {
@@ -41,6 +88,9 @@ impl Hook {
         match self {
             Hook::OnDiscover => "on_discover",
             Hook::Plan => "plan",
+            Hook::BeforeTask => "before_task",
+            Hook::OnError => "on_error",
+            Hook::OnComplete => "on_complete",
         }
     }
 }

@@ -4,27 +4,33 @@ use std::collections::HashSet;
 
 use std::path::Path;
 
-use super::schema::{Script, Workflow};
+use super::schema::{Script, Step, Workflow};
 use crate::media::profiles::{RateControl, MAX_HEIGHT, MIN_HEIGHT};
 use crate::script::{check_syntax, scripts_dir_of, Limits, ScriptHost};
 
-/// One problem, named by its field path.
+/// One problem, named by its field path and, once located, its line and column.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldError {
     pub path: String,
     pub message: String,
+    pub at: Option<(usize, usize)>,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+            at: None,
+        }
+    }
 }
 
 const NAMING_PLACEHOLDERS: &[&str] = &["stem", "profile", "codec", "height", "ext"];
 
 pub fn validate(w: &Workflow) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    let mut err = |path: &str, message: String| {
-        errors.push(FieldError {
-            path: path.into(),
-            message,
-        })
-    };
+    let mut err = |path: &str, message: String| errors.push(FieldError::new(path, message));
     if w.version != 1 {
         err(
             "version",
@@ -163,6 +169,30 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
             err(&at("audio_kbps"), "must be 16 to 512".into());
         }
     }
+    let mut step_names = HashSet::new();
+    for (i, step) in w.steps.iter().enumerate() {
+        match step {
+            super::schema::Step::Lua(l) => {
+                if w.script.is_none() {
+                    err(
+                        &format!("steps[{i}].lua"),
+                        "a lua step needs the workflow's script section".into(),
+                    );
+                }
+                if !step_names.insert(l.label().to_string()) {
+                    err(
+                        &format!("steps[{i}].lua.name"),
+                        format!("{:?} names an earlier step too", l.label()),
+                    );
+                }
+            }
+        }
+    }
+    if let super::schema::Original::MoveTo(dir) = &w.original {
+        if dir.as_os_str().is_empty() {
+            err("original.move_to", "must name a directory".into());
+        }
+    }
     if w.profiles.len() > 1 && !w.output.naming.contains("{profile}") {
         err(
             "output.naming",
@@ -201,24 +231,37 @@ fn naming_problems(template: &str) -> Vec<String> {
 }
 
 /// Compiles the script (syntax errors carry file:line) and runs its top level in the sandbox
-/// to check that every named hook is a function in the table it returns.
-pub fn validate_script(script: &Script, base_dir: &Path) -> Vec<FieldError> {
+/// to check that every named hook is a function in the table it returns. Returns its text.
+/// `source` replaces the file's text when a stored version is loaded again.
+pub fn validate_script(
+    script: &Script,
+    steps: &[Step],
+    base_dir: &Path,
+    source: Option<String>,
+) -> Result<String, Vec<FieldError>> {
     let path = base_dir.join(&script.path);
-    let err = |field: &str, message: String| {
-        vec![FieldError {
-            path: field.into(),
-            message,
-        }]
+    let err = |field: &str, message: String| vec![FieldError::new(field, message)];
+    let source = match source {
+        Some(s) => s,
+        None => std::fs::read_to_string(&path)
+            .map_err(|e| err("script.path", format!("{}: {e}", path.display())))?,
     };
-    if !path.is_file() {
-        return err("script.path", format!("{} does not exist", path.display()));
-    }
-    if let Err(e) = check_syntax(&path) {
-        return err("script.path", e.to_string());
-    }
-    let hooks: Vec<String> = script.hooks.iter().map(|h| h.name().to_string()).collect();
-    match ScriptHost::load(&path, &scripts_dir_of(&path), Limits::default(), &hooks) {
-        Ok(_) => Vec::new(),
-        Err(e) => err("script.hooks", e.to_string()),
-    }
+    check_syntax(&path, &source).map_err(|e| err("script.path", e.to_string()))?;
+    let hooks: Vec<String> = script
+        .hooks
+        .iter()
+        .map(|h| h.name().to_string())
+        .chain(steps.iter().map(|s| match s {
+            Step::Lua(l) => l.function.clone(),
+        }))
+        .collect();
+    ScriptHost::load(
+        &path,
+        &source,
+        &scripts_dir_of(&path),
+        Limits::default(),
+        &hooks,
+    )
+    .map_err(|e| err("script.hooks", e.to_string()))?;
+    Ok(source)
 }

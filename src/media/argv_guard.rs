@@ -1,0 +1,380 @@
+//! Checks an ffmpeg argv that a script wrote or changed: it may only read the job's files,
+//! only write inside the job's work directory, and only use options from an allow-list.
+//! Options spool itself generated (present in the original argv) are always kept.
+
+use std::path::{Path, PathBuf};
+
+/// Where a checked argv may read and write.
+#[derive(Debug, Clone)]
+pub struct ArgvRules {
+    /// Files and directories it may read (the input, the job's directories).
+    pub readable: Vec<PathBuf>,
+    /// The one directory it may write into.
+    pub writable: PathBuf,
+}
+
+/// Options that take no value.
+const FLAGS: &[&str] = &[
+    "-y",
+    "-n",
+    "-an",
+    "-vn",
+    "-sn",
+    "-dn",
+    "-re",
+    "-shortest",
+    "-nostdin",
+    "-hide_banner",
+    "-nostats",
+    "-stats",
+    "-copyts",
+    "-start_at_zero",
+    "-accurate_seek",
+    "-noaccurate_seek",
+];
+
+/// Options a script may add, by base name (`-c:v` → `-c`). None of them names a file.
+const ALLOWED: &[&str] = &[
+    "-y",
+    "-n",
+    "-an",
+    "-vn",
+    "-sn",
+    "-dn",
+    "-shortest",
+    "-nostdin",
+    "-hide_banner",
+    "-nostats",
+    "-loglevel",
+    "-v",
+    "-i",
+    "-f",
+    "-c",
+    "-codec",
+    "-vcodec",
+    "-acodec",
+    "-b",
+    "-maxrate",
+    "-minrate",
+    "-bufsize",
+    "-crf",
+    "-qp",
+    "-qmin",
+    "-qmax",
+    "-q",
+    "-preset",
+    "-tune",
+    "-profile",
+    "-level",
+    "-g",
+    "-keyint_min",
+    "-sc_threshold",
+    "-bf",
+    "-refs",
+    "-x264-params",
+    "-x265-params",
+    "-svtav1-params",
+    "-pix_fmt",
+    "-vf",
+    "-af",
+    "-filter",
+    "-filter_complex",
+    "-lavfi",
+    "-r",
+    "-s",
+    "-aspect",
+    "-ac",
+    "-ar",
+    "-map",
+    "-map_metadata",
+    "-map_chapters",
+    "-metadata",
+    "-movflags",
+    "-threads",
+    "-ss",
+    "-t",
+    "-to",
+    "-frames",
+    "-vframes",
+    "-fps_mode",
+    "-vsync",
+    "-colorspace",
+    "-color_primaries",
+    "-color_trc",
+    "-color_range",
+    "-deadline",
+    "-cpu-used",
+    "-row-mt",
+    "-tile-columns",
+    "-speed",
+    "-aq-mode",
+    "-flags",
+    "-tag",
+    "-disposition",
+    "-force_key_frames",
+    "-update",
+    "-qscale",
+    "-compression_level",
+    "-application",
+    "-vbr",
+];
+
+/// Output formats a script may ask for. Formats that write lists or several files elsewhere
+/// (tee, segment, hls, dash) are not among them, nor input formats that read other files.
+const FORMATS: &[&str] = &[
+    "mp4", "mov", "matroska", "webm", "ipod", "null", "ogg", "adts", "mp3", "wav", "flac", "gif",
+    "image2", "mjpeg", "webvtt", "srt", "ass", "data",
+];
+
+/// Filters that open files by name, and option keys that name files.
+const FILE_FILTERS: &[&str] = &[
+    "movie",
+    "amovie",
+    "subtitles",
+    "ass",
+    "sendcmd",
+    "asendcmd",
+    "zmq",
+    "azmq",
+    "lut3d",
+    "lut1d",
+    "frei0r",
+    "frei0r_src",
+    "ladspa",
+    "lv2",
+    "ocr",
+    "libvmaf",
+    "vidstabdetect",
+    "vidstabtransform",
+    "arnndn",
+    "sr",
+    "dnn_processing",
+    "dnn_classify",
+    "dnn_detect",
+];
+const FILE_KEYS: &[&str] = &[
+    "filename",
+    "file",
+    "textfile",
+    "fontfile",
+    "stats_file",
+    "f",
+    "log_path",
+    "model",
+    "model_path",
+    "result",
+    "input",
+    "m",
+];
+
+fn base_name(option: &str) -> &str {
+    option.split(':').next().unwrap_or(option)
+}
+
+/// Checks `proposed` against `original`. Returns every problem, or Ok.
+pub fn check_argv(
+    original: &[String],
+    proposed: &[String],
+    rules: &ArgvRules,
+) -> Result<(), String> {
+    let mut problems = Vec::new();
+    let known: Vec<(&str, Option<&str>)> =
+        pairs(original).into_iter().map(|p| (p.0, p.1)).collect();
+    let mut outputs = 0;
+    for (option, value) in pairs(proposed) {
+        let ours = known.contains(&(option, value));
+        match (option, value) {
+            ("", Some(path)) => {
+                outputs += 1;
+                if let Err(e) = check_path(path, false, rules, original) {
+                    problems.push(format!("output {path:?}: {e}"));
+                }
+            }
+            (o, v) if !ours => {
+                if !ALLOWED.contains(&base_name(o)) {
+                    problems.push(format!("option {o} is not on the allow-list"));
+                    continue;
+                }
+                let v = v.unwrap_or("");
+                match base_name(o) {
+                    "-i" => {
+                        if let Err(e) = check_path(v, true, rules, original) {
+                            problems.push(format!("input {v:?}: {e}"));
+                        }
+                    }
+                    "-f" if !FORMATS.contains(&v) => {
+                        problems.push(format!("format {v:?} is not on the allow-list"))
+                    }
+                    "-vf" | "-af" | "-filter" | "-filter_complex" | "-lavfi" => {
+                        if let Some(e) = file_filter(v) {
+                            problems.push(format!("{o} {v:?}: {e}"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    if outputs == 0 {
+        problems.push("the argv has no output file".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// (option, value) pairs in order; outputs are ("", Some(path)).
+fn pairs(argv: &[String]) -> Vec<(&str, Option<&str>)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        let a = argv[i].as_str();
+        if a.starts_with('-') && a.len() > 1 {
+            if FLAGS.contains(&a) {
+                out.push((a, None));
+                i += 1;
+            } else {
+                out.push((a, argv.get(i + 1).map(String::as_str)));
+                i += 2;
+            }
+        } else {
+            out.push(("", Some(a)));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A path must be a plain file (or `file:` URL), absolute, with no `..`, inside the rules.
+fn check_path(
+    given: &str,
+    read: bool,
+    rules: &ArgvRules,
+    original: &[String],
+) -> Result<(), String> {
+    if read && original.iter().any(|a| a == given) {
+        return Ok(());
+    }
+    let path = given.strip_prefix("file:").unwrap_or(given);
+    let scheme = path.split_once(':').map(|(s, _)| s);
+    if scheme.is_some_and(|s| !s.is_empty() && !s.contains('/')) {
+        return Err("only plain files may be named (no protocols)".into());
+    }
+    let path = Path::new(path);
+    if !path.is_absolute() {
+        return Err("use an absolute path (spool.job.work_dir is one)".into());
+    }
+    if path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err("'..' is not allowed".into());
+    }
+    let resolved = resolve(path);
+    let inside = |root: &Path| root.canonicalize().is_ok_and(|r| resolved.starts_with(r));
+    let ok = if read {
+        inside(&rules.writable) || rules.readable.iter().any(|r| inside(r))
+    } else {
+        inside(&rules.writable)
+    };
+    if ok {
+        Ok(())
+    } else if read {
+        Err("not one of the job's files".into())
+    } else {
+        Err(format!(
+            "outside the job's work directory {}",
+            rules.writable.display()
+        ))
+    }
+}
+
+/// Canonicalizes the longest existing ancestor of `path`, keeping the rest as written.
+fn resolve(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(n), Some(p)) => {
+                rest.push(n);
+                existing = p.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or(existing);
+    out.extend(rest.into_iter().rev());
+    out
+}
+
+/// Names a filter in `graph` that would open a file, if any.
+fn file_filter(graph: &str) -> Option<String> {
+    for filter in graph.split([',', ';']) {
+        let filter = filter.trim().trim_start_matches(|c| c == '[' || c == ']');
+        let filter = filter.rsplit(']').next().unwrap_or(filter).trim();
+        let (name, args) = filter.split_once('=').unwrap_or((filter, ""));
+        let name = name.split('@').next().unwrap_or(name);
+        if FILE_FILTERS.contains(&name) {
+            return Some(format!("filter {name} opens files by name"));
+        }
+        for arg in args.split(':') {
+            if let Some((key, _)) = arg.split_once('=') {
+                if FILE_KEYS.contains(&key.trim()) {
+                    return Some(format!("filter option {key} names a file"));
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn allows_encoder_options_and_refuses_escapes() -> std::io::Result<()> {
+        let work = tempfile::tempdir()?;
+        let w = work.path().display().to_string();
+        let rules = ArgvRules {
+            readable: vec![PathBuf::from("/nonexistent-input.mp4")],
+            writable: work.path().to_path_buf(),
+        };
+        let out = format!("{w}/out.mp4");
+        let original = s(&["-y", "-i", "file:/src/in.mkv", "-c:v", "libx264", &out]);
+        let mut tuned = original.clone();
+        tuned.splice(5..5, s(&["-tune", "film", "-x264-params", "aq-mode=3"]));
+        assert_eq!(check_argv(&original, &tuned, &rules), Ok(()));
+        for (bad, words) in [
+            (vec!["-i", "file:/etc/passwd"], "not one of the job's files"),
+            (vec!["-i", "http://example.com/x"], "no protocols"),
+            (vec!["-vf", "movie=/etc/passwd"], "opens files"),
+            (vec!["-vf", "drawtext=textfile=/etc/shadow"], "names a file"),
+            (vec!["-f", "tee"], "not on the allow-list"),
+            (vec!["-dump_attachment:t", "x"], "not on the allow-list"),
+            (
+                vec!["/tmp/elsewhere.mp4"],
+                "outside the job's work directory",
+            ),
+            (vec![&format!("{w}/../escape.mp4")], "'..'"),
+        ] {
+            let mut argv = original.clone();
+            argv.splice(5..5, s(&bad));
+            let e = check_argv(&original, &argv, &rules)
+                .err()
+                .unwrap_or_default();
+            assert!(e.contains(words), "{bad:?}: {e}");
+        }
+        Ok(())
+    }
+}
