@@ -93,6 +93,18 @@ enum Command {
         #[arg(long, default_value_t = 25.0)]
         duration: f64,
     },
+    /// Show what `run` would do with INPUT: the hooks' decisions and every ffmpeg argv.
+    /// Probes only; encodes nothing and writes no state.
+    Plan {
+        input: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        workflow: Option<PathBuf>,
+        /// Output root, as for `run` (it appears in the join commands).
+        #[arg(long, value_name = "DIR", default_value = "spool-out")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check workflow files; exit 1 with every error if any is invalid.
     Validate {
         #[arg(required = true)]
@@ -193,6 +205,15 @@ async fn dispatch(command: Command) -> Result<u8> {
                 debug,
             )
             .await
+        }
+        Command::Plan {
+            input,
+            workflow,
+            out,
+            json,
+        } => {
+            let wf = load_workflow(workflow.as_deref())?;
+            cli::plan::plan(&input, &wf, &out, json).await
         }
         Command::Status { job, state, json } => {
             cli::status::status(&state_dir(&state), job.as_deref(), json)?;

@@ -1,2 +1,3 @@
+pub mod plan;
 pub mod status;
 pub mod ui;

@@ -365,7 +365,7 @@ async fn probe_source(
     Ok((media, video, frames))
 }
 
-fn stem_of(input: &Path) -> String {
+pub(super) fn stem_of(input: &Path) -> String {
     let stem = input
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -909,7 +909,11 @@ impl JobCtx<'_> {
 }
 
 /// The distinct audio encodes the rungs need; none when the source has no audio.
-fn audio_encodes(rungs: &[Rung], media: &MediaInfo, video: &VideoStream) -> Vec<AudioEncode> {
+pub(super) fn audio_encodes(
+    rungs: &[Rung],
+    media: &MediaInfo,
+    video: &VideoStream,
+) -> Vec<AudioEncode> {
     let Some(first) = media.audio.first() else {
         return Vec::new();
     };
@@ -930,7 +934,7 @@ fn audio_encodes(rungs: &[Rung], media: &MediaInfo, video: &VideoStream) -> Vec<
 }
 
 /// Tasks in scheduling order: ladder = one per chunk; per-rung = rung-major, low rungs first.
-fn build_tasks(mode: EncodeMode, rungs: &[Rung], chunks: usize) -> Vec<TaskSpec> {
+pub(super) fn build_tasks(mode: EncodeMode, rungs: &[Rung], chunks: usize) -> Vec<TaskSpec> {
     match mode {
         EncodeMode::Ladder => (0..chunks)
             .map(|c| TaskSpec {

@@ -1,6 +1,7 @@
 //! The engine: composes media, store and workflow into jobs, under one scheduler.
 
 pub mod cache;
+mod dry_run;
 mod hooks;
 mod job;
 pub mod plan;
@@ -23,6 +24,7 @@ use crate::media::tools::{FfmpegError, Tools};
 use crate::store::{now_ms, JobStatus, Repo, SledRepo, StoreError};
 use crate::workflow::LoadedWorkflow;
 use cache::Cache;
+pub use dry_run::{plan_input, PlanReport, PlannedCommand};
 use queue::{LocalQueue, Slots, TaskQueue};
 
 /// What the engine reports while it works; the CLI renders these.

@@ -1,6 +1,6 @@
 //! One encode task: take what the cache holds, encode the rest, verify each chunk, retry.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use serde_json::json;
 
 use super::cache::{cache_key, fingerprint, Miss};
-use super::hooks::{ErrorAction, ErrorReply};
+use super::hooks::{ErrorAction, ErrorReply, JobScript};
 use super::job::{JobCtx, JobFailure};
 use super::queue::{EncodeOutput, EncodeTask};
 use super::Event;
@@ -62,23 +62,47 @@ fn rung_outputs(outputs: &[EncodeOutput]) -> Vec<RungOutput<'_>> {
         .collect()
 }
 
+/// Where a task's encoder writes one rung: named by task and rung inside the work dir.
+pub(super) fn encode_output(work: &Path, task: u32, rung: &Rung) -> EncodeOutput {
+    let stem = format!("t{task:05}");
+    EncodeOutput {
+        rung: rung.clone(),
+        path: work.join("enc").join(format!(
+            "{stem}-{}.{}",
+            rung.name,
+            rung.codec.container_ext()
+        )),
+        passlog: work.join("enc").join(format!("{stem}-{}-pass", rung.name)),
+        // Always through scale: -2 keeps the width even for odd-sized sources.
+        scale: true,
+    }
+}
+
+/// Which job and task a command belongs to, as before_task is told.
+pub(super) struct TaskAt<'a> {
+    pub job: &'a str,
+    pub work: &'a Path,
+    pub record: &'a TaskRecord,
+}
+
 /// spool's commands for the task, passed through before_task. Also returns, when the hook
 /// changed them, a fingerprint of the change with the job's own paths taken out.
-async fn hooked_commands(
-    ctx: &JobCtx<'_>,
-    record: &TaskRecord,
-    chunk: &ChunkInfo,
+pub(super) async fn hooked_commands(
+    script: &JobScript,
+    at: &TaskAt<'_>,
+    input: &Path,
     outputs: &[EncodeOutput],
 ) -> Result<(Vec<Vec<OsString>>, Option<String>), JobFailure> {
-    let commands = encode_commands(&chunk.path, &rung_outputs(outputs));
+    let record = at.record;
+    let commands = encode_commands(input, &rung_outputs(outputs));
     let passes = commands.len();
     let mut hooked = Vec::with_capacity(passes);
     for (pass, argv) in commands.iter().enumerate() {
         let task = json!({
-            "job": ctx.id, "index": record.index, "chunk": record.chunk,
+            "job": at.job, "index": record.index, "chunk": record.chunk,
             "rungs": record.rungs, "pass": pass + 1, "passes": passes,
-            "input": chunk.path.display().to_string(),
-            "work_dir": ctx.work.display().to_string(),
+            "input": input.display().to_string(),
+            "work_dir": at.work.display().to_string(),
         });
         let shown: Vec<String> = argv
             .iter()
@@ -89,13 +113,13 @@ async fn hooked_commands(
             record.index,
             &sha256_hex(shown.join("\0").as_bytes())[..16]
         );
-        hooked.push(ctx.script.before_task(task, key, argv.clone()).await?);
+        hooked.push(script.before_task(task, key, argv.clone()).await?);
     }
     if hooked == commands {
         return Ok((hooked, None));
     }
-    let work = ctx.work.display().to_string();
-    let input = chunk.path.display().to_string();
+    let work = at.work.display().to_string();
+    let input = input.display().to_string();
     let normal: Vec<Vec<String>> = hooked
         .iter()
         .map(|argv| {
@@ -157,30 +181,18 @@ pub(super) async fn run_task(
         None => format!("whole file [{}]", record.rungs.join(",")),
     };
     let task_index = record.index as usize;
-    let stem = format!("t{:05}", record.index);
-    let output_of = |r: usize| {
-        let rung = &rungs[r];
-        EncodeOutput {
-            rung: rung.clone(),
-            path: ctx.work.join("enc").join(format!(
-                "{stem}-{}.{}",
-                rung.name,
-                rung.codec.container_ext()
-            )),
-            passlog: ctx
-                .work
-                .join("enc")
-                .join(format!("{stem}-{}-pass", rung.name)),
-            // Always through scale: -2 keeps the width even for odd-sized sources.
-            scale: true,
-        }
-    };
+    let output_of = |r: usize| encode_output(&ctx.work, record.index, &rungs[r]);
     // A before_task hook may change the argv, so what it changed is part of the cache key,
     // and the task's rungs are then encoded together or taken from the cache together.
     let hooked = match ctx.script.has(Hook::BeforeTask) {
         true => {
             let all: Vec<EncodeOutput> = spec.rungs.iter().map(|r| output_of(*r)).collect();
-            Some(hooked_commands(ctx, &record, chunk, &all).await?)
+            let at = TaskAt {
+                job: &ctx.id,
+                work: &ctx.work,
+                record: &record,
+            };
+            Some(hooked_commands(&ctx.script, &at, &chunk.path, &all).await?)
         }
         false => None,
     };

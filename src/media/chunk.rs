@@ -91,3 +91,40 @@ mod tests {
         assert_eq!(list, "file '/w/it'\\''s.mp4'\n");
     }
 }
+
+/// Where the segment muxer will cut: at the first keyframe at or after each multiple of
+/// `segment_seconds` from the first keyframe. Returns (start, end) of each chunk.
+pub fn predict_segments(keyframes: &[f64], segment_seconds: f64, end: f64) -> Vec<(f64, f64)> {
+    let Some(&first) = keyframes.first() else {
+        return Vec::new();
+    };
+    let mut starts = vec![first];
+    let mut next_cut = first + segment_seconds;
+    for &k in &keyframes[1..] {
+        if k >= next_cut - 1e-6 {
+            starts.push(k);
+            while next_cut <= k + 1e-6 {
+                next_cut += segment_seconds;
+            }
+        }
+    }
+    let ends = starts.iter().skip(1).copied().chain([end.max(first)]);
+    starts.iter().copied().zip(ends).collect()
+}
+
+#[cfg(test)]
+mod prediction_tests {
+    use super::predict_segments;
+
+    #[test]
+    fn cuts_at_the_first_keyframe_past_each_multiple() {
+        let keys: Vec<f64> = (0..12).map(|i| i as f64 * 2.0).collect();
+        let segs = predict_segments(&keys, 6.0, 24.0);
+        assert_eq!(
+            segs,
+            vec![(0.0, 6.0), (6.0, 12.0), (12.0, 18.0), (18.0, 24.0)]
+        );
+        let segs = predict_segments(&[0.0, 5.0, 7.0, 13.0], 6.0, 15.0);
+        assert_eq!(segs, vec![(0.0, 7.0), (7.0, 13.0), (13.0, 15.0)]);
+    }
+}

@@ -1,0 +1,91 @@
+//! `spool plan`: prints what a run would do, as text or JSON.
+
+use std::path::Path;
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use anyhow::Result;
+
+use spool::engine::plan_input;
+use spool::media::tools::Tools;
+use spool::workflow::LoadedWorkflow;
+
+/// Exit 0 with the plan; 1 when the input cannot be planned (not media, a hook failed).
+pub async fn plan(input: &Path, wf: &LoadedWorkflow, out: &Path, json: bool) -> Result<u8> {
+    let tools = Tools::locate().await?;
+    // A scratch work directory: hooks and the argv checks need real paths.
+    let work = tempfile::Builder::new().prefix("spool-plan-").tempdir()?;
+    let report = match plan_input(&tools, wf, input, out, work.path()).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("spool plan: {e}");
+            return Ok(1);
+        }
+    };
+    let mut text = String::new();
+    if json {
+        text = serde_json::to_string_pretty(&report)?;
+        text.push('\n');
+        return emit(&text);
+    }
+    let _ = writeln!(text, "input:    {}", report.input);
+    let _ = writeln!(
+        text,
+        "workflow: {} ({})",
+        report.workflow,
+        &report.workflow_hash[..12.min(report.workflow_hash.len())]
+    );
+    if let Some(reason) = &report.skip {
+        let _ = writeln!(text, "skip:     {reason}");
+        return emit(&text);
+    }
+    let _ = writeln!(text, "rungs:    {}", report.rungs.join(", "));
+    for s in &report.skipped_rungs {
+        let _ = writeln!(text, "  not encoded: {s}");
+    }
+    match &report.whole_file_reason {
+        Some(r) => {
+            let _ = writeln!(text, "chunks:   none, whole file ({r})");
+        }
+        None => {
+            let _ = writeln!(text, "chunks:   predicted from the source's keyframes");
+        }
+    }
+    let _ = writeln!(
+        text,
+        "work dir: {} (a run uses <state>/work/<job>)",
+        report.work_dir
+    );
+    for c in &report.commands {
+        let _ = writeln!(text, "\n[{}] {}", c.phase, c.label);
+        let _ = writeln!(text, "  ffmpeg {}", shell_words(&c.argv));
+    }
+    emit(&text)
+}
+
+/// Writes the plan; a closed pipe (`spool plan x | head`) is not an error.
+fn emit(text: &str) -> Result<u8> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Quotes arguments so the printed line can be pasted into a POSIX shell.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@%".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
