@@ -160,17 +160,6 @@ fn start_run(
     Ok((child, id))
 }
 
-fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<(), String> {
-    let start = Instant::now();
-    while !ready() {
-        if start.elapsed() > timeout {
-            return Err(format!("timed out waiting for {what}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
 fn slow_workflow(dir: &Path) -> Result<std::path::PathBuf, std::io::Error> {
     let wf = write_workflow(
         dir,
@@ -193,7 +182,7 @@ fn resume_after_sigkill_reuses_finished_chunks() -> TestResult {
     let wf = slow_workflow(dir.path())?;
     let (mut child, id) = start_run(dir.path(), &wf, &src)?;
     let cache = dir.path().join("state/cache");
-    wait_for("two encoded chunks", Duration::from_secs(120), || {
+    wait_until("two encoded chunks", Duration::from_secs(120), || {
         find_files(&cache, ".mp4").len() >= 4
     })?;
     child.kill()?; // SIGKILL: no chance to clean up
@@ -246,7 +235,7 @@ fn cancel_kills_ffmpeg_and_publishes_nothing() -> TestResult {
     let (mut child, id) = start_run(dir.path(), &wf, &src)?;
     let state = dir.path().join("state");
     let needle = std::fs::canonicalize(&state)?.display().to_string();
-    wait_for("an ffmpeg to run", Duration::from_secs(60), || {
+    wait_until("an ffmpeg to run", Duration::from_secs(60), || {
         ffmpeg_processes_mentioning(&needle) > 0
     })?;
     spool()
@@ -281,7 +270,7 @@ fn sigterm_stops_cleanly_and_the_job_stays_resumable() -> TestResult {
     let (child, id) = start_run(dir.path(), &wf, &src)?;
     let state = dir.path().join("state");
     let needle = std::fs::canonicalize(&state)?.display().to_string();
-    wait_for("an ffmpeg to run", Duration::from_secs(60), || {
+    wait_until("an ffmpeg to run", Duration::from_secs(60), || {
         ffmpeg_processes_mentioning(&needle) > 0
     })?;
     nix::sys::signal::kill(

@@ -34,7 +34,15 @@ pub fn parse_all<T: DeserializeOwned>(mut tree: Value) -> Parsed<T> {
     // Keys removed as repairs: their absence is not a second error.
     let mut removed_keys: Vec<String> = Vec::new();
     while errors.len() < MAX_ERRORS {
-        let error = match serde_path_to_error::deserialize::<_, T>(tree.clone()) {
+        // Through JSON: serde_yaml's Value reads enums only as YAML tags, not `{lua: ...}`.
+        let json = match serde_json::to_value(&tree) {
+            Ok(j) => j,
+            Err(e) => {
+                errors.push(FieldError::new("", format!("not a workflow document: {e}")));
+                break;
+            }
+        };
+        let error = match serde_path_to_error::deserialize::<_, T>(json) {
             Ok(value) => {
                 return Parsed {
                     value: Some(value),

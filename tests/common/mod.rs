@@ -210,3 +210,65 @@ pub fn ffmpeg_processes_mentioning(needle: &str) -> usize {
         .filter(|c| String::from_utf8_lossy(c).contains(needle))
         .count()
 }
+
+/// A local HTTP server that answers 200 to every request and keeps the bodies it got.
+pub struct Capture {
+    pub url: String,
+    pub bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+pub fn capture_server() -> Result<Capture, std::io::Error> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut length = 0usize;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let l = line.trim().to_ascii_lowercase();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some(v) = l.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(mut b) = kept.lock() {
+                    b.push(String::from_utf8_lossy(&body).into_owned());
+                }
+            }
+            let _ = (&stream)
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    Ok(Capture { url, bodies })
+}
+
+impl Capture {
+    pub fn received(&self) -> Vec<String> {
+        self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+/// Polls `done` until it holds or `limit` passes.
+pub fn wait_until(
+    what: &str,
+    limit: std::time::Duration,
+    mut done: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    while !done() {
+        if start.elapsed() > limit {
+            return Err(format!("timed out waiting for {what}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
