@@ -31,11 +31,17 @@ fn every_shipped_workflow_validates_and_bad_ones_list_every_error() -> TestResul
         .code(1);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(
-        stderr.contains("typo.yaml:5:3") && stderr.contains("segment_secs"),
+        stderr.contains("typo.yaml:5:3: chunking.segment_secs: unknown field")
+            && stderr.contains("did you mean `segment_seconds`?"),
         "{stderr}"
     );
-    for field in ["version", "profiles[0].height", "profiles[0].rate_control"] {
-        assert!(stderr.contains(field), "missing {field}: {stderr}");
+    // Semantic errors carry their place too, every one of them.
+    for place in [
+        "bad.yaml:1:1: version",
+        "bad.yaml:4:25: profiles[0].height",
+        "bad.yaml:4:39: profiles[0].rate_control",
+    ] {
+        assert!(stderr.contains(place), "missing {place}: {stderr}");
     }
     // A bad workflow given to run is a configuration error: exit 2, nothing processed.
     spool()

@@ -316,7 +316,7 @@ fn resolve(path: &Path) -> PathBuf {
 /// Names a filter in `graph` that would open a file, if any.
 fn file_filter(graph: &str) -> Option<String> {
     for filter in graph.split([',', ';']) {
-        let filter = filter.trim().trim_start_matches(|c| c == '[' || c == ']');
+        let filter = filter.trim().trim_start_matches(['[', ']']);
         let filter = filter.rsplit(']').next().unwrap_or(filter).trim();
         let (name, args) = filter.split_once('=').unwrap_or((filter, ""));
         let name = name.split('@').next().unwrap_or(name);
