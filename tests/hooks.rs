@@ -303,7 +303,10 @@ return M
     let manifest = read_json(&out_dir.join("manifest.json"))?;
     let data = &manifest["steps"]["contact"];
     assert_eq!(data["width"], 128);
-    assert_eq!(data["profiles"], 1, "the step saw the published ladder (144p only)");
+    assert_eq!(
+        data["profiles"], 1,
+        "the step saw the published ladder (144p only)"
+    );
     let thumb = out_dir.join("thumb.jpg");
     let md5 = std::process::Command::new("md5sum").arg(&thumb).output()?;
     assert!(String::from_utf8_lossy(&md5.stdout).starts_with(data["md5"].as_str().unwrap_or("-")));
@@ -344,6 +347,75 @@ return M
     Ok(())
 }
 
+/// Starts a run and SIGKILLs it once an ffmpeg of its job is encoding and `ready` holds.
+fn kill_mid_encode(
+    dir: &Path,
+    wf: &Path,
+    src: &Path,
+    mut ready: impl FnMut() -> bool,
+) -> TestResult {
+    let mut child = std::process::Command::new(spool_path())
+        .args(["run", "--json", "--concurrency", "1", "--workflow"])
+        .arg(wf)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg(src)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let work = dir.join("state/work").display().to_string();
+    let seen = wait_until("an encode", Duration::from_secs(60), || {
+        ffmpeg_processes_mentioning(&work) > 0
+            && ffmpeg_processes_mentioning("/enc/t0") > 0
+            && ready()
+    });
+    child.kill()?;
+    child.wait()?;
+    Ok(seen?)
+}
+
+#[test]
+fn a_resumed_job_keeps_the_workflow_version_it_started_with() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("long.mp4");
+    make_clip(&src, "426x240", 25, 8, Audio::None)?;
+    let wf = write_workflow(dir.path(), "versioned", "")?;
+    kill_mid_encode(dir.path(), &wf, &src, || true)?;
+    let first = std::fs::read_to_string(&wf)?;
+    // The file changes while the job is stopped: one rung, another name.
+    let edited = first.replace(
+        "- {name: p144, codec: h264, height: 144, always_encode: true, preset: ultrafast}\n",
+        "",
+    );
+    assert_ne!(edited, first);
+    std::fs::write(&wf, &edited)?;
+    let out = outcomes(
+        &run_in(dir.path(), &wf, &src, "out")
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(out[0]["status"], "succeeded", "{out:?}");
+    let manifest = read_json(&dir.path().join("out/long/manifest.json"))?;
+    let names: Vec<&str> = manifest["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["profile"].as_str())
+        .collect();
+    assert_eq!(names, ["p144", "p180", "p240"], "the old version's rungs");
+
+    // A new job for other content uses the file as it is now.
+    let other = dir.path().join("other.mp4");
+    make_clip(&other, "426x240", 25, 1, Audio::None)?;
+    run_in(dir.path(), &wf, &other, "out").success();
+    let manifest = read_json(&dir.path().join("out/other/manifest.json"))?;
+    assert_eq!(manifest["outputs"].as_array().map(Vec::len), Some(2));
+    Ok(())
+}
+
 #[test]
 fn decisions_are_persisted_and_not_asked_again_on_resume() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -362,23 +434,7 @@ return M
         url = server.url
     );
     let wf = hooked(dir.path(), "slow", &script, "")?;
-    let mut child = std::process::Command::new(spool_path())
-        .args(["run", "--json", "--concurrency", "1", "--workflow"])
-        .arg(&wf)
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .arg("--state")
-        .arg(dir.path().join("state"))
-        .arg(&src)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let state = dir.path().join("state").display().to_string();
-    wait_until("an encode", Duration::from_secs(60), || {
-        ffmpeg_processes_mentioning(&format!("{state}/work")) > 0 && !server.received().is_empty()
-    })?;
-    child.kill()?;
-    child.wait()?;
+    kill_mid_encode(dir.path(), &wf, &src, || !server.received().is_empty())?;
     assert_eq!(server.received().len(), 1);
     let out = outcomes(
         &run_in(dir.path(), &wf, &src, "out")

@@ -197,7 +197,9 @@ impl Engine {
         let stored = self
             .store(move |r| {
                 r.put_workflow_version(&version)?;
-                r.put_job(&first)
+                r.put_job(&first)?;
+                // From here on the job exists: a crash must find it and its version.
+                r.flush()
             })
             .await;
         if let Err(e) = stored {

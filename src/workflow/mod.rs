@@ -2,6 +2,7 @@
 
 mod locate;
 mod parse;
+pub mod reload;
 pub mod schema;
 pub mod validate;
 
