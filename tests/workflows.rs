@@ -199,3 +199,36 @@ fn broken_scripts_fail_validation_with_file_and_line() -> TestResult {
     assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("time limit"));
     Ok(())
 }
+
+#[test]
+fn webhook_example_posts_the_finished_job() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("clip.mp4");
+    make_clip(&src, "256x144", 25, 2, Audio::Bursts)?;
+    let server = capture_server()?;
+    let script = std::fs::canonicalize("scripts/webhook_notify.lua")?;
+    let text = std::fs::read_to_string("workflows/webhook-notify.yaml")?
+        .replace("http://127.0.0.1:8080/spool-events", &server.url)
+        .replace(
+            "../scripts/webhook_notify.lua",
+            &script.display().to_string(),
+        );
+    let wf = dir.path().join("webhook.yaml");
+    std::fs::write(&wf, text)?;
+    let done = outcomes(
+        &run_json(&wf, dir.path(), &src)
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(done[0]["status"], "succeeded", "{done:?}");
+    wait_until("the webhook", std::time::Duration::from_secs(5), || {
+        !server.received().is_empty()
+    })?;
+    let event: serde_json::Value = serde_json::from_str(&server.received()[0])?;
+    assert_eq!(event["event"], "succeeded");
+    assert_eq!(event["job"], done[0]["id"]);
+    let first = event["outputs"][0]["path"].as_str().unwrap_or_default();
+    assert!(Path::new(first).is_file(), "{event}");
+    Ok(())
+}

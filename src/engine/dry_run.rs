@@ -75,6 +75,7 @@ pub async fn plan_input(
     let out_dir = out_root.join(stem_of(input));
     let scope = JobScope {
         job: job.clone(),
+        params: super::hooks::script_params(wf),
         input: input.to_path_buf(),
         work_dir: work.to_path_buf(),
         out_dir: out_dir.clone(),

@@ -99,6 +99,14 @@ pub struct Decision {
     pub skip: Option<String>,
 }
 
+/// The workflow's `script.params`, handed to Lua as `spool.params`.
+pub(super) fn script_params(wf: &LoadedWorkflow) -> Value {
+    wf.workflow
+        .script
+        .as_ref()
+        .map_or(Value::Null, |s| Value::Object(s.params.clone()))
+}
+
 pub(super) struct JobScript {
     host: Option<Arc<Mutex<ScriptHost>>>,
     hooks: Vec<Hook>,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::hooks::JobScript;
+use super::hooks::{script_params, JobScript};
 use super::plan::{output_name, plan_rungs, rung_cost};
 use super::publish::{rename_durably, temp_name, write_atomic};
 use super::queue::trace_command;
@@ -215,6 +215,7 @@ impl Engine {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let scope = JobScope {
             job: id.clone(),
+            params: script_params(wf),
             input: input.to_path_buf(),
             work_dir: work.clone(),
             out_dir: out_dir.clone(),

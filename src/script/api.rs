@@ -41,6 +41,8 @@ pub struct HttpReply {
 #[derive(Debug, Clone)]
 pub struct JobScope {
     pub job: String,
+    /// The workflow's `script.params`, as `spool.params`.
+    pub params: serde_json::Value,
     pub input: PathBuf,
     pub work_dir: PathBuf,
     pub out_dir: PathBuf,
@@ -55,6 +57,14 @@ pub(super) fn install(
     let spool = lua.create_table()?;
     spool.raw_set("log", log_table(lua, script, host.as_ref().map(|h| &h.1))?)?;
     spool.raw_set("json", json_table(lua)?)?;
+    let params = host
+        .as_ref()
+        .map_or(serde_json::Value::Null, |h| h.1.params.clone());
+    let params = match params {
+        serde_json::Value::Null => Value::Table(lua.create_table()?),
+        p => lua.to_value(&p)?,
+    };
+    spool.raw_set("params", params)?;
     match host {
         Some((api, scope)) => {
             let job = lua.create_table()?;

@@ -102,6 +102,10 @@ pub struct Script {
     pub path: std::path::PathBuf,
     /// The hooks it defines; each must be a function in the returned table.
     pub hooks: Vec<Hook>,
+    /// Settings for the script (URLs, thresholds), read in Lua as `spool.params`,
+    /// so a team changes them here rather than in code.
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
