@@ -17,11 +17,12 @@ use super::task::{encode_output, hooked_commands, TaskAt};
 use crate::media::chunk::predict_segments;
 use crate::media::command::{audio_args, gif_args, join_args, segment_args};
 use crate::media::hash::digest_file;
+use crate::media::hls::{package_args, Track};
 use crate::media::probe::{keyframe_times, probe_counting_frames};
 use crate::media::tools::Tools;
 use crate::script::JobScope;
 use crate::store::{TaskRecord, TaskStatus};
-use crate::workflow::LoadedWorkflow;
+use crate::workflow::{LoadedWorkflow, Step};
 
 #[derive(Debug, Serialize)]
 pub struct PlanReport {
@@ -230,6 +231,36 @@ pub async fn plan_input(
             rung.name.clone(),
             &join_args(&list, audio_file.as_deref(), &tmp),
         );
+    }
+    for step in &workflow.steps {
+        let Step::Hls(h) = step else { continue };
+        let first = plan
+            .rungs
+            .first()
+            .map(|r| output_name(&workflow.output.naming, &stem, r));
+        for rung in &plan.rungs {
+            let name = output_name(&workflow.output.naming, &stem, rung);
+            let dir = work.join("hls").join(&rung.name);
+            let argv = package_args(
+                &out_dir.join(name),
+                Track::Video,
+                h.segment_seconds,
+                h.segment_type,
+                &dir,
+            );
+            add("hls", rung.name.clone(), &argv);
+        }
+        if let (true, Some(first)) = (media.has_audio(), first) {
+            let dir = work.join("hls/audio");
+            let argv = package_args(
+                &out_dir.join(first),
+                Track::Audio,
+                h.segment_seconds,
+                h.segment_type,
+                &dir,
+            );
+            add("hls", "audio".into(), &argv);
+        }
     }
     let g = &workflow.gif;
     if g.enabled {

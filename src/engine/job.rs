@@ -25,7 +25,7 @@ use crate::media::tools::Tools;
 use crate::media::verify::{verify_output, Expected};
 use crate::script::JobScope;
 use crate::store::{now_ms, JobRecord, JobStatus, TaskRecord, TaskStatus};
-use crate::workflow::{EncodeMode, LoadedWorkflow, Original, Step, Workflow};
+use crate::workflow::{EncodeMode, LoadedWorkflow, Original, Workflow};
 
 /// Why a job stopped short.
 #[derive(Debug)]
@@ -496,7 +496,9 @@ impl JobCtx<'_> {
             }
             entries.push(s.entry);
         }
-        let steps = self.run_steps(&media, out_dir, &mut entries).await?;
+        let steps = self
+            .run_steps(&media, &video, out_dir, &mut entries)
+            .await?;
         let manifest = json!({
             "job": self.id,
             "input": self.input.display().to_string(),
@@ -545,43 +547,6 @@ impl JobCtx<'_> {
             });
         }
         Ok(path)
-    }
-
-    /// Runs the workflow's extra steps in order. A step's files, written in the work
-    /// directory, are published into the output directory and listed with the outputs.
-    async fn run_steps(
-        &self,
-        media: &MediaInfo,
-        out_dir: &Path,
-        entries: &mut Vec<serde_json::Value>,
-    ) -> Result<serde_json::Value, JobFailure> {
-        let mut results = serde_json::Map::new();
-        for step in &self.workflow.steps {
-            let Step::Lua(lua) = step;
-            let context = json!({
-                "job": self.id, "input": self.input.display().to_string(),
-                "work_dir": self.work.display().to_string(),
-                "out_dir": out_dir.display().to_string(),
-                "media": media, "outputs": entries,
-            });
-            let reply = self
-                .script
-                .step(&lua.function, context)
-                .await
-                .map_err(|e| JobFailure::new(format!("step {}: {}", lua.label(), e.message)))?;
-            for o in reply.outputs {
-                let entry = publish_step_file(&self.work, out_dir, &o.path)
-                    .map_err(|e| JobFailure::new(format!("step {}: {e}", lua.label())))?;
-                entries.push(json!({
-                    "profile": lua.label(), "kind": o.kind, "path": entry.0, "bytes": entry.1,
-                }));
-            }
-            results.insert(
-                lua.label().to_string(),
-                reply.data.unwrap_or(serde_json::Value::Null),
-            );
-        }
-        Ok(serde_json::Value::Object(results))
     }
 
     /// Segments the video stream. Ok(Err(reason)) means: encode the whole file instead.
@@ -956,35 +921,6 @@ pub(super) fn build_tasks(mode: EncodeMode, rungs: &[Rung], chunks: usize) -> Ve
             })
             .collect(),
     }
-}
-
-/// Moves a file a step wrote in the work directory into the output directory, durably.
-/// Returns its name there and its size.
-fn publish_step_file(work: &Path, out_dir: &Path, given: &str) -> Result<(String, u64), String> {
-    let rel = Path::new(given);
-    let name = rel
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.') && n != "manifest.json")
-        .ok_or_else(|| format!("output {given:?}: not a publishable file name"))?;
-    if rel.is_absolute() || rel.components().count() != 1 {
-        return Err(format!(
-            "output {given:?}: give a file name in the work directory"
-        ));
-    }
-    let from = work.join(rel);
-    let meta = std::fs::symlink_metadata(&from).map_err(|e| format!("output {given:?}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("output {given:?}: not a regular file"));
-    }
-    let dest = out_dir.join(&name);
-    let tmp = out_dir.join(temp_name(&name, "step"));
-    std::fs::copy(&from, &tmp).map_err(|e| format!("output {given:?}: {e}"))?;
-    rename_durably(&tmp, &dest).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("publishing {}: {e}", dest.display())
-    })?;
-    Ok((name, meta.len()))
 }
 
 /// Keeps, moves or deletes the input as the workflow says. Called only after success.

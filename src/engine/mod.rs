@@ -9,6 +9,7 @@ pub mod publish;
 pub mod queue;
 mod recovery;
 mod script_api;
+mod steps;
 mod task;
 
 use std::collections::HashMap;

@@ -4,6 +4,7 @@ pub mod argv_guard;
 pub mod chunk;
 pub mod command;
 pub mod hash;
+pub mod hls;
 pub mod mp4;
 pub mod probe;
 pub mod profiles;

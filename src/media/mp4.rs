@@ -11,6 +11,8 @@ pub struct Mp4Video {
     pub codec: String,
     pub width: u32,
     pub height: u32,
+    /// The RFC 6381 codec string players need (e.g. `avc1.64001F`), for H.264 and H.265.
+    pub codec_string: Option<String>,
 }
 
 const MAX_MOOV: u64 = 64 << 20;
@@ -90,6 +92,41 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     b.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]]))
 }
 
+/// `avc1.PPCCLL` from avcC; `hvc1.<space><profile>.<compat>.<tier><level>.<constraints>`
+/// from hvcC (ISO/IEC 14496-15 annex E).
+fn codec_string(fourcc: &[u8], config: &[u8]) -> Option<String> {
+    let name = String::from_utf8_lossy(fourcc);
+    match fourcc {
+        b"avc1" | b"avc3" => {
+            let c = child(config, b"avcC")?;
+            Some(format!(
+                "{name}.{:02X}{:02X}{:02X}",
+                c.get(1)?,
+                c.get(2)?,
+                c.get(3)?
+            ))
+        }
+        b"hvc1" | b"hev1" => {
+            let c = child(config, b"hvcC")?;
+            let b1 = *c.get(1)?;
+            let space = ["", "A", "B", "C"][usize::from(b1 >> 6)];
+            let tier = if b1 & 0x20 != 0 { 'H' } else { 'L' };
+            let compat = be32(c, 2)?.reverse_bits();
+            let mut constraints: Vec<u8> = c.get(6..12)?.to_vec();
+            while constraints.last() == Some(&0) {
+                constraints.pop();
+            }
+            let constraints: String = constraints.iter().map(|b| format!(".{b:X}")).collect();
+            Some(format!(
+                "{name}.{space}{}.{compat:X}.{tier}{}{constraints}",
+                b1 & 0x1F,
+                c.get(12)?
+            ))
+        }
+        _ => None,
+    }
+}
+
 fn video_track(moov: &[u8]) -> std::io::Result<Option<Mp4Video>> {
     for (kind, trak) in boxes(moov) {
         if &kind != b"trak" {
@@ -123,8 +160,12 @@ fn video_track(moov: &[u8]) -> std::io::Result<Option<Mp4Video>> {
         // VisualSampleEntry: 8 header + 8 reserved/index + 16 pre-defined, then width, height.
         let width = be16(entry, 32).ok_or_else(|| bad("short sample entry"))?;
         let height = be16(entry, 34).ok_or_else(|| bad("short sample entry"))?;
+        let entry_size = be32(entry, 0).map_or(0, |n| n as usize);
+        // The sample entry's own boxes follow its 78 bytes of fixed fields.
+        let config = entry.get(86..entry_size.min(entry.len())).unwrap_or(&[]);
         return Ok(Some(Mp4Video {
             samples: u64::from(samples),
+            codec_string: codec_string(fourcc, config),
             codec,
             width: width.into(),
             height: height.into(),
@@ -167,6 +208,20 @@ mod tests {
     }
 
     #[test]
+    fn codec_strings_come_from_the_decoder_configuration() {
+        let avcc = bx(b"avcC", &[1, 0x64, 0x00, 0x1F, 0xFF]);
+        assert_eq!(codec_string(b"avc1", &avcc).as_deref(), Some("avc1.64001F"));
+        let mut hvcc = vec![1, 0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 90];
+        hvcc.extend([0; 10]);
+        let hvcc = bx(b"hvcC", &hvcc);
+        assert_eq!(
+            codec_string(b"hvc1", &hvcc).as_deref(),
+            Some("hvc1.1.6.L90.90")
+        );
+        assert_eq!(codec_string(b"vp09", &[]), None);
+    }
+
+    #[test]
     fn a_cut_mdat_after_a_leading_moov_is_refused() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
         let p = dir.path().join("faststart.mp4");
@@ -194,7 +249,8 @@ mod tests {
                 samples: 75,
                 codec: "h264".into(),
                 width: 256,
-                height: 144
+                height: 144,
+                codec_string: None,
             })
         );
         let bytes = sample_mp4(75);

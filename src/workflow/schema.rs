@@ -38,6 +38,34 @@ pub struct Workflow {
 pub enum Step {
     /// Calls a function of the workflow's script with the job's context.
     Lua(LuaStep),
+    /// Packages the published ladder as HLS (no re-encode) into `<out>/hls/`.
+    Hls(HlsStep),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsStep {
+    /// Target segment length; a multiple of encode.keyframe_interval_seconds, so every
+    /// segment starts on a keyframe.
+    #[serde(default = "default_hls_seconds")]
+    pub segment_seconds: f64,
+    /// fmp4 (default) or mpegts.
+    #[serde(default)]
+    pub segment_type: crate::media::hls::SegmentType,
+}
+
+fn default_hls_seconds() -> f64 {
+    6.0
+}
+
+impl Step {
+    /// The step's name in the manifest.
+    pub fn label(&self) -> &str {
+        match self {
+            Step::Lua(l) => l.label(),
+            Step::Hls(_) => "hls",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use std::path::Path;
 
-use super::schema::{Script, Step, Workflow};
-use crate::media::profiles::{RateControl, MAX_HEIGHT, MIN_HEIGHT};
+use super::schema::{HlsStep, Script, Step, Workflow};
+use crate::media::profiles::{Codec, RateControl, MAX_HEIGHT, MIN_HEIGHT};
 use crate::script::{check_syntax, scripts_dir_of, Limits, ScriptHost};
 
 /// One problem, named by its field path and, once located, its line and column.
@@ -171,19 +171,21 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
     }
     let mut step_names = HashSet::new();
     for (i, step) in w.steps.iter().enumerate() {
+        if !step_names.insert(step.label().to_string()) {
+            err(
+                &format!("steps[{i}]"),
+                format!("{:?} names an earlier step too", step.label()),
+            );
+        }
         match step {
-            super::schema::Step::Lua(l) => {
-                if w.script.is_none() {
-                    err(
-                        &format!("steps[{i}].lua"),
-                        "a lua step needs the workflow's script section".into(),
-                    );
-                }
-                if !step_names.insert(l.label().to_string()) {
-                    err(
-                        &format!("steps[{i}].lua.name"),
-                        format!("{:?} names an earlier step too", l.label()),
-                    );
+            Step::Lua(_) if w.script.is_none() => err(
+                &format!("steps[{i}].lua"),
+                "a lua step needs the workflow's script section".into(),
+            ),
+            Step::Lua(_) => {}
+            Step::Hls(h) => {
+                for (path, message) in hls_problems(w, h) {
+                    err(&format!("steps[{i}].hls{path}"), message);
                 }
             }
         }
@@ -200,6 +202,35 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
         );
     }
     errors
+}
+
+fn hls_problems(w: &Workflow, h: &HlsStep) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let k = w.encode.keyframe_interval_seconds;
+    let s = h.segment_seconds;
+    if !(s.is_finite() && s > 0.0 && s <= 60.0) {
+        problems.push((
+            ".segment_seconds".into(),
+            format!("must be > 0 and ≤ 60, got {s}"),
+        ));
+    } else if k > 0.0 && ((s / k).round() * k - s).abs() > 1e-6 {
+        problems.push((
+            ".segment_seconds".into(),
+            format!("{s} is not a multiple of encode.keyframe_interval_seconds ({k}), so segments would not start on keyframes"),
+        ));
+    }
+    for (i, p) in w.profiles.iter().enumerate() {
+        if !matches!(p.codec, Codec::H264 | Codec::H265) {
+            problems.push((
+                String::new(),
+                format!(
+                    "profiles[{i}] is {}; HLS here packages h264 and h265 rungs only",
+                    p.codec.name()
+                ),
+            ));
+        }
+    }
+    problems
 }
 
 fn naming_problems(template: &str) -> Vec<String> {
@@ -251,8 +282,9 @@ pub fn validate_script(
         .hooks
         .iter()
         .map(|h| h.name().to_string())
-        .chain(steps.iter().map(|s| match s {
-            Step::Lua(l) => l.function.clone(),
+        .chain(steps.iter().filter_map(|s| match s {
+            Step::Lua(l) => Some(l.function.clone()),
+            Step::Hls(_) => None,
         }))
         .collect();
     ScriptHost::load(

@@ -1,0 +1,282 @@
+//! HLS packaging of finished encodes, with no re-encode: ffmpeg's hls muxer cuts each rung
+//! (and one shared audio rendition) into segments; spool writes master.m3u8 itself, with
+//! BANDWIDTH measured from the segments and CODECS read from the streams.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::tools::file_url;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentType {
+    /// CMAF-style fragmented MP4 (init.mp4 + .m4s).
+    #[default]
+    Fmp4,
+    /// MPEG-TS (.ts), for old players.
+    Mpegts,
+}
+
+impl SegmentType {
+    fn extension(self) -> &'static str {
+        match self {
+            SegmentType::Fmp4 => "m4s",
+            SegmentType::Mpegts => "ts",
+        }
+    }
+}
+
+/// Which stream of the input goes into a playlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    Video,
+    Audio,
+}
+
+/// ffmpeg argv that copies one track of `input` into `dir/index.m3u8` and its segments.
+pub fn package_args(
+    input: &Path,
+    track: Track,
+    segment_seconds: f64,
+    kind: SegmentType,
+    dir: &Path,
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["-y".into(), "-i".into(), file_url(input)];
+    let (map, drop) = match track {
+        Track::Video => ("0:v:0", "-an"),
+        Track::Audio => ("0:a:0", "-vn"),
+    };
+    for s in [
+        "-map",
+        map,
+        drop,
+        "-sn",
+        "-dn",
+        "-c",
+        "copy",
+        "-map_metadata",
+        "-1",
+    ] {
+        a.push(s.into());
+    }
+    for s in ["-f", "hls", "-hls_time"] {
+        a.push(s.into());
+    }
+    a.push(format!("{segment_seconds}").into());
+    for s in [
+        "-hls_playlist_type",
+        "vod",
+        "-hls_list_size",
+        "0",
+        "-hls_flags",
+        "independent_segments",
+    ] {
+        a.push(s.into());
+    }
+    if kind == SegmentType::Fmp4 {
+        for s in [
+            "-hls_segment_type",
+            "fmp4",
+            "-hls_fmp4_init_filename",
+            "init.mp4",
+        ] {
+            a.push(s.into());
+        }
+    }
+    a.push("-hls_segment_filename".into());
+    a.push(
+        dir.join(format!("seg_%05d.{}", kind.extension()))
+            .into_os_string(),
+    );
+    a.push(dir.join("index.m3u8").into_os_string());
+    a
+}
+
+/// A parsed media playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaPlaylist {
+    pub target_duration: u64,
+    pub init: Option<String>,
+    pub segments: Vec<(f64, String)>,
+    pub ended: bool,
+}
+
+impl MediaPlaylist {
+    pub fn duration(&self) -> f64 {
+        self.segments.iter().map(|s| s.0).sum()
+    }
+}
+
+/// Parses a VOD media playlist strictly: a problem is an error, not a skipped line.
+pub fn parse_media_playlist(text: &str) -> Result<MediaPlaylist, String> {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    if lines.next() != Some("#EXTM3U") {
+        return Err("does not start with #EXTM3U".into());
+    }
+    let mut p = MediaPlaylist {
+        target_duration: 0,
+        init: None,
+        segments: Vec::new(),
+        ended: false,
+    };
+    let mut pending: Option<f64> = None;
+    for line in lines {
+        if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            p.target_duration = v
+                .parse()
+                .map_err(|_| format!("bad target duration {v:?}"))?;
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+            let d = v.split(',').next().unwrap_or("");
+            let d: f64 = d.parse().map_err(|_| format!("bad EXTINF {v:?}"))?;
+            if !(d.is_finite() && d > 0.0) {
+                return Err(format!("segment duration {d} is not positive"));
+            }
+            pending = Some(d);
+        } else if let Some(v) = line.strip_prefix("#EXT-X-MAP:") {
+            let uri = attribute(v, "URI").ok_or("EXT-X-MAP without a URI")?;
+            p.init = Some(uri);
+        } else if line == "#EXT-X-ENDLIST" {
+            p.ended = true;
+        } else if !line.starts_with('#') {
+            let d = pending
+                .take()
+                .ok_or_else(|| format!("{line:?} has no #EXTINF"))?;
+            p.segments.push((d, line.to_string()));
+        }
+    }
+    if p.segments.is_empty() {
+        return Err("no segments".into());
+    }
+    let longest = p.segments.iter().map(|s| s.0).fold(0.0, f64::max);
+    if (longest.round() as u64) > p.target_duration {
+        return Err(format!(
+            "a segment of {longest:.3}s exceeds the target duration {}",
+            p.target_duration
+        ));
+    }
+    Ok(p)
+}
+
+/// Reads `KEY="value"` or `KEY=value` from an attribute list.
+fn attribute(list: &str, key: &str) -> Option<String> {
+    let start = list.find(&format!("{key}="))? + key.len() + 1;
+    let rest = &list[start..];
+    Some(match rest.strip_prefix('"') {
+        Some(q) => q.split('"').next()?.to_string(),
+        None => rest.split(',').next()?.to_string(),
+    })
+}
+
+/// One rung in the master playlist.
+#[derive(Debug, Clone, Serialize)]
+pub struct Variant {
+    pub uri: String,
+    /// Peak segment bit rate, bits/s, audio included.
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: f64,
+    pub codecs: String,
+}
+
+/// The shared audio rendition.
+#[derive(Debug, Clone, Serialize)]
+pub struct AudioRendition {
+    pub uri: String,
+    pub codecs: String,
+}
+
+pub const AUDIO_GROUP: &str = "audio";
+
+pub fn master_playlist(variants: &[Variant], audio: Option<&AudioRendition>) -> String {
+    let mut m = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    if let Some(a) = audio {
+        let _ = writeln!(
+            m,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"main\",DEFAULT=YES,AUTOSELECT=YES,URI=\"{}\"",
+            a.uri
+        );
+    }
+    for v in variants {
+        let codecs = match audio {
+            Some(a) => format!("{},{}", v.codecs, a.codecs),
+            None => v.codecs.clone(),
+        };
+        let _ = write!(
+            m,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},FRAME-RATE={:.3},CODECS=\"{codecs}\"",
+            v.bandwidth, v.average_bandwidth, v.width, v.height, v.frame_rate
+        );
+        if audio.is_some() {
+            let _ = write!(m, ",AUDIO=\"{AUDIO_GROUP}\"");
+        }
+        let _ = writeln!(m, "\n{}", v.uri);
+    }
+    m
+}
+
+/// Peak and average bit rates of a playlist's segments, from their sizes on disk.
+pub fn measured_bitrates(dir: &Path, playlist: &MediaPlaylist) -> std::io::Result<(u64, u64)> {
+    let init = match &playlist.init {
+        Some(i) => std::fs::metadata(dir.join(i))?.len(),
+        None => 0,
+    };
+    let (mut peak, mut total_bits) = (0.0f64, init as f64 * 8.0);
+    for (duration, uri) in &playlist.segments {
+        let bits = std::fs::metadata(dir.join(uri))?.len() as f64 * 8.0;
+        peak = peak.max(bits / duration);
+        total_bits += bits;
+    }
+    let average = total_bits / playlist.duration().max(1e-3);
+    Ok((peak.ceil() as u64, average.ceil() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fmp4_playlists_and_refuses_damage() {
+        let text = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:4\n#EXT-X-MAP:URI=\"init.mp4\"\n\
+                    #EXTINF:4.000000,\nseg_00000.m4s\n#EXTINF:2.5,\nseg_00001.m4s\n#EXT-X-ENDLIST\n";
+        let p = parse_media_playlist(text).map_err(|e| e.to_string());
+        let p = p.as_ref().map_err(String::as_str);
+        assert_eq!(p.map(|p| p.init.clone()), Ok(Some("init.mp4".into())));
+        assert_eq!(p.map(|p| p.duration()), Ok(6.5));
+        assert_eq!(p.map(|p| p.ended), Ok(true));
+        for bad in [
+            "#EXTINF:4,\nseg.ts\n",
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:4.0,\nseg.ts\n",
+            "#EXTM3U\n#EXT-X-TARGETDURATION:4\nseg.ts\n",
+            "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:-1,\nseg.ts\n",
+        ] {
+            assert!(parse_media_playlist(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn master_lists_every_variant_with_the_audio_group() {
+        let v = Variant {
+            uri: "h264-360p/index.m3u8".into(),
+            bandwidth: 900_000,
+            average_bandwidth: 700_000,
+            width: 640,
+            height: 360,
+            frame_rate: 25.0,
+            codecs: "avc1.64001E".into(),
+        };
+        let a = AudioRendition {
+            uri: "audio/index.m3u8".into(),
+            codecs: "mp4a.40.2".into(),
+        };
+        let m = master_playlist(&[v], Some(&a));
+        assert!(m.contains("TYPE=AUDIO,GROUP-ID=\"audio\""));
+        assert!(m.contains(
+            "BANDWIDTH=900000,AVERAGE-BANDWIDTH=700000,RESOLUTION=640x360,FRAME-RATE=25.000,CODECS=\"avc1.64001E,mp4a.40.2\",AUDIO=\"audio\"\nh264-360p/index.m3u8"
+        ));
+    }
+}
