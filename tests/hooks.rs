@@ -521,3 +521,75 @@ fn plan_shows_the_hooked_argv_and_predicts_the_chunks() -> TestResult {
     assert!(String::from_utf8_lossy(&e.get_output().stderr).contains("junk.mp4"));
     Ok(())
 }
+
+#[test]
+fn webhooks_get_every_event_and_are_retried() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("c.mp4");
+    make_clip(&src, "256x144", 25, 4, Audio::None)?;
+    // The receiver is down for the first two requests.
+    let server = capture_server_failing(2)?;
+    let wf = write_workflow(
+        dir.path(),
+        "hooked",
+        &format!(
+            "webhooks:\n- url: {}\n  headers: {{Authorization: Bearer t0k}}\n",
+            server.url
+        ),
+    )?;
+    let out = outcomes(
+        &run_in(dir.path(), &wf, &src, "o")
+            .success()
+            .get_output()
+            .stdout,
+    );
+    // `spool run` waits for deliveries in flight before it exits.
+    let events: Vec<serde_json::Value> = server
+        .received()
+        .iter()
+        .filter_map(|b| serde_json::from_str(b).ok())
+        .collect();
+    let mut names: Vec<(u64, String)> = events
+        .iter()
+        .map(|e| {
+            let name = match e["progress"].as_u64() {
+                Some(p) => format!("progress {p}"),
+                None => e["event"].as_str().unwrap_or("").to_string(),
+            };
+            (e["seq"].as_u64().unwrap_or(0), name)
+        })
+        .collect();
+    names.sort();
+    let names: Vec<&str> = names.iter().map(|n| n.1.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "started",
+            "progress 25",
+            "progress 50",
+            "progress 75",
+            "succeeded"
+        ]
+    );
+    let done = events.iter().find(|e| e["event"] == "succeeded");
+    assert_eq!(done.map(|e| &e["job"]), Some(&out[0]["id"]));
+    assert!(done.is_some_and(|e| e["manifest"]
+        .as_str()
+        .is_some_and(|m| m.ends_with("manifest.json"))));
+
+    let junk = dir.path().join("junk.mp4");
+    std::fs::write(&junk, "not media")?;
+    run_in(dir.path(), &wf, &junk, "o").code(1);
+    let failed: Vec<serde_json::Value> = server
+        .received()
+        .iter()
+        .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .filter(|e| e["event"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("junk.mp4"));
+    Ok(())
+}

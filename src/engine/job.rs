@@ -12,6 +12,7 @@ use super::plan::{output_name, plan_rungs, rung_cost};
 use super::publish::{rename_durably, temp_name, write_atomic};
 use super::queue::trace_command;
 use super::task::{run_task, ChunkInfo, TaskSpec};
+use super::webhooks::MILESTONES;
 use super::{Engine, Event, JobOutcome};
 use crate::media::chunk::{concat_list, parse_segment_list};
 use crate::media::command::{audio_args, gif_args, join_args, segment_args, AudioEncode};
@@ -25,6 +26,7 @@ use crate::media::tools::Tools;
 use crate::media::verify::{verify_output, Expected};
 use crate::script::JobScope;
 use crate::store::{now_ms, JobRecord, JobStatus, TaskRecord, TaskStatus};
+use crate::workflow::schema::WebhookEvent;
 use crate::workflow::{EncodeMode, LoadedWorkflow, Original, Workflow};
 
 /// Why a job stopped short.
@@ -261,10 +263,16 @@ impl Engine {
                     skip: Some(reason), ..
                 },
             )) => Ok(Err(reason)),
-            Ok((source, _)) => ctx
-                .pipeline(&digest, source, &out_dir, &mut record)
-                .await
-                .map(Ok),
+            Ok((source, _)) => {
+                self.notify(
+                    &ctx.workflow.webhooks,
+                    WebhookEvent::Started,
+                    ctx.event_body(),
+                );
+                ctx.pipeline(&digest, source, &out_dir, &mut record)
+                    .await
+                    .map(Ok)
+            }
             Err(e) => Err(e),
         };
         if !self.keep_work {
@@ -314,6 +322,18 @@ impl Engine {
                 r.flush()
             })
             .await;
+        let mut body = ctx.event_body();
+        if let serde_json::Value::Object(m) = &mut body {
+            m.insert("status".into(), json!(status));
+            m.insert("reason".into(), json!(reason));
+            m.insert("manifest".into(), json!(record.manifest));
+        }
+        let event = match status {
+            JobStatus::Succeeded => WebhookEvent::Succeeded,
+            JobStatus::Skipped => WebhookEvent::Skipped,
+            _ => WebhookEvent::Failed,
+        };
+        self.notify(&ctx.workflow.webhooks, event, body);
         let outcome = JobOutcome {
             id: Some(id),
             input: input_display,
@@ -382,6 +402,15 @@ pub(super) fn stem_of(input: &Path) -> String {
 }
 
 impl JobCtx<'_> {
+    /// What every webhook event of this job carries.
+    fn event_body(&self) -> serde_json::Value {
+        json!({
+            "job": self.id,
+            "input": self.input.display().to_string(),
+            "workflow": { "name": self.workflow.name, "hash": self.wf.content_hash },
+        })
+    }
+
     async fn pipeline(
         &self,
         digest: &FileDigest,
@@ -655,10 +684,12 @@ impl JobCtx<'_> {
             .collect();
         let total_weight: f64 = weights.iter().sum::<f64>().max(1e-9);
         let fractions = Arc::new(Mutex::new(vec![0.0; specs.len()]));
+        let milestones_sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let tasks_cancel = self.cancel.child_token();
         let mut futures = Vec::new();
         for ((spec, record), weight) in specs.iter().zip(records).zip(weights) {
             let fractions = fractions.clone();
+            let sent = milestones_sent.clone();
             let report = move |engine: &Engine, job: &str, index: usize, f: f64| {
                 if let Ok(mut fr) = fractions.lock() {
                     fr[index] = f * weight;
@@ -667,6 +698,18 @@ impl JobCtx<'_> {
                         job: job.to_string(),
                         fraction,
                     });
+                    let due = MILESTONES
+                        .iter()
+                        .filter(|m| fraction * 100.0 >= f64::from(**m))
+                        .count();
+                    let before = sent.fetch_max(due, std::sync::atomic::Ordering::Relaxed);
+                    for m in &MILESTONES[before.min(due)..due] {
+                        let mut body = self.event_body();
+                        if let serde_json::Value::Object(b) = &mut body {
+                            b.insert("progress".into(), json!(m));
+                        }
+                        engine.notify(&self.workflow.webhooks, WebhookEvent::Progress, body);
+                    }
                 }
             };
             let tasks_cancel = tasks_cancel.clone();

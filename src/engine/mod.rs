@@ -11,6 +11,7 @@ mod recovery;
 mod script_api;
 mod steps;
 mod task;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -110,6 +111,9 @@ pub struct Engine {
     trace: Option<Arc<Mutex<std::fs::File>>>,
     job_seq: AtomicU64,
     keep_work: bool,
+    /// Webhook deliveries in flight; drained (bounded) at the end of a run.
+    deliveries: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    webhook_seq: webhooks::Sequence,
 }
 
 fn ensure_dir(path: &Path) -> Result<(), EngineError> {
@@ -192,6 +196,8 @@ impl Engine {
             trace,
             job_seq: AtomicU64::new(0),
             keep_work: cfg.keep_work,
+            deliveries: Mutex::new(Vec::new()),
+            webhook_seq: webhooks::Sequence::default(),
         }))
     }
 
@@ -263,6 +269,7 @@ impl Engine {
         }
         watcher.abort();
         let _ = self.repo.flush();
+        self.drain_webhooks(webhooks::DRAIN).await;
         outcomes
     }
 

@@ -76,7 +76,7 @@ impl HostApi for EngineApi {
 }
 
 /// One HTTP POST with a timeout; a non-2xx status is a reply, not an error.
-fn post(request: &HttpRequest) -> Result<HttpReply, String> {
+pub(super) fn post(request: &HttpRequest) -> Result<HttpReply, String> {
     let scheme_ok = request.url.starts_with("http://") || request.url.starts_with("https://");
     if !scheme_ok {
         return Err(format!(

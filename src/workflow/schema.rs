@@ -28,6 +28,9 @@ pub struct Workflow {
     /// What happens to the input file after a verified, durable success.
     #[serde(default)]
     pub original: Original,
+    /// URLs that get job events as JSON (the seed's encoding_url), without blocking the job.
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
     /// Lua hooks that customise this workflow.
     pub script: Option<Script>,
 }
@@ -81,6 +84,41 @@ impl LuaStep {
     pub fn label(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.function)
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    /// Which events to send; all of them by default.
+    #[serde(default = "all_events")]
+    pub events: Vec<WebhookEvent>,
+    /// Extra request headers, e.g. Authorization.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookEvent {
+    Started,
+    /// At 25, 50 and 75 % of the encode.
+    Progress,
+    Succeeded,
+    /// Failed, cancelled or interrupted.
+    Failed,
+    /// Skipped by a hook.
+    Skipped,
+}
+
+fn all_events() -> Vec<WebhookEvent> {
+    vec![
+        WebhookEvent::Started,
+        WebhookEvent::Progress,
+        WebhookEvent::Succeeded,
+        WebhookEvent::Failed,
+        WebhookEvent::Skipped,
+    ]
 }
 
 /// The input after success. Nothing happens to it before the outputs and the manifest

@@ -190,6 +190,20 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
             }
         }
     }
+    for (i, hook) in w.webhooks.iter().enumerate() {
+        if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+            err(
+                &format!("webhooks[{i}].url"),
+                format!("{:?}: use an http:// or https:// URL", hook.url),
+            );
+        }
+        if hook.events.is_empty() {
+            err(
+                &format!("webhooks[{i}].events"),
+                "name at least one event, or leave it out for all".into(),
+            );
+        }
+    }
     if let super::schema::Original::MoveTo(dir) = &w.original {
         if dir.as_os_str().is_empty() {
             err("original.move_to", "must name a directory".into());

@@ -218,12 +218,18 @@ pub struct Capture {
 }
 
 pub fn capture_server() -> Result<Capture, std::io::Error> {
+    capture_server_failing(0)
+}
+
+/// Like `capture_server`, but the first `fail_first` requests get 503 and are not kept.
+pub fn capture_server_failing(fail_first: usize) -> Result<Capture, std::io::Error> {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let url = format!("http://{}/hook", listener.local_addr()?);
     let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let kept = bodies.clone();
     std::thread::spawn(move || {
+        let mut refused = 0;
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(&stream);
             let mut length = 0usize;
