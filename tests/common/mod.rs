@@ -245,7 +245,15 @@ pub fn capture_server_failing(fail_first: usize) -> Result<Capture, std::io::Err
                 line.clear();
             }
             let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_ok() {
+            let read = reader.read_exact(&mut body).is_ok();
+            if refused < fail_first {
+                refused += 1;
+                let _ = (&stream).write_all(
+                    b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            }
+            if read {
                 if let Ok(mut b) = kept.lock() {
                     b.push(String::from_utf8_lossy(&body).into_owned());
                 }
