@@ -3,5 +3,7 @@
 pub mod engine;
 pub mod media;
 pub mod script;
+#[cfg(feature = "whisper")]
+pub mod speech;
 pub mod store;
 pub mod workflow;

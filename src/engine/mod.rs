@@ -5,6 +5,7 @@ mod dry_run;
 mod hooks;
 mod job;
 pub mod plan;
+mod previews;
 pub mod publish;
 pub mod queue;
 mod recovery;

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::job::{JobCtx, JobFailure};
+use super::job::{stem_of, JobCtx, JobFailure};
+use super::previews::Made;
 use super::publish::{fsync_file, rename_durably, temp_name};
 use super::queue::trace_command;
 use crate::media::hls::{
@@ -46,7 +47,7 @@ impl JobCtx<'_> {
                         .map_err(|e| fail(e.message))?;
                     for o in reply.outputs {
                         let (name, bytes) =
-                            publish_step_file(&self.work, out_dir, &o.path).map_err(fail)?;
+                            publish_step_file(&self.work, out_dir, &o.path).map_err(&fail)?;
                         entries.push(json!({
                             "profile": lua.label(), "kind": o.kind, "path": name, "bytes": bytes,
                         }));
@@ -61,10 +62,45 @@ impl JobCtx<'_> {
                     entries.push(entry);
                     data
                 }
+                Step::Thumbnails(t) => {
+                    let (made, data) = self
+                        .thumbnails(t, media, video)
+                        .await
+                        .map_err(|e| fail(e.message))?;
+                    self.publish_made(&self.step_dir("thumbs"), out_dir, step, made, entries)
+                        .map_err(&fail)?;
+                    data
+                }
+                Step::Transcribe(t) => {
+                    let (made, data) = self
+                        .transcribe(t, media, &stem_of(self.input))
+                        .await
+                        .map_err(|e| fail(e.message))?;
+                    self.publish_made(&self.step_dir("transcribe"), out_dir, step, made, entries)
+                        .map_err(&fail)?;
+                    data
+                }
             };
             results.insert(step.label().to_string(), data);
         }
         Ok(Value::Object(results))
+    }
+
+    fn publish_made(
+        &self,
+        from: &Path,
+        out_dir: &Path,
+        step: &Step,
+        made: Vec<Made>,
+        entries: &mut Vec<Value>,
+    ) -> Result<(), String> {
+        for m in made {
+            let (name, bytes) = publish_step_file(from, out_dir, &m.name)?;
+            entries.push(json!({
+                "profile": step.label(), "kind": m.kind, "path": name, "bytes": bytes,
+            }));
+        }
+        Ok(())
     }
 
     /// Packages every published video rung, and the first rung's audio as the shared

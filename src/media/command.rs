@@ -331,3 +331,15 @@ pub fn gif_args(
     a.push(out.as_os_str().to_owned());
     a
 }
+
+/// The first audio stream as Whisper wants it: 16 kHz mono 32-bit float, raw.
+pub fn speech_audio_args(source: &Path, out: &Path) -> Vec<OsString> {
+    let mut a = os_args(["-y", "-i"]);
+    a.push(file_url(source));
+    a.extend(os_args([
+        "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", "16000", "-c:a", "pcm_f32le",
+        "-f", "f32le",
+    ]));
+    a.push(out.as_os_str().to_owned());
+    a
+}

@@ -10,5 +10,6 @@ pub mod probe;
 pub mod profiles;
 pub mod progress;
 pub mod run;
+pub mod thumbs;
 pub mod tools;
 pub mod verify;

@@ -137,6 +137,7 @@ fn load_inner(
             e.path = parsed.original_path(&e.path);
             errors.push(e);
         }
+        errors.extend(validate::validate_paths(workflow, base_dir));
         if let Some(script) = &workflow.script {
             match validate::validate_script(script, &workflow.steps, base_dir, stored_script) {
                 Ok(source) => script_source = Some(source),

@@ -188,6 +188,41 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
                     err(&format!("steps[{i}].hls{path}"), message);
                 }
             }
+            Step::Thumbnails(t) => {
+                let at = |f: &str| format!("steps[{i}].thumbnails.{f}");
+                if !(16..=3840).contains(&t.poster_width) {
+                    err(&at("poster_width"), "must be 16 to 3840".into());
+                }
+                if !(t.interval_seconds.is_finite() && t.interval_seconds >= 0.5) {
+                    err(&at("interval_seconds"), "must be at least 0.5".into());
+                }
+                if !(16..=640).contains(&t.thumb_width) {
+                    err(&at("thumb_width"), "must be 16 to 640".into());
+                }
+                if !(1..=50).contains(&t.columns) || !(1..=50).contains(&t.rows) {
+                    err(&at("columns"), "columns and rows must be 1 to 50".into());
+                }
+            }
+            Step::Transcribe(t) => {
+                let at = |f: &str| format!("steps[{i}].transcribe.{f}");
+                if !cfg!(feature = "whisper") {
+                    err(
+                        &format!("steps[{i}].transcribe"),
+                        "this spool was built without the whisper feature".into(),
+                    );
+                }
+                if !(1..=10).contains(&t.beam_size) {
+                    err(&at("beam_size"), "must be 1 to 10".into());
+                }
+                if t.threads > 256 {
+                    err(&at("threads"), "must be 0 (one per core) to 256".into());
+                }
+                if let Some(l) = &t.language {
+                    if !(2..=3).contains(&l.len()) || !l.chars().all(|c| c.is_ascii_lowercase()) {
+                        err(&at("language"), format!("{l:?}: use an ISO 639-1 code such as en or de"));
+                    }
+                }
+            }
         }
     }
     for (i, hook) in w.webhooks.iter().enumerate() {
@@ -298,7 +333,7 @@ pub fn validate_script(
         .map(|h| h.name().to_string())
         .chain(steps.iter().filter_map(|s| match s {
             Step::Lua(l) => Some(l.function.clone()),
-            Step::Hls(_) => None,
+            _ => None,
         }))
         .collect();
     ScriptHost::load(
@@ -310,4 +345,25 @@ pub fn validate_script(
     )
     .map_err(|e| err("script.hooks", e.to_string()))?;
     Ok(source)
+}
+
+/// Checks the files a workflow names (besides its script), relative to its directory.
+pub fn validate_paths(w: &Workflow, base_dir: &Path) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (i, step) in w.steps.iter().enumerate() {
+        #[cfg(feature = "whisper")]
+        if let Step::Transcribe(super::schema::TranscribeStep {
+            model: Some(model), ..
+        }) = step
+        {
+            if let Err(e) = crate::speech::find_model(Some(&base_dir.join(model))) {
+                errors.push(FieldError::new(
+                    format!("steps[{i}].transcribe.model"),
+                    e.to_string(),
+                ));
+            }
+        }
+        let _ = (i, step, base_dir);
+    }
+    errors
 }

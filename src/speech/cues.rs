@@ -1,0 +1,92 @@
+//! Transcript segments → subtitle files. Pure, so it is tested without a model.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// One stretch of speech with absolute times in seconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cue {
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}
+
+fn stamp(seconds: f64, decimal: char) -> String {
+    let ms = (seconds.max(0.0) * 1000.0).round() as u64;
+    format!(
+        "{:02}:{:02}:{:02}{decimal}{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+/// Cue text safe in both formats: no blank lines (they end a cue) and no "-->".
+fn clean(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("-->", "->")
+}
+
+pub fn to_vtt(cues: &[Cue]) -> String {
+    let mut out = String::from("WEBVTT\n");
+    for c in cues {
+        let _ = write!(
+            out,
+            "\n{} --> {}\n{}\n",
+            stamp(c.start, '.'),
+            stamp(c.end, '.'),
+            clean(&c.text)
+        );
+    }
+    out
+}
+
+pub fn to_srt(cues: &[Cue]) -> String {
+    let mut out = String::new();
+    for (i, c) in cues.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}\n{} --> {}\n{}\n\n",
+            i + 1,
+            stamp(c.start, ','),
+            stamp(c.end, ','),
+            clean(&c.text)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_vtt_and_srt_with_hours_and_clean_text() {
+        let cues = vec![
+            Cue {
+                start: 0.0,
+                end: 2.5,
+                text: " Hello there. ".into(),
+            },
+            Cue {
+                start: 3661.042,
+                end: 3662.0,
+                text: "a --> b\n\nc".into(),
+            },
+        ];
+        assert_eq!(
+            to_vtt(&cues),
+            "WEBVTT\n\n00:00:00.000 --> 00:00:02.500\nHello there.\n\n01:01:01.042 --> 01:01:02.000\na -> b\nc\n"
+        );
+        assert_eq!(
+            to_srt(&cues),
+            "1\n00:00:00,000 --> 00:00:02,500\nHello there.\n\n2\n01:01:01,042 --> 01:01:02,000\na -> b\nc\n\n"
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! Speech to text with Whisper, in-process (CTranslate2 through ct2rs). Knows nothing of
+//! ffmpeg, Lua or sled: 16 kHz mono samples in, timed cues out.
+//!
+//! spool computes the features itself (see `features`), builds the decoder prompt itself
+//! (so English-only models get theirs, and translation works), and walks long audio in
+//! 30 s windows the way Whisper does: after each window it moves to the end of the last
+//! complete segment, so speech cut at a window edge is decoded again whole.
+
+pub mod cues;
+mod features;
+mod model;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
+use ct2rs::tokenizers::hf::Tokenizer as HfTokenizer;
+use ct2rs::Tokenizer as _;
+use serde::{Deserialize, Serialize};
+
+pub use cues::{to_srt, to_vtt, Cue};
+pub use features::SAMPLE_RATE;
+use features::{MelExtractor, WINDOW_SAMPLES};
+pub use model::{find_model, ModelError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Compute {
+    /// 8-bit weights: the fast choice on CPU.
+    #[default]
+    Int8,
+    Int8Float32,
+    Float32,
+    /// Whatever the model was converted with.
+    Default,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// ISO code (`en`, `de`); None detects it on multilingual models.
+    pub language: Option<String>,
+    /// Translate to English instead of transcribing (multilingual models only).
+    pub translate: bool,
+    pub beam_size: usize,
+    pub compute: Compute,
+    /// CPU threads; 0 lets CTranslate2 choose.
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Transcript {
+    pub language: String,
+    pub cues: Vec<Cue>,
+    pub text: String,
+    pub audio_seconds: f64,
+    pub elapsed_s: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpeechError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("Whisper: {0}")]
+    Engine(String),
+    #[error("{0}")]
+    Options(String),
+    #[error("transcription cancelled")]
+    Cancelled,
+}
+
+fn engine(e: impl std::fmt::Display) -> SpeechError {
+    SpeechError::Engine(e.to_string())
+}
+
+pub struct Transcriber {
+    whisper: Whisper,
+    tokenizer: HfTokenizer,
+    mel: MelExtractor,
+    options: Options,
+    model: PathBuf,
+}
+
+impl Transcriber {
+    /// Loads the model in `dir` (a CTranslate2 Whisper model directory).
+    pub fn open(dir: &Path, options: Options) -> Result<Transcriber, SpeechError> {
+        model::check_model_dir(dir)?;
+        let compute = match options.compute {
+            Compute::Int8 => ComputeType::INT8,
+            Compute::Int8Float32 => ComputeType::INT8_FLOAT32,
+            Compute::Float32 => ComputeType::FLOAT32,
+            Compute::Default => ComputeType::DEFAULT,
+        };
+        let config = Config {
+            device: Device::CPU,
+            compute_type: compute,
+            num_threads_per_replica: options.threads,
+            ..Config::default()
+        };
+        let whisper = Whisper::new(dir, config).map_err(engine)?;
+        if options.translate && !whisper.is_multilingual() {
+            return Err(SpeechError::Options(format!(
+                "{}: an English-only model cannot translate; use a multilingual model",
+                dir.display()
+            )));
+        }
+        let tokenizer = HfTokenizer::new(dir).map_err(engine)?;
+        Ok(Transcriber {
+            mel: MelExtractor::new(whisper.n_mels()),
+            whisper,
+            tokenizer,
+            options,
+            model: dir.to_path_buf(),
+        })
+    }
+
+    pub fn model(&self) -> &Path {
+        &self.model
+    }
+
+    /// Transcribes 16 kHz mono samples in [-1, 1]. `cancel` is checked between windows.
+    pub fn transcribe(
+        &self,
+        samples: &[f32],
+        cancel: &AtomicBool,
+    ) -> Result<Transcript, SpeechError> {
+        let started = Instant::now();
+        let total = samples.len();
+        let multilingual = self.whisper.is_multilingual();
+        let mut language = self.options.language.clone();
+        let mut cues = Vec::new();
+        let mut seek = 0usize;
+        while seek + SAMPLE_RATE / 10 < total {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(SpeechError::Cancelled);
+            }
+            let window = &samples[seek..(seek + WINDOW_SAMPLES).min(total)];
+            let mut feats = self.mel.features(window);
+            let shape = [1, self.mel.n_mels(), features::WINDOW_FRAMES];
+            let view = StorageView::new(&shape, &mut feats, Device::CPU).map_err(engine)?;
+            if multilingual && language.is_none() {
+                language = Some(self.detect(&view)?);
+            }
+            let prompt = self.prompt(multilingual, language.as_deref());
+            let options = WhisperOptions {
+                beam_size: self.options.beam_size.max(1),
+                ..WhisperOptions::default()
+            };
+            let result = self
+                .whisper
+                .generate(&view, &[prompt], &options)
+                .map_err(engine)?;
+            let tokens = result
+                .into_iter()
+                .next()
+                .and_then(|r| r.sequences.into_iter().next())
+                .unwrap_or_default();
+            let window_s = window.len() as f64 / SAMPLE_RATE as f64;
+            let offset = seek as f64 / SAMPLE_RATE as f64;
+            let decoded = split_segments(&tokens, window_s);
+            for seg in &decoded.segments {
+                let text = self.tokenizer.decode(seg.tokens.clone()).map_err(engine)?;
+                let text = text.trim().to_string();
+                if !text.is_empty() {
+                    cues.push(Cue {
+                        start: offset + seg.start,
+                        end: offset + seg.end.max(seg.start + 0.02),
+                        text,
+                    });
+                }
+            }
+            seek += (decoded.advance_s * SAMPLE_RATE as f64).round() as usize;
+        }
+        tighten(&mut cues, samples);
+        let text = cues
+            .iter()
+            .map(|c| c.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Transcript {
+            language: language.unwrap_or_else(|| "en".into()),
+            cues,
+            text,
+            audio_seconds: total as f64 / SAMPLE_RATE as f64,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn detect(&self, view: &StorageView) -> Result<String, SpeechError> {
+        let found = self.whisper.detect_language(view).map_err(engine)?;
+        let best = found
+            .into_iter()
+            .next()
+            .and_then(|d| d.into_iter().next())
+            .ok_or_else(|| engine("language detection returned nothing"))?;
+        Ok(best
+            .language
+            .trim_start_matches("<|")
+            .trim_end_matches("|>")
+            .to_string())
+    }
+
+    /// English-only models take the start token alone; multilingual ones the language and
+    /// the task. No `<|notimestamps|>`: the timestamps make the segments.
+    fn prompt(&self, multilingual: bool, language: Option<&str>) -> Vec<String> {
+        let mut p = vec!["<|startoftranscript|>".to_string()];
+        if multilingual {
+            p.push(format!("<|{}|>", language.unwrap_or("en")));
+            p.push(if self.options.translate {
+                "<|translate|>".into()
+            } else {
+                "<|transcribe|>".into()
+            });
+        }
+        p
+    }
+}
+
+/// Whisper's timestamps are coarse at the edges of speech (a first cue often starts at
+/// 0.00 after seconds of silence). Each cue is narrowed to where its audio is actually
+/// louder than the recording's noise floor, measured in 20 ms frames.
+fn tighten(cues: &mut [Cue], samples: &[f32]) {
+    const FRAME: usize = SAMPLE_RATE / 50;
+    let rms: Vec<f32> = samples
+        .chunks(FRAME)
+        .map(|f| (f.iter().map(|x| x * x).sum::<f32>() / f.len().max(1) as f32).sqrt())
+        .collect();
+    if rms.is_empty() {
+        return;
+    }
+    let mut sorted = rms.clone();
+    sorted.sort_by(f32::total_cmp);
+    let floor = sorted[sorted.len() / 10];
+    let threshold = (floor * 4.0).max(0.005);
+    let frame_s = FRAME as f64 / SAMPLE_RATE as f64;
+    for cue in cues.iter_mut() {
+        let first = (cue.start / frame_s) as usize;
+        let last = ((cue.end / frame_s).ceil() as usize).min(rms.len());
+        let loud: Vec<usize> = (first..last).filter(|i| rms[*i] >= threshold).collect();
+        if let (Some(a), Some(b)) = (loud.first(), loud.last()) {
+            // A little air either side, as subtitles usually have.
+            cue.start = (*a as f64 * frame_s - 0.1).max(cue.start);
+            cue.end = ((*b + 1) as f64 * frame_s + 0.1).min(cue.end).max(cue.start + 0.2);
+        }
+    }
+}
+
+/// A segment of one window, in seconds from the window's start.
+#[derive(Debug, PartialEq)]
+struct WindowSegment {
+    start: f64,
+    end: f64,
+    tokens: Vec<String>,
+}
+
+#[derive(Debug, PartialEq)]
+struct Decoded {
+    segments: Vec<WindowSegment>,
+    /// How far to move on: past the last complete segment, or the whole window.
+    advance_s: f64,
+}
+
+fn timestamp(token: &str) -> Option<f64> {
+    token.strip_prefix("<|")?.strip_suffix("|>")?.parse().ok()
+}
+
+/// Splits a window's tokens at Whisper's timestamp tokens (`<|1.24|>`).
+fn split_segments(tokens: &[String], window_s: f64) -> Decoded {
+    let mut segments = Vec::new();
+    let mut start: Option<f64> = None;
+    let mut text: Vec<String> = Vec::new();
+    let mut last_complete_end = None;
+    for t in tokens {
+        if let Some(ts) = timestamp(t) {
+            let ts = ts.min(window_s);
+            match start {
+                Some(s) if !text.is_empty() => {
+                    segments.push(WindowSegment {
+                        start: s,
+                        end: ts,
+                        tokens: std::mem::take(&mut text),
+                    });
+                    last_complete_end = Some(ts);
+                    start = None;
+                }
+                _ => start = Some(ts),
+            }
+        } else if !(t.starts_with("<|") && t.ends_with("|>")) {
+            text.push(t.clone());
+        }
+    }
+    let ended_cleanly = text.is_empty();
+    if !text.is_empty() {
+        // Speech runs past the window: keep it only if nothing else was found, and
+        // otherwise decode it again from the next window.
+        if segments.is_empty() {
+            segments.push(WindowSegment {
+                start: start.unwrap_or(0.0),
+                end: window_s,
+                tokens: text,
+            });
+            last_complete_end = None;
+        }
+    }
+    let advance_s = match (ended_cleanly, last_complete_end) {
+        (false, Some(end)) if end >= 1.0 => end,
+        _ => window_s,
+    };
+    Decoded {
+        segments,
+        advance_s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toks(s: &str) -> Vec<String> {
+        s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn segments_follow_the_timestamp_tokens() {
+        let d = split_segments(&toks("<|0.00|> Hello Ġworld <|1.50|> <|1.50|> ĠBye <|2.80|>"), 30.0);
+        assert_eq!(d.segments.len(), 2);
+        assert_eq!((d.segments[1].start, d.segments[1].end), (1.5, 2.8));
+        assert_eq!(d.segments[0].tokens, toks("Hello Ġworld"));
+        assert_eq!(d.advance_s, 30.0);
+    }
+
+    #[test]
+    fn cues_are_narrowed_to_the_sound() {
+        // 1 s of silence, 1 s of tone, 1 s of silence; Whisper said 0.0 → 3.0.
+        let mut samples = vec![0.0f32; 3 * SAMPLE_RATE];
+        for (i, s) in samples[SAMPLE_RATE..2 * SAMPLE_RATE].iter_mut().enumerate() {
+            *s = (i as f32 * 0.3).sin() * 0.3;
+        }
+        let mut cues = vec![Cue { start: 0.0, end: 3.0, text: "hi".into() }];
+        tighten(&mut cues, &samples);
+        assert!((cues[0].start - 0.9).abs() < 0.03, "{cues:?}");
+        assert!((cues[0].end - 2.1).abs() < 0.03, "{cues:?}");
+    }
+
+    #[test]
+    fn speech_cut_by_the_window_is_decoded_again_from_the_next() {
+        let d = split_segments(&toks("<|0.00|> One <|12.00|> <|12.00|> Two Ġthree"), 30.0);
+        assert_eq!(d.segments.len(), 1);
+        assert_eq!(d.advance_s, 12.0);
+        let d = split_segments(&toks("no Ġtimestamps"), 7.5);
+        assert_eq!(d.segments[0].end, 7.5);
+        assert_eq!(d.advance_s, 7.5);
+    }
+}
