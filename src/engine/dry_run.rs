@@ -16,10 +16,10 @@ use super::queue::Slots;
 use super::task::{encode_output, hooked_commands, TaskAt};
 use crate::media::chunk::predict_segments;
 use crate::media::command::{audio_args, gif_args, join_args, segment_args, speech_audio_args};
-use crate::media::thumbs::{poster_args, sprite_args, thumb_height, SpriteLayout};
 use crate::media::hash::digest_file;
 use crate::media::hls::{package_args, Track};
 use crate::media::probe::{keyframe_times, probe_counting_frames};
+use crate::media::thumbs::{poster_args, sprite_args, thumb_height, SpriteLayout};
 use crate::media::tools::Tools;
 use crate::script::JobScope;
 use crate::store::{TaskRecord, TaskStatus};
@@ -237,7 +237,7 @@ pub async fn plan_input(
         match step {
             Step::Thumbnails(t) => {
                 let dir = work.join("thumbs");
-        let thumb_h = thumb_height(t.thumb_width, video.display_size());
+                let thumb_h = thumb_height(t.thumb_width, video.display_size());
                 let layout = SpriteLayout {
                     interval: t.interval_seconds,
                     thumb_w: t.thumb_width,
@@ -246,12 +246,24 @@ pub async fn plan_input(
                     rows: t.rows,
                 };
                 // The poster's time is picked at run time, away from black frames.
-                add("thumbnails", "poster (time chosen at run time)".into(), &poster_args(input, 0.0, t.poster_width, &dir.join("poster.jpg")));
-                add("thumbnails", "sprites".into(), &sprite_args(input, &layout, &dir));
+                add(
+                    "thumbnails",
+                    "poster (time chosen at run time)".into(),
+                    &poster_args(input, 0.0, t.poster_width, &dir.join("poster.jpg")),
+                );
+                add(
+                    "thumbnails",
+                    "sprites".into(),
+                    &sprite_args(input, &layout, &dir),
+                );
             }
             Step::Transcribe(_) if media.has_audio() => {
                 let pcm = work.join("transcribe/speech.f32");
-                add("transcribe", "16 kHz mono audio for Whisper".into(), &speech_audio_args(input, &pcm));
+                add(
+                    "transcribe",
+                    "16 kHz mono audio for Whisper".into(),
+                    &speech_audio_args(input, &pcm),
+                );
             }
             _ => {}
         }

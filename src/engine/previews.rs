@@ -11,8 +11,8 @@ use super::queue::trace_command;
 use crate::media::probe::{probe, MediaInfo, VideoStream};
 use crate::media::run::run_ffmpeg;
 use crate::media::thumbs::{
-    frame_stats, pick_poster, poster_args, poster_candidates, sheet_name, sprite_args,
-    sprite_vtt, thumb_height, SpriteLayout,
+    frame_stats, pick_poster, poster_args, poster_candidates, sheet_name, sprite_args, sprite_vtt,
+    thumb_height, SpriteLayout,
 };
 use crate::workflow::schema::{ThumbnailsStep, TranscribeStep};
 
@@ -57,8 +57,11 @@ impl JobCtx<'_> {
         }
         let at = pick_poster(&stats).unwrap_or(0.0);
         let poster = dir.join("poster.jpg");
-        self.ffmpeg("poster", &poster_args(self.input, at, step.poster_width, &poster))
-            .await?;
+        self.ffmpeg(
+            "poster",
+            &poster_args(self.input, at, step.poster_width, &poster),
+        )
+        .await?;
         let poster_size = self.image_size(&poster).await?;
 
         let thumb_h = thumb_height(step.thumb_width, video.display_size());
@@ -73,7 +76,10 @@ impl JobCtx<'_> {
             .await?;
         let count = layout.count(media.duration);
         let sheets = count.div_ceil(layout.per_sheet());
-        let want = (layout.columns * layout.thumb_w, layout.rows * layout.thumb_h);
+        let want = (
+            layout.columns * layout.thumb_w,
+            layout.rows * layout.thumb_h,
+        );
         let mut made = vec![Made {
             name: "poster.jpg".into(),
             kind: "poster",
@@ -188,7 +194,10 @@ impl JobCtx<'_> {
         let lang = transcript.language.clone();
         let vtt = format!("{stem}.{lang}.vtt");
         let srt = format!("{stem}.{lang}.srt");
-        for (name, text) in [(&vtt, to_vtt(&transcript.cues)), (&srt, to_srt(&transcript.cues))] {
+        for (name, text) in [
+            (&vtt, to_vtt(&transcript.cues)),
+            (&srt, to_srt(&transcript.cues)),
+        ] {
             tokio::fs::write(dir.join(name), text)
                 .await
                 .map_err(|e| JobFailure::new(format!("{name}: {e}")))?;

@@ -337,8 +337,19 @@ pub fn speech_audio_args(source: &Path, out: &Path) -> Vec<OsString> {
     let mut a = os_args(["-y", "-i"]);
     a.push(file_url(source));
     a.extend(os_args([
-        "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", "16000", "-c:a", "pcm_f32le",
-        "-f", "f32le",
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-sn",
+        "-dn",
+        "-ac",
+        "1",
+        "-ar",
+        "16000",
+        "-c:a",
+        "pcm_f32le",
+        "-f",
+        "f32le",
     ]));
     a.push(out.as_os_str().to_owned());
     a

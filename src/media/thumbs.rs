@@ -58,7 +58,11 @@ pub async fn frame_stats(tools: &Tools, input: &Path, time: f64) -> Option<Frame
     }
     let n = px.len() as f64;
     let mean = px.iter().map(|p| f64::from(*p)).sum::<f64>() / n;
-    let var = px.iter().map(|p| (f64::from(*p) - mean).powi(2)).sum::<f64>() / n;
+    let var = px
+        .iter()
+        .map(|p| (f64::from(*p) - mean).powi(2))
+        .sum::<f64>()
+        / n;
     Some(FrameStats {
         time,
         mean,
@@ -172,19 +176,33 @@ mod tests {
     #[test]
     fn posters_avoid_dark_and_flat_frames() {
         let s = |time, mean, stddev| FrameStats { time, mean, stddev };
-        assert_eq!(pick_poster(&[s(1.0, 3.0, 1.0), s(2.0, 90.0, 2.0), s(3.0, 80.0, 40.0)]), Some(3.0));
-        assert_eq!(pick_poster(&[s(1.0, 3.0, 1.0), s(2.0, 5.0, 6.0)]), Some(2.0));
+        assert_eq!(
+            pick_poster(&[s(1.0, 3.0, 1.0), s(2.0, 90.0, 2.0), s(3.0, 80.0, 40.0)]),
+            Some(3.0)
+        );
+        assert_eq!(
+            pick_poster(&[s(1.0, 3.0, 1.0), s(2.0, 5.0, 6.0)]),
+            Some(2.0)
+        );
         assert_eq!(pick_poster(&[]), None);
     }
 
     #[test]
     fn the_vtt_track_addresses_each_thumbnail_on_its_sheet() {
-        let layout = SpriteLayout { interval: 2.0, thumb_w: 160, thumb_h: 90, columns: 2, rows: 2 };
+        let layout = SpriteLayout {
+            interval: 2.0,
+            thumb_w: 160,
+            thumb_h: 90,
+            columns: 2,
+            rows: 2,
+        };
         assert_eq!(layout.count(7.5), 4);
         assert_eq!(layout.count(8.0), 4);
         assert_eq!(layout.count(9.0), 5);
         let vtt = sprite_vtt(&layout, 9.0);
-        assert!(vtt.starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nsprites-001.jpg#xywh=0,0,160,90\n"));
+        assert!(vtt.starts_with(
+            "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nsprites-001.jpg#xywh=0,0,160,90\n"
+        ));
         assert!(vtt.contains("00:00:06.000 --> 00:00:08.000\nsprites-001.jpg#xywh=160,90,160,90\n"));
         assert!(vtt.ends_with("00:00:08.000 --> 00:00:09.000\nsprites-002.jpg#xywh=0,0,160,90\n"));
     }

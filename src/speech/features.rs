@@ -32,9 +32,7 @@ impl MelExtractor {
             .map(|(m, b)| bank.get((m, b)).copied().unwrap_or(0.0) as f32)
             .collect();
         let window = (0..N_FFT)
-            .map(|n| {
-                0.5 - 0.5 * (2.0 * std::f32::consts::PI * n as f32 / N_FFT as f32).cos()
-            })
+            .map(|n| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * n as f32 / N_FFT as f32).cos())
             .collect();
         MelExtractor {
             n_mels,
@@ -101,15 +99,23 @@ mod tests {
     fn a_tone_lights_the_band_of_its_frequency() {
         let x = MelExtractor::new(80);
         let tone: Vec<f32> = (0..SAMPLE_RATE)
-            .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / SAMPLE_RATE as f32).sin() * 0.5)
+            .map(|i| {
+                (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / SAMPLE_RATE as f32).sin() * 0.5
+            })
             .collect();
         let f = x.features(&tone);
         assert_eq!(f.len(), 80 * WINDOW_FRAMES);
         // Frame 50 (0.5 s): the loudest band is the one holding 1 kHz; silence after 1 s
         // sits at the floor (max − 8, scaled).
-        let column = |t: usize| (0..80).map(|m| f[m * WINDOW_FRAMES + t]).collect::<Vec<_>>();
+        let column = |t: usize| {
+            (0..80)
+                .map(|m| f[m * WINDOW_FRAMES + t])
+                .collect::<Vec<_>>()
+        };
         let loud = column(50);
-        let best = (0..80).max_by(|a, b| loud[*a].total_cmp(&loud[*b])).unwrap_or(0);
+        let best = (0..80)
+            .max_by(|a, b| loud[*a].total_cmp(&loud[*b]))
+            .unwrap_or(0);
         assert!((20..35).contains(&best), "band {best}");
         let quiet = column(2000);
         let floor = quiet.iter().copied().fold(f32::INFINITY, f32::min);

@@ -240,7 +240,9 @@ fn tighten(cues: &mut [Cue], samples: &[f32]) {
         if let (Some(a), Some(b)) = (loud.first(), loud.last()) {
             // A little air either side, as subtitles usually have.
             cue.start = (*a as f64 * frame_s - 0.1).max(cue.start);
-            cue.end = ((*b + 1) as f64 * frame_s + 0.1).min(cue.end).max(cue.start + 0.2);
+            cue.end = ((*b + 1) as f64 * frame_s + 0.1)
+                .min(cue.end)
+                .max(cue.start + 0.2);
         }
     }
 }
@@ -322,7 +324,10 @@ mod tests {
 
     #[test]
     fn segments_follow_the_timestamp_tokens() {
-        let d = split_segments(&toks("<|0.00|> Hello Ġworld <|1.50|> <|1.50|> ĠBye <|2.80|>"), 30.0);
+        let d = split_segments(
+            &toks("<|0.00|> Hello Ġworld <|1.50|> <|1.50|> ĠBye <|2.80|>"),
+            30.0,
+        );
         assert_eq!(d.segments.len(), 2);
         assert_eq!((d.segments[1].start, d.segments[1].end), (1.5, 2.8));
         assert_eq!(d.segments[0].tokens, toks("Hello Ġworld"));
@@ -336,7 +341,11 @@ mod tests {
         for (i, s) in samples[SAMPLE_RATE..2 * SAMPLE_RATE].iter_mut().enumerate() {
             *s = (i as f32 * 0.3).sin() * 0.3;
         }
-        let mut cues = vec![Cue { start: 0.0, end: 3.0, text: "hi".into() }];
+        let mut cues = vec![Cue {
+            start: 0.0,
+            end: 3.0,
+            text: "hi".into(),
+        }];
         tighten(&mut cues, &samples);
         assert!((cues[0].start - 0.9).abs() < 0.03, "{cues:?}");
         assert!((cues[0].end - 2.1).abs() < 0.03, "{cues:?}");

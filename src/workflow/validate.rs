@@ -219,7 +219,10 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
                 }
                 if let Some(l) = &t.language {
                     if !(2..=3).contains(&l.len()) || !l.chars().all(|c| c.is_ascii_lowercase()) {
-                        err(&at("language"), format!("{l:?}: use an ISO 639-1 code such as en or de"));
+                        err(
+                            &at("language"),
+                            format!("{l:?}: use an ISO 639-1 code such as en or de"),
+                        );
                     }
                 }
             }
