@@ -73,6 +73,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run as a service: take files dropped into the workflows' watched folders, encode
+    /// them, and serve the local HTTP API. SIGTERM stops it cleanly.
+    Watch {
+        /// Daemon configuration (state, listen address, token, workflow files).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// text (default) or json: one JSON object per line, for log shippers.
+        #[arg(long, default_value = "text")]
+        log_format: String,
+    },
+    /// Take a parked (or failed) watched file again, by job id or by path.
+    Retry {
+        what: String,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Stop taking new files from a watched folder (files keep arriving; nothing is lost).
+    Pause {
+        folder: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Take files from a paused folder again.
+    Resume {
+        folder: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
+    },
     /// Cancel a job: a running spool kills its ffmpeg processes and cleans up.
     Cancel {
         job: String,
@@ -170,12 +198,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
         .unwrap_or_else(|_| "spool=info".into());
-    tracing_subscriber::fmt()
+    let json_logs = matches!(&cli.command, Command::Watch { log_format, .. } if log_format == "json");
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if json_logs {
+        logs.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -241,6 +273,24 @@ async fn dispatch(command: Command) -> Result<u8> {
         } => {
             let wf = load_workflow(workflow.as_deref())?;
             cli::plan::plan(&input, &wf, &out, json).await
+        }
+        Command::Watch { config, log_format } => {
+            if !["text", "json"].contains(&log_format.as_str()) {
+                anyhow::bail!("--log-format is text or json, not {log_format:?}");
+            }
+            watch(&config).await
+        }
+        Command::Retry { what, state } => {
+            cli::status::retry(&state_dir(&state), &what)?;
+            Ok(0)
+        }
+        Command::Pause { folder, state } => {
+            cli::status::pause(&state_dir(&state), &folder, true)?;
+            Ok(0)
+        }
+        Command::Resume { folder, state } => {
+            cli::status::pause(&state_dir(&state), &folder, false)?;
+            Ok(0)
         }
         Command::Status { job, state, json } => {
             cli::status::status(&state_dir(&state), job.as_deref(), json)?;
@@ -379,6 +429,28 @@ async fn run(
             EXIT_FAILED
         },
     )
+}
+
+async fn watch(config: &Path) -> Result<u8> {
+    let loaded = spool::daemon::config::load(config).map_err(anyhow::Error::msg)?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cfg = EngineConfig {
+        state_dir: loaded.config.state.clone(),
+        concurrency: loaded.config.concurrency.unwrap_or(cores).max(1),
+        trace_commands: None,
+        keep_work: false,
+    };
+    // The daemon stops admitting on a signal; the engine's own token interrupts jobs only
+    // after the grace period.
+    let signals = CancellationToken::new();
+    spawn_signal_handler(signals.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let engine = Engine::open(cfg, tx, CancellationToken::new()).await?;
+    let clock = std::env::var_os("SPOOL_CLOCK_FILE").map(PathBuf::from);
+    spool::daemon::run(loaded, engine, signals, clock)
+        .await
+        .map_err(anyhow::Error::msg)
 }
 
 /// Ctrl-C and SIGTERM stop cleanly: ffmpeg groups are killed, jobs stay resumable.

@@ -1,3 +1,4 @@
+pub mod client;
 pub mod plan;
 pub mod status;
 #[cfg(feature = "whisper")]

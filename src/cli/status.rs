@@ -6,13 +6,51 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use spool::engine::cancel_dir;
-use spool::store::{now_ms, JobStatus, Repo, SledRepo, StoreError, TaskStatus};
+use spool::store::{
+    now_ms, FileStatus, JobRecord, JobStatus, Repo, SledRepo, StoreError, TaskRecord, TaskStatus,
+};
+
+use super::client::Client;
+
+/// Jobs with their tasks, from the daemon's API when one holds the state.
+fn from_daemon(client: &Client, job: Option<&str>) -> Result<Vec<(JobRecord, Vec<TaskRecord>)>> {
+    let ids: Vec<String> = match job {
+        Some(id) => vec![id.to_string()],
+        None => {
+            let listed = client.get("/v1/jobs")?;
+            let jobs: Vec<JobRecord> = serde_json::from_value(listed["jobs"].clone())?;
+            // Many jobs: the list without task details, one request.
+            if jobs.len() > 50 {
+                return Ok(jobs.into_iter().map(|j| (j, Vec::new())).collect());
+            }
+            jobs.into_iter().map(|j| j.id).collect()
+        }
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        let v = client.get(&format!("/v1/jobs/{id}"))?;
+        out.push((
+            serde_json::from_value(v["job"].clone())?,
+            serde_json::from_value(v["tasks"].clone())?,
+        ));
+    }
+    Ok(out)
+}
 
 pub fn status(state: &Path, job: Option<&str>, as_json: bool) -> Result<()> {
+    let listed = match Client::find(state) {
+        Some(client) => from_daemon(&client, job)?,
+        None => from_store(state, job)?,
+    };
+    render(&listed, job.is_some(), as_json, state);
+    Ok(())
+}
+
+fn from_store(state: &Path, job: Option<&str>) -> Result<Vec<(JobRecord, Vec<TaskRecord>)>> {
     let repo = match SledRepo::open(state) {
         Ok(r) => r,
         Err(StoreError::Locked { dir }) => bail!(
-            "state directory {dir} is held by a running spool; wait for it to finish (a live status API comes with `spool watch`)"
+            "state directory {dir} is held by a running `spool run`; wait for it to finish"
         ),
         Err(e) => return Err(e.into()),
     };
@@ -30,16 +68,20 @@ pub fn status(state: &Path, job: Option<&str>, as_json: bool) -> Result<()> {
         let tasks = repo.tasks_of(&j.id)?;
         listed.push((j, tasks));
     }
+    Ok(listed)
+}
+
+fn render(listed: &[(JobRecord, Vec<TaskRecord>)], one: bool, as_json: bool, state: &Path) {
     if as_json {
-        for (j, tasks) in &listed {
+        for (j, tasks) in listed {
             println!("{}", json!({ "job": j, "tasks": tasks }));
         }
-        return Ok(());
+        return;
     }
     if listed.is_empty() {
         println!("no jobs in {}", state.display());
     }
-    for (j, tasks) in &listed {
+    for (j, tasks) in listed {
         let count = |s: TaskStatus| tasks.iter().filter(|t| t.status == s).count();
         println!(
             "{}  {:<11} {:>3.0}%  {}  tasks: {} done, {} running, {} pending, {} failed{}",
@@ -56,7 +98,7 @@ pub fn status(state: &Path, job: Option<&str>, as_json: bool) -> Result<()> {
                 .map(|e| format!("\n    error: {e}"))
                 .unwrap_or_default()
         );
-        if job.is_some() {
+        if one {
             for t in tasks {
                 println!(
                     "    task {:>4}  {:<9} chunk {:<6} {:>3.0}%  attempts {}  reused {}  [{}]{}",
@@ -78,12 +120,16 @@ pub fn status(state: &Path, job: Option<&str>, as_json: bool) -> Result<()> {
             }
         }
     }
-    Ok(())
 }
 
 pub fn cancel(state: &Path, id: &str) -> Result<()> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
         bail!("{id:?} is not a job id (see `spool status`)");
+    }
+    if let Some(client) = Client::find(state) {
+        client.post(&format!("/v1/jobs/{id}/cancel"), json!({}))?;
+        println!("job {id} cancelled");
+        return Ok(());
     }
     match SledRepo::open(state) {
         Ok(repo) => {
@@ -117,5 +163,58 @@ pub fn cancel(state: &Path, id: &str) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     }
+    Ok(())
+}
+
+/// `spool retry JOB|PATH`: a parked or failed watched file is taken again.
+pub fn retry(state: &Path, what: &str) -> Result<()> {
+    let is_job = !what.is_empty() && what.chars().all(|c| c.is_ascii_hexdigit()) && what.len() == 16;
+    let path = if is_job {
+        None
+    } else {
+        Some(
+            std::fs::canonicalize(what)
+                .unwrap_or_else(|_| Path::new(what).to_path_buf())
+                .display()
+                .to_string(),
+        )
+    };
+    let job = is_job.then_some(what);
+    if let Some(client) = Client::find(state) {
+        let v = client.post("/v1/retry", json!({ "job": job, "path": path }))?;
+        println!("{} file(s) will be taken again", v["retrying"]);
+        return Ok(());
+    }
+    let repo = SledRepo::open(state)?;
+    let mut n = 0;
+    for mut f in repo.list_files()? {
+        let hit = job.is_some_and(|j| f.job.as_deref() == Some(j))
+            || path.as_ref().is_some_and(|p| f.paths.contains(p));
+        if hit && matches!(f.status, FileStatus::Parked | FileStatus::Failed) {
+            f.status = FileStatus::Failed;
+            f.attempts = 0;
+            f.reason = None;
+            f.updated_ms = now_ms();
+            repo.put_file(&f)?;
+            n += 1;
+        }
+    }
+    repo.flush()?;
+    if n == 0 {
+        bail!("no parked or failed file matches {what:?}");
+    }
+    println!("{n} file(s) will be taken again when `spool watch` next scans");
+    Ok(())
+}
+
+/// `spool pause|resume FOLDER`, through the running daemon.
+pub fn pause(state: &Path, folder: &Path, pause: bool) -> Result<()> {
+    let Some(client) = Client::find(state) else {
+        bail!("no `spool watch` is running on {}", state.display());
+    };
+    let folder = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
+    let action = if pause { "pause" } else { "resume" };
+    client.post(&format!("/v1/folders/{action}"), json!({ "folder": folder }))?;
+    println!("{}: {}", folder.display(), if pause { "paused" } else { "watching" });
     Ok(())
 }

@@ -155,6 +155,7 @@ mod tests {
             ffmpeg: "ffmpeg".into(),
             ffprobe: "ffprobe".into(),
             version: "test".into(),
+            running: Default::default(),
         };
         let rung = Rung {
             name: "r".into(),

@@ -283,6 +283,8 @@ impl Engine {
         }
         let (status, reason) = match result {
             Ok(Ok(manifest)) => {
+                super::metrics::Metrics::add(&self.metrics.bytes_in, digest.size);
+                super::metrics::Metrics::add(&self.metrics.bytes_out, published_bytes(&manifest));
                 record.manifest = Some(manifest.display().to_string());
                 record.progress = 1.0;
                 (JobStatus::Succeeded, None)
@@ -334,6 +336,7 @@ impl Engine {
             _ => WebhookEvent::Failed,
         };
         self.notify(&ctx.workflow.webhooks, event, body);
+        super::metrics::Metrics::add(&self.metrics.jobs_finished, 1);
         let outcome = JobOutcome {
             id: Some(id),
             input: input_display,
@@ -1008,6 +1011,21 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => std::fs::File::open(p)?.sync_all(),
         _ => Ok(()),
     }
+}
+
+/// The bytes a manifest lists as published.
+fn published_bytes(manifest: &Path) -> u64 {
+    std::fs::read(manifest)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .map_or(0, |m| {
+            m["outputs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|o| o["bytes"].as_u64())
+                .sum()
+        })
 }
 
 /// Removes leftover temp files of ours from an output directory.

@@ -4,6 +4,7 @@ pub mod cache;
 mod dry_run;
 mod hooks;
 mod job;
+pub mod metrics;
 pub mod plan;
 mod previews;
 pub mod publish;
@@ -115,6 +116,7 @@ pub struct Engine {
     /// Webhook deliveries in flight; drained (bounded) at the end of a run.
     deliveries: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     webhook_seq: webhooks::Sequence,
+    pub metrics: metrics::Metrics,
 }
 
 fn ensure_dir(path: &Path) -> Result<(), EngineError> {
@@ -199,6 +201,7 @@ impl Engine {
             keep_work: cfg.keep_work,
             deliveries: Mutex::new(Vec::new()),
             webhook_seq: webhooks::Sequence::default(),
+            metrics: metrics::Metrics::default(),
         }))
     }
 
@@ -272,6 +275,48 @@ impl Engine {
         let _ = self.repo.flush();
         self.drain_webhooks(webhooks::DRAIN).await;
         outcomes
+    }
+
+    /// Runs one input as a job (the daemon's entry point; `run_all` for a batch).
+    pub async fn run_file(
+        self: &Arc<Self>,
+        input: &Path,
+        workflow: &LoadedWorkflow,
+        out_dir: &Path,
+    ) -> JobOutcome {
+        self.run_job(input, workflow, out_dir, false).await
+    }
+
+    /// Cancels a running job; false when no job of that id runs here.
+    pub fn cancel_job(&self, id: &str) -> bool {
+        let token = self.running.lock().ok().and_then(|r| r.get(id).cloned());
+        token.map(|t| t.cancel()).is_some()
+    }
+
+    /// Ids of the jobs running now.
+    pub fn running_jobs(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Opens or closes the gate on new ffmpeg starts (schedules).
+    pub fn set_encoding_allowed(&self, open: bool) {
+        self.slots.set_open(open);
+    }
+
+    pub fn tools(&self) -> &Tools {
+        &self.tools
+    }
+
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Waits (bounded) for webhook deliveries; the daemon calls it on the way out.
+    pub async fn finish_deliveries(&self) {
+        self.drain_webhooks(webhooks::DRAIN).await;
     }
 
     /// Picks up `spool cancel` requests dropped as files while this process holds the state.

@@ -125,6 +125,7 @@ pub struct Slots {
 
 struct SlotState {
     free: usize,
+    open: bool,
     seq: u64,
     waiting: BinaryHeap<Reverse<(Priority, u64, WaiterTx)>>,
 }
@@ -157,6 +158,7 @@ impl Slots {
         Arc::new(Slots {
             state: Mutex::new(SlotState {
                 free: count.max(1),
+                open: true,
                 seq: 0,
                 waiting: BinaryHeap::new(),
             }),
@@ -170,7 +172,7 @@ impl Slots {
                     slots: self.clone(),
                 };
             };
-            if st.free > 0 && st.waiting.is_empty() {
+            if st.open && st.free > 0 && st.waiting.is_empty() {
                 st.free -= 1;
                 return SlotGuard {
                     slots: self.clone(),
@@ -200,13 +202,28 @@ impl Slots {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
-        // Hand the slot to the best waiter that is still waiting.
-        while let Some(Reverse((_, _, WaiterTx(tx)))) = st.waiting.pop() {
-            if tx.send(()).is_ok() {
+        st.free += 1;
+        Self::hand_out(&mut st);
+    }
+
+    /// Gives free slots to the best waiters still waiting, unless the gate is closed.
+    fn hand_out(st: &mut SlotState) {
+        while st.open && st.free > 0 {
+            let Some(Reverse((_, _, WaiterTx(tx)))) = st.waiting.pop() else {
                 return;
+            };
+            if tx.send(()).is_ok() {
+                st.free -= 1;
             }
         }
-        st.free += 1;
+    }
+
+    /// Closed: no new ffmpeg starts (a schedule window ended); running ones keep their slots.
+    pub fn set_open(&self, open: bool) {
+        if let Ok(mut st) = self.state.lock() {
+            st.open = open;
+            Self::hand_out(&mut st);
+        }
     }
 }
 

@@ -244,6 +244,7 @@ pub(super) async fn run_task(
         }
     }
     let reused = paths.iter().filter(|p| p.is_some()).count();
+    super::metrics::Metrics::add(&engine.metrics.cache_hits, reused as u64);
     let missing: Vec<usize> = (0..spec.rungs.len())
         .filter(|s| paths[*s].is_none())
         .collect();
@@ -303,6 +304,8 @@ pub(super) async fn run_task(
                 }
             },
         );
+        let _running = super::metrics::Running::start(&engine.metrics.tasks_running);
+        let encode_started = Instant::now();
         let run = engine.queue.submit(task, cancel.clone(), sink);
         tokio::pin!(run);
         let outcome = loop {
@@ -311,6 +314,10 @@ pub(super) async fn run_task(
                 Some(f) = rx.recv() => report(engine, &ctx.id, task_index, f),
             }
         };
+        super::metrics::Metrics::add(
+            &engine.metrics.encode_ms,
+            encode_started.elapsed().as_millis() as u64,
+        );
         let checked = match outcome {
             Ok(()) => verify_chunks(ctx, &outputs, chunk.frames).await,
             Err(e) => Err(e),

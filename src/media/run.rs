@@ -67,6 +67,51 @@ impl RunError {
     }
 }
 
+/// The process groups of the ffmpeg runs in progress.
+#[derive(Debug, Default)]
+pub struct ProcessGroups {
+    groups: std::sync::Mutex<std::collections::HashSet<i32>>,
+}
+
+impl ProcessGroups {
+    fn add(&self, pgid: i32) {
+        if let Ok(mut g) = self.groups.lock() {
+            g.insert(pgid);
+        }
+    }
+    fn remove(&self, pgid: i32) {
+        if let Ok(mut g) = self.groups.lock() {
+            g.remove(&pgid);
+        }
+    }
+    /// Sends `signal` (SIGSTOP to pause, SIGCONT to resume) to every running ffmpeg.
+    /// Returns how many got it.
+    pub fn signal_all(&self, signal: Signal) -> usize {
+        let groups: Vec<i32> = match self.groups.lock() {
+            Ok(g) => g.iter().copied().collect(),
+            Err(_) => return 0,
+        };
+        groups
+            .into_iter()
+            .filter(|g| killpg(Pid::from_raw(*g), signal).is_ok())
+            .count()
+    }
+    pub fn count(&self) -> usize {
+        self.groups.lock().map_or(0, |g| g.len())
+    }
+}
+
+/// Takes a process group out of the registry however the run ends.
+struct Registered<'a>(&'a ProcessGroups, Option<i32>);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = self.1 {
+            self.0.remove(g);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RunOutcome {
     pub elapsed_s: f64,
@@ -99,6 +144,10 @@ pub async fn run_ffmpeg(
         .spawn()
         .map_err(RunError::Spawn)?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    if let Some(g) = pgid {
+        tools.running.add(g.as_raw());
+    }
+    let _registered = Registered(&tools.running, pgid.map(|g| g.as_raw()));
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(RunError::Spawn(std::io::Error::other(
             "ffmpeg pipes were not captured",

@@ -25,6 +25,8 @@ pub struct Tools {
     pub ffprobe: PathBuf,
     /// First line of `ffmpeg -version`.
     pub version: String,
+    /// The ffmpeg process groups running now, so a schedule can pause and resume them.
+    pub running: std::sync::Arc<super::run::ProcessGroups>,
 }
 
 fn find_on_path(name: &str, env: &str) -> Option<PathBuf> {
@@ -67,6 +69,7 @@ impl Tools {
             ffmpeg,
             ffprobe,
             version,
+            running: Default::default(),
         })
     }
 

@@ -70,6 +70,14 @@ pub trait Repo: Send + Sync {
     /// The exact workflow text a job ran with, by content hash.
     fn put_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError>;
     fn workflow_version(&self, hash: &str) -> Result<Option<WorkflowVersion>, StoreError>;
+    /// `spool watch`: a file's content record, by `<workflow>/<content>`.
+    fn put_file(&self, file: &FileRecord) -> Result<(), StoreError>;
+    fn get_file(&self, workflow: &str, content: &str) -> Result<Option<FileRecord>, StoreError>;
+    fn list_files(&self) -> Result<Vec<FileRecord>, StoreError>;
+    /// The content last hashed for a (device, inode, size, mtime) fingerprint, so a file
+    /// renamed or moved inside a watched folder is known without hashing it again.
+    fn put_seen(&self, fingerprint: &str, content: &str) -> Result<(), StoreError>;
+    fn seen(&self, fingerprint: &str) -> Result<Option<String>, StoreError>;
     /// After a crash: running jobs become interrupted, running tasks pending. Returns jobs fixed.
     fn recover(&self) -> Result<u32, StoreError>;
     fn flush(&self) -> Result<(), StoreError>;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 pub const RECORD_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -125,4 +125,33 @@ pub struct WorkflowVersion {
     pub text: String,
     pub script_source: Option<String>,
     pub base_dir: String,
+}
+
+/// What `spool watch` knows of a file's content under one workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// `<size>-<md5>` of the whole file.
+    pub content: String,
+    pub workflow: String,
+    /// Every path this content was seen at, first first.
+    pub paths: Vec<String>,
+    pub status: FileStatus,
+    /// The job that processed it (the first one, for duplicates).
+    pub job: Option<String>,
+    pub attempts: u32,
+    pub reason: Option<String>,
+    pub updated_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    /// Admitted; a job runs or will run.
+    Queued,
+    Done,
+    /// Failed fewer than max_attempts times; tried again at the next scan.
+    Failed,
+    /// Failed max_attempts times; only `spool retry` brings it back.
+    Parked,
+    Skipped,
 }

@@ -16,6 +16,8 @@ pub struct SledRepo {
     cache: sled::Tree,
     hooks: sled::Tree,
     workflows: sled::Tree,
+    files: sled::Tree,
+    seen: sled::Tree,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,6 +65,8 @@ impl SledRepo {
             cache: db.open_tree("cache")?,
             hooks: db.open_tree("hooks")?,
             workflows: db.open_tree("workflows")?,
+            files: db.open_tree("files")?,
+            seen: db.open_tree("seen")?,
             db,
         })
     }
@@ -196,6 +200,35 @@ impl Repo for SledRepo {
             .get(hash.as_bytes())?
             .map(|v| decode(&v))
             .transpose()
+    }
+
+    fn put_file(&self, file: &FileRecord) -> Result<(), StoreError> {
+        let key = format!("{}/{}", file.workflow, file.content);
+        self.files.insert(key.as_bytes(), encode(file)?)?;
+        Ok(())
+    }
+
+    fn get_file(&self, workflow: &str, content: &str) -> Result<Option<FileRecord>, StoreError> {
+        self.files
+            .get(format!("{workflow}/{content}").as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    fn list_files(&self) -> Result<Vec<FileRecord>, StoreError> {
+        Self::scan(&self.files, "")
+    }
+
+    fn put_seen(&self, fingerprint: &str, content: &str) -> Result<(), StoreError> {
+        self.seen.insert(fingerprint.as_bytes(), content.as_bytes())?;
+        Ok(())
+    }
+
+    fn seen(&self, fingerprint: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .seen
+            .get(fingerprint.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     fn recover(&self) -> Result<u32, StoreError> {

@@ -31,6 +31,10 @@ pub struct Workflow {
     /// URLs that get job events as JSON (the seed's encoding_url), without blocking the job.
     #[serde(default)]
     pub webhooks: Vec<Webhook>,
+    /// Folders `spool watch` takes files from for this workflow.
+    pub watch: Option<Watch>,
+    /// When this workflow may encode (for `spool watch`); always when absent.
+    pub schedule: Option<Schedule>,
     /// Lua hooks that customise this workflow.
     pub script: Option<Script>,
 }
@@ -189,6 +193,94 @@ fn all_events() -> Vec<WebhookEvent> {
         WebhookEvent::Failed,
         WebhookEvent::Skipped,
     ]
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watch {
+    /// Folders to take files from, relative to the workflow file.
+    pub folders: Vec<std::path::PathBuf>,
+    /// Where outputs go: `<output>/<stem>/`, relative to the workflow file.
+    pub output: std::path::PathBuf,
+    #[serde(default = "yes")]
+    pub recursive: bool,
+    /// Glob patterns a file name must match (all files when empty).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Glob patterns that exclude a file. Hidden, partial-upload and spool's temp files are
+    /// always excluded.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// How long size, mtime and inode must stay unchanged before a file is taken.
+    #[serde(default = "default_settle")]
+    pub settle_seconds: f64,
+    /// When set (e.g. `.done`), a file is taken only once `<name><marker>` exists.
+    pub marker: Option<String>,
+    /// Poll instead of using events (network file systems deliver none).
+    #[serde(default)]
+    pub poll: bool,
+    /// A full rescan catches what events missed.
+    #[serde(default = "default_rescan")]
+    pub rescan_seconds: f64,
+    /// Failed attempts before a file is parked until `spool retry`.
+    #[serde(default = "default_file_attempts")]
+    pub max_attempts: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_settle() -> f64 {
+    30.0
+}
+fn default_rescan() -> f64 {
+    300.0
+}
+fn default_file_attempts() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Local-time windows in which encoding may run.
+    pub windows: Vec<Window>,
+    /// Outside the windows no new task starts; running ffmpeg processes are paused
+    /// (SIGSTOP, SIGCONT when a window opens) or left to finish.
+    #[serde(default)]
+    pub outside: Outside,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// mon … sun; every day when absent.
+    #[serde(default)]
+    pub days: Vec<Day>,
+    /// "HH:MM", local time. A window may cross midnight (22:00 → 07:00); it then
+    /// belongs to the day it starts on.
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Day {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outside {
+    #[default]
+    Pause,
+    Finish,
 }
 
 /// The input after success. Nothing happens to it before the outputs and the manifest

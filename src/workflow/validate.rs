@@ -228,6 +228,45 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
             }
         }
     }
+    if let Some(watch) = &w.watch {
+        if watch.folders.is_empty() {
+            err("watch.folders", "name at least one folder".into());
+        }
+        if !(watch.settle_seconds.is_finite() && (0.0..=3600.0).contains(&watch.settle_seconds)) {
+            err("watch.settle_seconds", "must be 0 to 3600".into());
+        }
+        if !(watch.rescan_seconds.is_finite() && watch.rescan_seconds >= 1.0) {
+            err("watch.rescan_seconds", "must be at least 1".into());
+        }
+        if !(1..=100).contains(&watch.max_attempts) {
+            err("watch.max_attempts", "must be 1 to 100".into());
+        }
+        if watch.marker.as_ref().is_some_and(|m| m.len() < 2 || !m.starts_with('.')) {
+            err("watch.marker", "a suffix such as .done".into());
+        }
+        for (field, list) in [("include", &watch.include), ("exclude", &watch.exclude)] {
+            for (j, g) in list.iter().enumerate() {
+                if let Err(e) = globset::Glob::new(g) {
+                    err(&format!("watch.{field}[{j}]"), e.to_string());
+                }
+            }
+        }
+    }
+    if let Some(schedule) = &w.schedule {
+        if schedule.windows.is_empty() {
+            err("schedule.windows", "name at least one window".into());
+        }
+        for (j, win) in schedule.windows.iter().enumerate() {
+            for (field, value) in [("from", &win.from), ("to", &win.to)] {
+                if crate::daemon::schedule::parse_hhmm(value).is_none() {
+                    err(
+                        &format!("schedule.windows[{j}].{field}"),
+                        format!("{value:?}: use HH:MM, 00:00 to 23:59"),
+                    );
+                }
+            }
+        }
+    }
     for (i, hook) in w.webhooks.iter().enumerate() {
         if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
             err(

@@ -1,0 +1,129 @@
+//! The daemon's own configuration file (`spool watch --config FILE`), and the checks that
+//! need every workflow at once: no folder may be claimed twice.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::workflow::{load_file, LoadedWorkflow};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// State directory (sled, work files, cache); relative to the config file.
+    pub state: PathBuf,
+    /// Where the HTTP API listens; loopback by default.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// When set, every API call needs `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Workflow files, relative to the config file. Each names the folders it watches.
+    pub workflows: Vec<PathBuf>,
+    /// On SIGTERM, how long running jobs may take to finish before they are interrupted
+    /// (they resume at the next start).
+    #[serde(default = "default_grace")]
+    pub grace_seconds: f64,
+    /// Jobs at once (ffmpeg processes are capped separately, one per core).
+    #[serde(default = "default_jobs")]
+    pub max_jobs: usize,
+    /// ffmpeg processes at once; one per core by default.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7300".into()
+}
+fn default_grace() -> f64 {
+    30.0
+}
+fn default_jobs() -> usize {
+    2
+}
+
+/// A loaded configuration: paths resolved, every workflow valid and watching.
+pub struct Loaded {
+    pub config: DaemonConfig,
+    pub workflows: Vec<(PathBuf, LoadedWorkflow)>,
+}
+
+pub fn load(path: &Path) -> Result<Loaded, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut config: DaemonConfig = serde_yaml::from_str(&text).map_err(|e| {
+        let at = e
+            .location()
+            .map_or(String::new(), |l| format!(":{}:{}", l.line(), l.column()));
+        format!("{}{at}: {e}", path.display())
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    config.state = base.join(&config.state);
+    let mut problems = Vec::new();
+    let mut workflows = Vec::new();
+    for w in &config.workflows {
+        let file = base.join(w);
+        match load_file(&file) {
+            Ok(wf) if wf.workflow.watch.is_none() => problems.push(format!(
+                "{}: has no watch section, so it has no folders to watch",
+                file.display()
+            )),
+            Ok(wf) => workflows.push((file, wf)),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if workflows.is_empty() && problems.is_empty() {
+        problems.push(format!("{}: workflows: name at least one", path.display()));
+    }
+    if !(config.grace_seconds.is_finite() && config.grace_seconds >= 0.0) {
+        problems.push(format!("{}: grace_seconds must be ≥ 0", path.display()));
+    }
+    problems.extend(overlaps(&workflows));
+    if problems.is_empty() {
+        Ok(Loaded { config, workflows })
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// Each workflow's folders, absolute (relative ones are against the workflow file).
+pub fn folders_of(wf: &LoadedWorkflow) -> Vec<PathBuf> {
+    wf.workflow
+        .watch
+        .iter()
+        .flat_map(|w| w.folders.iter().map(|f| absolute(&wf.base_dir.join(f))))
+        .collect()
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    })
+}
+
+/// Two workflows claiming one folder (or one inside the other's recursive folder).
+fn overlaps(workflows: &[(PathBuf, LoadedWorkflow)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, (fa, a)) in workflows.iter().enumerate() {
+        for (fb, b) in &workflows[i + 1..] {
+            let rec = |w: &LoadedWorkflow| w.workflow.watch.as_ref().is_some_and(|w| w.recursive);
+            for x in folders_of(a) {
+                for y in folders_of(b) {
+                    let clash = x == y
+                        || (rec(a) && y.starts_with(&x))
+                        || (rec(b) && x.starts_with(&y));
+                    if clash {
+                        problems.push(format!(
+                            "{} and {} both claim {}",
+                            fa.display(),
+                            fb.display(),
+                            if x.starts_with(&y) { &x } else { &y }.display()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,469 @@
+//! `spool watch`: folders in, finished outputs out. Files are admitted only when complete,
+//! known by content so renames and duplicates are not encoded again, retried a bounded
+//! number of times and then parked, with every loop supervised and a local HTTP API.
+
+pub mod admission;
+mod api;
+pub mod config;
+mod folders;
+pub mod schedule;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+use crate::media::hash::digest_file;
+use crate::store::{now_ms, FileRecord, FileStatus, JobStatus, Repo};
+use crate::workflow::reload::{Reload, WatchedWorkflow};
+use crate::workflow::schema::Watch;
+use admission::Fingerprint;
+
+/// One watched workflow.
+pub struct Entry {
+    pub name: String,
+    pub workflow: WatchedWorkflow,
+    pub watch: Watch,
+    pub folders: Vec<PathBuf>,
+    pub output: PathBuf,
+    settling: AtomicU64,
+    rescan: AtomicBool,
+}
+
+/// Written to `<state>/daemon.json` so the CLI finds the API of the daemon holding the state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub url: String,
+    pub pid: u32,
+    pub token: Option<String>,
+}
+
+pub struct Daemon {
+    pub engine: Arc<Engine>,
+    pub repo: Arc<dyn Repo>,
+    pub entries: Vec<Entry>,
+    /// Cancelled on shutdown: no file is admitted after it.
+    pub admitting: CancellationToken,
+    jobs: Arc<tokio::sync::Semaphore>,
+    /// Files admitted whose job has not finished, by fingerprint (never admitted twice).
+    in_flight: Mutex<HashSet<Fingerprint>>,
+    queued: AtomicU64,
+    paused: Mutex<HashSet<PathBuf>>,
+    unavailable: Mutex<HashSet<PathBuf>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub token: Option<String>,
+}
+
+pub fn endpoint_file(state: &Path) -> PathBuf {
+    state.join("daemon.json")
+}
+
+fn fingerprint_key(p: &Fingerprint) -> String {
+    format!("{}-{}-{}-{}", p.dev, p.inode, p.size, p.mtime_ns)
+}
+
+impl Daemon {
+    pub fn new(
+        engine: Arc<Engine>,
+        workflows: Vec<(PathBuf, crate::workflow::LoadedWorkflow)>,
+        max_jobs: usize,
+        token: Option<String>,
+    ) -> Result<Arc<Daemon>, String> {
+        let mut entries = Vec::new();
+        for (file, wf) in workflows {
+            let name = wf.workflow.name.clone();
+            let watch = wf.workflow.watch.clone().ok_or("no watch section")?;
+            let folders = config::folders_of(&wf);
+            let output = wf.base_dir.join(&watch.output);
+            std::fs::create_dir_all(&output)
+                .map_err(|e| format!("output {}: {e}", output.display()))?;
+            let output = output.canonicalize().unwrap_or(output);
+            let wf_name = name.clone();
+            let watched = WatchedWorkflow::watch(&file, move |r| match r {
+                Reload::Replaced { hash } => {
+                    tracing::info!(workflow = %wf_name, %hash, "workflow changed; new jobs use it")
+                }
+                Reload::Rejected { error } => {
+                    tracing::error!(workflow = %wf_name, %error, "workflow change rejected; the previous version stays")
+                }
+            })
+            .map_err(|e| e.to_string())?;
+            entries.push(Entry {
+                name,
+                workflow: watched,
+                watch,
+                folders,
+                output,
+                settling: AtomicU64::new(0),
+                rescan: AtomicBool::new(false),
+            });
+        }
+        Ok(Arc::new(Daemon {
+            repo: engine.repo().clone(),
+            engine,
+            entries,
+            admitting: CancellationToken::new(),
+            jobs: Arc::new(tokio::sync::Semaphore::new(max_jobs.max(1))),
+            in_flight: Mutex::new(HashSet::new()),
+            queued: AtomicU64::new(0),
+            paused: Mutex::new(HashSet::new()),
+            unavailable: Mutex::new(HashSet::new()),
+            tasks: Mutex::new(Vec::new()),
+            token,
+        }))
+    }
+
+    fn take_rescan(&self, index: usize) -> bool {
+        self.entries[index].rescan.swap(false, Ordering::Relaxed)
+    }
+
+    /// Asks every folder loop for a full rescan (after `retry`, for example).
+    pub fn rescan_all(&self) {
+        for e in &self.entries {
+            e.rescan.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn set_settling(&self, index: usize, n: usize) {
+        self.entries[index].settling.store(n as u64, Ordering::Relaxed);
+    }
+
+    fn set_unavailable(&self, folder: &Path, missing: bool) {
+        if let Ok(mut u) = self.unavailable.lock() {
+            if missing {
+                u.insert(folder.to_path_buf());
+            } else {
+                u.remove(folder);
+            }
+        }
+    }
+
+    pub fn is_paused(&self, folder: &Path) -> bool {
+        self.paused.lock().is_ok_and(|p| p.contains(folder))
+    }
+
+    /// Pauses or resumes admission from a watched folder; false if no workflow watches it.
+    pub fn set_paused(&self, folder: &Path, pause: bool) -> bool {
+        let folder = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
+        if !self.entries.iter().any(|e| e.folders.contains(&folder)) {
+            return false;
+        }
+        if let Ok(mut p) = self.paused.lock() {
+            if pause {
+                p.insert(folder);
+            } else {
+                p.remove(&folder);
+            }
+        }
+        true
+    }
+
+    /// True when this exact file state is being processed or its content is settled
+    /// (done, skipped or parked), so it needs no settling and no job.
+    fn known(&self, index: usize, print: &Fingerprint) -> bool {
+        if self.in_flight.lock().is_ok_and(|f| f.contains(print)) {
+            return true;
+        }
+        let Ok(Some(content)) = self.repo.seen(&fingerprint_key(print)) else {
+            return false;
+        };
+        matches!(
+            self.repo.get_file(&self.entries[index].name, &content),
+            Ok(Some(FileRecord {
+                status: FileStatus::Done | FileStatus::Skipped | FileStatus::Parked,
+                ..
+            }))
+        )
+    }
+
+    fn admit(self: &Arc<Self>, index: usize, path: PathBuf, print: Fingerprint) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            if !f.insert(print) {
+                return;
+            }
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let daemon = self.clone();
+        let handle = tokio::spawn(async move {
+            let permit = daemon.jobs.clone().acquire_owned().await;
+            daemon.queued.fetch_sub(1, Ordering::Relaxed);
+            if permit.is_ok() && !daemon.admitting.is_cancelled() {
+                // A panic here must not take the daemon down: it is caught and logged.
+                let d = daemon.clone();
+                let p = path.clone();
+                let work = tokio::spawn(async move { d.process(index, &p, print).await });
+                if let Err(e) = work.await {
+                    tracing::error!(file = %path.display(), error = %e, "processing a file failed unexpectedly; it will be tried again at the next scan");
+                }
+            }
+            if let Ok(mut f) = daemon.in_flight.lock() {
+                f.remove(&print);
+            }
+        });
+        if let Ok(mut t) = self.tasks.lock() {
+            t.retain(|h| !h.is_finished());
+            t.push(handle);
+        }
+    }
+
+    /// Identity first (content hash, remembered by fingerprint), then a job if needed.
+    async fn process(&self, index: usize, path: &Path, print: Fingerprint) {
+        let entry = &self.entries[index];
+        let file = path.display().to_string();
+        let key = fingerprint_key(&print);
+        let content = match self.repo.seen(&key) {
+            Ok(Some(c)) => c,
+            _ => {
+                let owned = path.to_path_buf();
+                match tokio::task::spawn_blocking(move || digest_file(&owned)).await {
+                    Ok(Ok(d)) => {
+                        let c = format!("{}-{}", d.size, d.md5);
+                        let _ = self.repo.put_seen(&key, &c);
+                        c
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(%file, error = %e, "cannot read; will look again at the next scan");
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        let existing = self.repo.get_file(&entry.name, &content).ok().flatten();
+        let mut record = existing.clone().unwrap_or(FileRecord {
+            content: content.clone(),
+            workflow: entry.name.clone(),
+            paths: Vec::new(),
+            status: FileStatus::Queued,
+            job: None,
+            attempts: 0,
+            reason: None,
+            updated_ms: now_ms(),
+        });
+        if !record.paths.contains(&file) {
+            record.paths.push(file.clone());
+        }
+        if let Some(FileRecord {
+            status: status @ (FileStatus::Done | FileStatus::Skipped | FileStatus::Parked),
+            job,
+            ..
+        }) = &existing
+        {
+            tracing::info!(%file, job = ?job, ?status, "same content as a file already handled; not processed again");
+            record.updated_ms = now_ms();
+            let _ = self.repo.put_file(&record);
+            return;
+        }
+        record.status = FileStatus::Queued;
+        let _ = self.repo.put_file(&record);
+        let wf = entry.workflow.current();
+        let span = tracing::info_span!("file", file = %file, workflow = %entry.name);
+        let outcome = tracing::Instrument::instrument(
+            self.engine.run_file(path, &wf, &entry.output),
+            span,
+        )
+        .await;
+        record.job = outcome.id.clone().or(record.job);
+        record.updated_ms = now_ms();
+        record.reason = outcome.reason.clone();
+        record.status = match outcome.status {
+            JobStatus::Succeeded => FileStatus::Done,
+            JobStatus::Skipped => FileStatus::Skipped,
+            // Stopped by shutdown: it resumes at the next start.
+            JobStatus::Interrupted => FileStatus::Queued,
+            JobStatus::Cancelled => {
+                record.reason = Some("cancelled through the API; `spool retry` to try again".into());
+                FileStatus::Parked
+            }
+            _ => {
+                record.attempts += 1;
+                if record.attempts >= entry.watch.max_attempts {
+                    tracing::warn!(%file, attempts = record.attempts, reason = ?record.reason, "parked: `spool retry` brings it back");
+                    FileStatus::Parked
+                } else {
+                    FileStatus::Failed
+                }
+            }
+        };
+        let _ = self.repo.put_file(&record);
+        let _ = self.repo.flush();
+    }
+
+    /// Clears a parked or failed file (by job id or path) so the next scan takes it again.
+    pub fn retry(&self, job: Option<&str>, path: Option<&str>) -> usize {
+        let Ok(files) = self.repo.list_files() else {
+            return 0;
+        };
+        let mut n = 0;
+        for mut f in files {
+            let hit = job.is_some_and(|j| f.job.as_deref() == Some(j))
+                || path.is_some_and(|p| f.paths.iter().any(|x| x == p));
+            if hit && matches!(f.status, FileStatus::Parked | FileStatus::Failed) {
+                f.status = FileStatus::Failed;
+                f.attempts = 0;
+                f.reason = None;
+                f.updated_ms = now_ms();
+                if self.repo.put_file(&f).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        self.rescan_all();
+        n
+    }
+
+    /// Folder states for the API.
+    pub fn folders(&self) -> Vec<serde_json::Value> {
+        let paused = self.paused.lock().map(|p| p.clone()).unwrap_or_default();
+        let missing = self.unavailable.lock().map(|p| p.clone()).unwrap_or_default();
+        self.entries
+            .iter()
+            .flat_map(|e| {
+                e.folders.iter().map(|f| {
+                    let state = if missing.contains(f) {
+                        "unavailable"
+                    } else if paused.contains(f) {
+                        "paused"
+                    } else {
+                        "watching"
+                    };
+                    serde_json::json!({
+                        "folder": f, "workflow": e.name, "state": state,
+                        "settling": e.settling.load(Ordering::Relaxed),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn settling(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|e| e.settling.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Waits for the jobs in progress, up to `grace`; then interrupts them.
+    async fn drain(&self, grace: Duration) {
+        let handles: Vec<_> = match self.tasks.lock() {
+            Ok(mut t) => t.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        let all = futures::future::join_all(handles);
+        tokio::pin!(all);
+        if tokio::time::timeout(grace, &mut all).await.is_err() {
+            tracing::info!("grace period over: interrupting running jobs (they resume at the next start)");
+            self.engine.shutdown_token().cancel();
+            let _ = all.await;
+        }
+    }
+}
+
+/// Restarts a loop that ended with an error or a panic, with backoff, until `stop`.
+async fn supervise<F, Fut>(name: String, stop: CancellationToken, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let run = tokio::spawn(make());
+        match run.await {
+            Ok(Ok(())) if stop.is_cancelled() => return,
+            Ok(Ok(())) => tracing::warn!(%name, "loop ended; restarting"),
+            Ok(Err(e)) => tracing::error!(%name, error = %e, "loop failed; restarting"),
+            Err(e) => tracing::error!(%name, error = %e, "loop panicked; restarting"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns the exit code.
+pub async fn run(
+    loaded: config::Loaded,
+    engine: Arc<Engine>,
+    signals: CancellationToken,
+    clock_file: Option<PathBuf>,
+) -> Result<u8, String> {
+    let cfg = loaded.config;
+    let daemon = Daemon::new(engine.clone(), loaded.workflows, cfg.max_jobs, cfg.token.clone())?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let endpoint = Endpoint {
+        url: format!("http://{addr}"),
+        pid: std::process::id(),
+        token: cfg.token.clone(),
+    };
+    let file = endpoint_file(&cfg.state);
+    let bytes = serde_json::to_vec_pretty(&endpoint).map_err(|e| e.to_string())?;
+    crate::engine::publish::write_atomic(&file, &bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+    restrict(&file);
+    tracing::info!(api = %endpoint.url, workflows = daemon.entries.len(), "spool watch started");
+
+    let stop = daemon.admitting.clone();
+    let mut loops = Vec::new();
+    for (i, e) in daemon.entries.iter().enumerate() {
+        let d = daemon.clone();
+        loops.push(tokio::spawn(supervise(
+            format!("watch {}", e.name),
+            stop.clone(),
+            move || folders::watch_loop(d.clone(), i),
+        )));
+        if let Some(schedule) = e.workflow.current().workflow.schedule.clone() {
+            loops.push(tokio::spawn(schedule::enforce(
+                engine.clone(),
+                schedule,
+                clock_file.clone(),
+                stop.clone(),
+            )));
+        }
+    }
+    let api = tokio::spawn(api::serve(listener, daemon.clone(), stop.clone()));
+    signals.cancelled().await;
+    tracing::info!("stopping: no new files; waiting for running jobs");
+    stop.cancel();
+    daemon.drain(Duration::from_secs_f64(cfg.grace_seconds)).await;
+    for l in loops {
+        let _ = l.await;
+    }
+    let _ = api.await;
+    engine.finish_deliveries().await;
+    let _ = daemon.repo.flush();
+    let _ = std::fs::remove_file(&file);
+    tracing::info!("spool watch stopped");
+    Ok(0)
+}
+
+/// The endpoint file holds the API token: only the owner may read it.
+fn restrict(file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600));
+}
+
+/// Files by status, for metrics.
+pub fn file_counts(repo: &dyn Repo) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for f in repo.list_files().unwrap_or_default() {
+        let key = serde_json::to_value(f.status)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}

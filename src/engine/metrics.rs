@@ -1,0 +1,38 @@
+//! Counters the daemon exports at /metrics. Relaxed atomics: they are statistics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub encode_ms: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub tasks_running: AtomicU64,
+    pub jobs_finished: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Decrements `tasks_running` however a task ends.
+pub(super) struct Running<'a>(pub &'a AtomicU64);
+
+impl<'a> Running<'a> {
+    pub fn start(counter: &'a AtomicU64) -> Running<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Running(counter)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
