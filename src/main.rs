@@ -198,13 +198,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
         .unwrap_or_else(|_| "spool=info".into());
-    let json_logs = matches!(&cli.command, Command::Watch { log_format, .. } if log_format == "json");
+    let json_logs =
+        matches!(&cli.command, Command::Watch { log_format, .. } if log_format == "json");
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
     if json_logs {
-        logs.json().with_current_span(true).with_span_list(false).init();
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     } else {
         logs.with_ansi(std::io::stderr().is_terminal()).init();
     }
@@ -443,7 +447,10 @@ async fn watch(config: &Path) -> Result<u8> {
     // The daemon stops admitting on a signal; the engine's own token interrupts jobs only
     // after the grace period.
     let signals = CancellationToken::new();
-    spawn_signal_handler(signals.clone());
+    spawn_signal_handler_saying(
+        signals.clone(),
+        "signal received: finishing running jobs within the grace period",
+    );
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let engine = Engine::open(cfg, tx, CancellationToken::new()).await?;
@@ -455,6 +462,13 @@ async fn watch(config: &Path) -> Result<u8> {
 
 /// Ctrl-C and SIGTERM stop cleanly: ffmpeg groups are killed, jobs stay resumable.
 fn spawn_signal_handler(shutdown: CancellationToken) {
+    spawn_signal_handler_saying(
+        shutdown,
+        "stopping: killing running ffmpeg processes; run the same command again to resume",
+    );
+}
+
+fn spawn_signal_handler_saying(shutdown: CancellationToken, message: &'static str) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -468,9 +482,7 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        tracing::warn!(
-            "stopping: killing running ffmpeg processes; run the same command again to resume"
-        );
+        tracing::warn!("{message}");
         shutdown.cancel();
     });
 }

@@ -39,14 +39,20 @@ impl Client {
             Ok(r) => Ok(r.into_json()?),
             Err(ureq::Error::Status(code, r)) => {
                 let v: Value = r.into_json().unwrap_or_default();
-                bail!("{} (HTTP {code})", v["error"].as_str().unwrap_or("the daemon refused"))
+                bail!(
+                    "{} (HTTP {code})",
+                    v["error"].as_str().unwrap_or("the daemon refused")
+                )
             }
             Err(e) => Err(e).context(format!("spool watch at {}", self.endpoint.url)),
         }
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {
-        self.call(self.agent.get(&format!("{}{path}", self.endpoint.url)), None)
+        self.call(
+            self.agent.get(&format!("{}{path}", self.endpoint.url)),
+            None,
+        )
     }
 
     pub fn post(&self, path: &str, body: Value) -> Result<Value> {

@@ -49,9 +49,9 @@ pub fn status(state: &Path, job: Option<&str>, as_json: bool) -> Result<()> {
 fn from_store(state: &Path, job: Option<&str>) -> Result<Vec<(JobRecord, Vec<TaskRecord>)>> {
     let repo = match SledRepo::open(state) {
         Ok(r) => r,
-        Err(StoreError::Locked { dir }) => bail!(
-            "state directory {dir} is held by a running `spool run`; wait for it to finish"
-        ),
+        Err(StoreError::Locked { dir }) => {
+            bail!("state directory {dir} is held by a running `spool run`; wait for it to finish")
+        }
         Err(e) => return Err(e.into()),
     };
     // We hold the lock, so nothing is running: show a crashed run's jobs as interrupted.
@@ -168,7 +168,8 @@ pub fn cancel(state: &Path, id: &str) -> Result<()> {
 
 /// `spool retry JOB|PATH`: a parked or failed watched file is taken again.
 pub fn retry(state: &Path, what: &str) -> Result<()> {
-    let is_job = !what.is_empty() && what.chars().all(|c| c.is_ascii_hexdigit()) && what.len() == 16;
+    let is_job =
+        !what.is_empty() && what.chars().all(|c| c.is_ascii_hexdigit()) && what.len() == 16;
     let path = if is_job {
         None
     } else {
@@ -214,7 +215,14 @@ pub fn pause(state: &Path, folder: &Path, pause: bool) -> Result<()> {
     };
     let folder = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
     let action = if pause { "pause" } else { "resume" };
-    client.post(&format!("/v1/folders/{action}"), json!({ "folder": folder }))?;
-    println!("{}: {}", folder.display(), if pause { "paused" } else { "watching" });
+    client.post(
+        &format!("/v1/folders/{action}"),
+        json!({ "folder": folder }),
+    )?;
+    println!(
+        "{}: {}",
+        folder.display(),
+        if pause { "paused" } else { "watching" }
+    );
     Ok(())
 }

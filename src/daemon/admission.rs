@@ -19,7 +19,16 @@ pub fn ignored_reason(name: &str) -> Option<&'static str> {
     if name.ends_with('~') {
         return Some("editor backup");
     }
-    for suffix in [".part", ".partial", ".tmp", ".crdownload", ".download", ".filepart", ".!qb", ".swp"] {
+    for suffix in [
+        ".part",
+        ".partial",
+        ".tmp",
+        ".crdownload",
+        ".download",
+        ".filepart",
+        ".!qb",
+        ".swp",
+    ] {
         if lower.ends_with(suffix) {
             return Some("partial upload");
         }
@@ -131,7 +140,14 @@ mod tests {
 
     #[test]
     fn partial_and_hidden_names_are_ignored() {
-        for name in [".movie.mp4.Xy12Ab", "movie.mp4.part", "a.MP4.crdownload", "x.mov~", "v.tmp", ".talk.h264-240p.mp4.spool-tmp.mp4"] {
+        for name in [
+            ".movie.mp4.Xy12Ab",
+            "movie.mp4.part",
+            "a.MP4.crdownload",
+            "x.mov~",
+            "v.tmp",
+            ".talk.h264-240p.mp4.spool-tmp.mp4",
+        ] {
             assert!(ignored_reason(name).is_some(), "{name}");
         }
         for name in ["movie.mp4", "my part.mov", "tmp.mkv"] {
@@ -143,22 +159,45 @@ mod tests {
     fn a_file_is_ready_only_after_holding_still_for_the_window() {
         let t0 = Instant::now();
         let p = Path::new("/w/a.mp4");
-        let print = |size| Fingerprint { dev: 1, inode: 2, size, mtime_ns: size as i128 };
+        let print = |size| Fingerprint {
+            dev: 1,
+            inode: 2,
+            size,
+            mtime_ns: size as i128,
+        };
         let mut s = Settler::new(Duration::from_secs(10));
         assert_eq!(s.observe(p, print(100), t0), Verdict::Wait);
-        assert_eq!(s.observe(p, print(200), t0 + Duration::from_secs(9)), Verdict::Wait);
+        assert_eq!(
+            s.observe(p, print(200), t0 + Duration::from_secs(9)),
+            Verdict::Wait
+        );
         // It grew at 9 s: the clock starts again.
-        assert_eq!(s.observe(p, print(200), t0 + Duration::from_secs(18)), Verdict::Wait);
-        assert_eq!(s.observe(p, print(200), t0 + Duration::from_secs(19)), Verdict::Ready);
+        assert_eq!(
+            s.observe(p, print(200), t0 + Duration::from_secs(18)),
+            Verdict::Wait
+        );
+        assert_eq!(
+            s.observe(p, print(200), t0 + Duration::from_secs(19)),
+            Verdict::Ready
+        );
         // A close-write shortens the wait to the confirmation window.
         let q = Path::new("/w/b.mp4");
         assert_eq!(s.observe(q, print(5), t0), Verdict::Wait);
         s.closed_after_write(q);
-        assert_eq!(s.observe(q, print(5), t0 + Duration::from_secs(2)), Verdict::Ready);
+        assert_eq!(
+            s.observe(q, print(5), t0 + Duration::from_secs(2)),
+            Verdict::Ready
+        );
         // Empty files wait twice as long, then go ahead (to fail with a clear reason).
         let e = Path::new("/w/empty.mp4");
         assert_eq!(s.observe(e, print(0), t0), Verdict::Wait);
-        assert_eq!(s.observe(e, print(0), t0 + Duration::from_secs(15)), Verdict::Wait);
-        assert_eq!(s.observe(e, print(0), t0 + Duration::from_secs(20)), Verdict::Ready);
+        assert_eq!(
+            s.observe(e, print(0), t0 + Duration::from_secs(15)),
+            Verdict::Wait
+        );
+        assert_eq!(
+            s.observe(e, print(0), t0 + Duration::from_secs(20)),
+            Verdict::Ready
+        );
     }
 }

@@ -19,7 +19,11 @@ use crate::store::JobStatus;
 
 type Shared = State<Arc<Daemon>>;
 
-pub async fn serve(listener: tokio::net::TcpListener, daemon: Arc<Daemon>, stop: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    daemon: Arc<Daemon>,
+    stop: CancellationToken,
+) {
     let app = Router::new()
         .route("/v1/health", get(|| async { Json(json!({ "ok": true })) }))
         .route("/v1/jobs", get(jobs))
@@ -34,7 +38,10 @@ pub async fn serve(listener: tokio::net::TcpListener, daemon: Arc<Daemon>, stop:
         .layer(axum::middleware::from_fn_with_state(daemon.clone(), auth))
         .with_state(daemon);
     let shutdown = async move { stop.cancelled().await };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         tracing::error!(error = %e, "the HTTP API stopped");
     }
 }
@@ -51,7 +58,10 @@ async fn auth(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if given != Some(token.as_str()) {
-            return (StatusCode::UNAUTHORIZED, Json(json!({ "error": "a valid bearer token is required" })))
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({ "error": "a valid bearer token is required" })),
+            )
                 .into_response();
         }
     }
@@ -63,7 +73,9 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// Store reads run on the blocking pool: sled may touch the disk.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
@@ -83,7 +95,10 @@ async fn jobs(State(d): Shared) -> Response {
 
 async fn job(State(d): Shared, UrlPath(id): UrlPath<String>) -> Response {
     let repo = d.repo.clone();
-    let found = blocking(move || Ok::<_, crate::store::StoreError>((repo.get_job(&id)?, repo.tasks_of(&id)?))).await;
+    let found = blocking(move || {
+        Ok::<_, crate::store::StoreError>((repo.get_job(&id)?, repo.tasks_of(&id)?))
+    })
+    .await;
     match found {
         Ok(Ok((Some(job), tasks))) => Json(json!({ "job": job, "tasks": tasks })).into_response(),
         Ok(Ok((None, _))) => error(StatusCode::NOT_FOUND, "no such job"),
@@ -148,7 +163,10 @@ fn set_paused(d: &Daemon, folder: &str, pause: bool) -> Response {
     if d.set_paused(std::path::Path::new(folder), pause) {
         Json(json!({ "folder": folder, "paused": pause })).into_response()
     } else {
-        error(StatusCode::NOT_FOUND, format!("{folder} is not a watched folder"))
+        error(
+            StatusCode::NOT_FOUND,
+            format!("{folder} is not a watched folder"),
+        )
     }
 }
 
@@ -188,8 +206,14 @@ async fn metrics(State(d): Shared) -> Response {
         "gauge",
         all.iter()
             .map(|s| {
-                let name = serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-                (format!("{{state=\"{name}\"}}"), jobs.get(s).copied().unwrap_or(0))
+                let name = serde_json::to_value(s)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                (
+                    format!("{{state=\"{name}\"}}"),
+                    jobs.get(s).copied().unwrap_or(0),
+                )
             })
             .collect(),
     );
@@ -197,23 +221,62 @@ async fn metrics(State(d): Shared) -> Response {
         "spool_files",
         "Watched files by state.",
         "gauge",
-        files.into_iter().map(|(k, v)| (format!("{{state=\"{k}\"}}"), v)).collect(),
+        files
+            .into_iter()
+            .map(|(k, v)| (format!("{{state=\"{k}\"}}"), v))
+            .collect(),
     );
     let plain = |v: u64| vec![(String::new(), v)];
-    gauge("spool_tasks_running", "Encode tasks running now.", "gauge", plain(Metrics::get(&m.tasks_running)));
-    gauge("spool_files_queued", "Admitted files waiting for a job slot.", "gauge", plain(d.queued()));
-    gauge("spool_files_settling", "Files seen and waiting to settle.", "gauge", plain(d.settling()));
-    gauge("spool_bytes_in_total", "Bytes of inputs processed.", "counter", plain(Metrics::get(&m.bytes_in)));
-    gauge("spool_bytes_out_total", "Bytes of outputs published.", "counter", plain(Metrics::get(&m.bytes_out)));
+    gauge(
+        "spool_tasks_running",
+        "Encode tasks running now.",
+        "gauge",
+        plain(Metrics::get(&m.tasks_running)),
+    );
+    gauge(
+        "spool_files_queued",
+        "Admitted files waiting for a job slot.",
+        "gauge",
+        plain(d.queued()),
+    );
+    gauge(
+        "spool_files_settling",
+        "Files seen and waiting to settle.",
+        "gauge",
+        plain(d.settling()),
+    );
+    gauge(
+        "spool_bytes_in_total",
+        "Bytes of inputs processed.",
+        "counter",
+        plain(Metrics::get(&m.bytes_in)),
+    );
+    gauge(
+        "spool_bytes_out_total",
+        "Bytes of outputs published.",
+        "counter",
+        plain(Metrics::get(&m.bytes_out)),
+    );
     let _ = writeln!(
         out,
         "# HELP spool_encode_seconds_total Seconds spent in encode tasks.\n# TYPE spool_encode_seconds_total counter\nspool_encode_seconds_total {:.3}",
         Metrics::get(&m.encode_ms) as f64 / 1000.0
     );
     let mut gauge = |name: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
     };
-    gauge("spool_cache_hits_total", "Encoded chunks reused from the cache.", Metrics::get(&m.cache_hits));
-    gauge("spool_jobs_finished_total", "Jobs finished since start.", Metrics::get(&m.jobs_finished));
+    gauge(
+        "spool_cache_hits_total",
+        "Encoded chunks reused from the cache.",
+        Metrics::get(&m.cache_hits),
+    );
+    gauge(
+        "spool_jobs_finished_total",
+        "Jobs finished since start.",
+        Metrics::get(&m.jobs_finished),
+    );
     ([("content-type", "text/plain; version=0.0.4")], out).into_response()
 }

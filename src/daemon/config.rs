@@ -110,9 +110,8 @@ fn overlaps(workflows: &[(PathBuf, LoadedWorkflow)]) -> Vec<String> {
             let rec = |w: &LoadedWorkflow| w.workflow.watch.as_ref().is_some_and(|w| w.recursive);
             for x in folders_of(a) {
                 for y in folders_of(b) {
-                    let clash = x == y
-                        || (rec(a) && y.starts_with(&x))
-                        || (rec(b) && x.starts_with(&y));
+                    let clash =
+                        x == y || (rec(a) && y.starts_with(&x)) || (rec(b) && x.starts_with(&y));
                     if clash {
                         problems.push(format!(
                             "{} and {} both claim {}",

@@ -57,7 +57,11 @@ impl Filter {
         if let Some(why) = ignored_reason(&name) {
             return Some(why.into());
         }
-        if self.marker.as_ref().is_some_and(|m| name.ends_with(m.as_str())) {
+        if self
+            .marker
+            .as_ref()
+            .is_some_and(|m| name.ends_with(m.as_str()))
+        {
             return Some("marker file".into());
         }
         if path.starts_with(&self.output) {
@@ -148,8 +152,8 @@ pub async fn watch_loop(daemon: Arc<Daemon>, index: usize) -> Result<(), String>
     let stop = daemon.admitting.clone();
     loop {
         // Folders that appeared (or came back) are watched and scanned; missing ones paused.
-        let mut rescan = last_scan.is_none_or(|t| t.elapsed() >= rescan_every)
-            || daemon.take_rescan(index);
+        let mut rescan =
+            last_scan.is_none_or(|t| t.elapsed() >= rescan_every) || daemon.take_rescan(index);
         for (folder, on) in watching.iter_mut() {
             let present = folder.is_dir();
             if present && !*on {
@@ -197,10 +201,11 @@ pub async fn watch_loop(daemon: Arc<Daemon>, index: usize) -> Result<(), String>
                         }
                     }
                 }
-                Heard::Closed(p) => {
+                Heard::Closed(p) if filter.refuse(&p).is_none() => {
                     settler.closed_after_write(&p);
                     candidates.insert(p);
                 }
+                Heard::Closed(_) => {}
             }
         }
         let now = Instant::now();
@@ -215,7 +220,10 @@ pub async fn watch_loop(daemon: Arc<Daemon>, index: usize) -> Result<(), String>
                 settler.forget(path);
                 return false;
             }
-            let paused = entry.folders.iter().any(|f| path.starts_with(f) && daemon.is_paused(f));
+            let paused = entry
+                .folders
+                .iter()
+                .any(|f| path.starts_with(f) && daemon.is_paused(f));
             let ready = if filter.marker.is_some() {
                 filter.marker_present(path)
             } else {

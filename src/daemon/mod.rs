@@ -130,7 +130,9 @@ impl Daemon {
     }
 
     fn set_settling(&self, index: usize, n: usize) {
-        self.entries[index].settling.store(n as u64, Ordering::Relaxed);
+        self.entries[index]
+            .settling
+            .store(n as u64, Ordering::Relaxed);
     }
 
     fn set_unavailable(&self, folder: &Path, missing: bool) {
@@ -149,7 +151,9 @@ impl Daemon {
 
     /// Pauses or resumes admission from a watched folder; false if no workflow watches it.
     pub fn set_paused(&self, folder: &Path, pause: bool) -> bool {
-        let folder = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
+        let folder = folder
+            .canonicalize()
+            .unwrap_or_else(|_| folder.to_path_buf());
         if !self.entries.iter().any(|e| e.folders.contains(&folder)) {
             return false;
         }
@@ -263,11 +267,9 @@ impl Daemon {
         let _ = self.repo.put_file(&record);
         let wf = entry.workflow.current();
         let span = tracing::info_span!("file", file = %file, workflow = %entry.name);
-        let outcome = tracing::Instrument::instrument(
-            self.engine.run_file(path, &wf, &entry.output),
-            span,
-        )
-        .await;
+        let outcome =
+            tracing::Instrument::instrument(self.engine.run_file(path, &wf, &entry.output), span)
+                .await;
         record.job = outcome.id.clone().or(record.job);
         record.updated_ms = now_ms();
         record.reason = outcome.reason.clone();
@@ -277,7 +279,8 @@ impl Daemon {
             // Stopped by shutdown: it resumes at the next start.
             JobStatus::Interrupted => FileStatus::Queued,
             JobStatus::Cancelled => {
-                record.reason = Some("cancelled through the API; `spool retry` to try again".into());
+                record.reason =
+                    Some("cancelled through the API; `spool retry` to try again".into());
                 FileStatus::Parked
             }
             _ => {
@@ -320,7 +323,11 @@ impl Daemon {
     /// Folder states for the API.
     pub fn folders(&self) -> Vec<serde_json::Value> {
         let paused = self.paused.lock().map(|p| p.clone()).unwrap_or_default();
-        let missing = self.unavailable.lock().map(|p| p.clone()).unwrap_or_default();
+        let missing = self
+            .unavailable
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default();
         self.entries
             .iter()
             .flat_map(|e| {
@@ -361,7 +368,9 @@ impl Daemon {
         let all = futures::future::join_all(handles);
         tokio::pin!(all);
         if tokio::time::timeout(grace, &mut all).await.is_err() {
-            tracing::info!("grace period over: interrupting running jobs (they resume at the next start)");
+            tracing::info!(
+                "grace period over: interrupting running jobs (they resume at the next start)"
+            );
             self.engine.shutdown_token().cancel();
             let _ = all.await;
         }
@@ -399,7 +408,12 @@ pub async fn run(
     clock_file: Option<PathBuf>,
 ) -> Result<u8, String> {
     let cfg = loaded.config;
-    let daemon = Daemon::new(engine.clone(), loaded.workflows, cfg.max_jobs, cfg.token.clone())?;
+    let daemon = Daemon::new(
+        engine.clone(),
+        loaded.workflows,
+        cfg.max_jobs,
+        cfg.token.clone(),
+    )?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -411,7 +425,8 @@ pub async fn run(
     };
     let file = endpoint_file(&cfg.state);
     let bytes = serde_json::to_vec_pretty(&endpoint).map_err(|e| e.to_string())?;
-    crate::engine::publish::write_atomic(&file, &bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+    crate::engine::publish::write_atomic(&file, &bytes)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
     restrict(&file);
     tracing::info!(api = %endpoint.url, workflows = daemon.entries.len(), "spool watch started");
 
@@ -437,7 +452,9 @@ pub async fn run(
     signals.cancelled().await;
     tracing::info!("stopping: no new files; waiting for running jobs");
     stop.cancel();
-    daemon.drain(Duration::from_secs_f64(cfg.grace_seconds)).await;
+    daemon
+        .drain(Duration::from_secs_f64(cfg.grace_seconds))
+        .await;
     for l in loops {
         let _ = l.await;
     }

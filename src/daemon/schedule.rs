@@ -19,7 +19,15 @@ pub struct LocalMoment {
     pub minute: u32,
 }
 
-const DAYS: [Day; 7] = [Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun];
+const DAYS: [Day; 7] = [
+    Day::Mon,
+    Day::Tue,
+    Day::Wed,
+    Day::Thu,
+    Day::Fri,
+    Day::Sat,
+    Day::Sun,
+];
 
 /// "HH:MM" → minutes since midnight.
 pub fn parse_hhmm(text: &str) -> Option<u32> {
@@ -92,7 +100,10 @@ pub async fn enforce(
             match (open, schedule.outside) {
                 (false, Outside::Pause) => {
                     let n = running.signal_all(Signal::SIGSTOP);
-                    tracing::info!(paused = n, "outside the encoding window: no new tasks, running ffmpeg paused");
+                    tracing::info!(
+                        paused = n,
+                        "outside the encoding window: no new tasks, running ffmpeg paused"
+                    );
                 }
                 (false, Outside::Finish) => {
                     tracing::info!("outside the encoding window: no new tasks, running ones finish")
@@ -149,7 +160,10 @@ mod tests {
         // Friday night runs into Saturday morning; Saturday night does not start.
         assert!(in_window(&s, at(Day::Sat, "03:00")));
         assert!(!in_window(&s, at(Day::Sat, "23:00")));
-        assert!(!in_window(&s, at(Day::Mon, "03:00")), "Sunday night is not a window");
+        assert!(
+            !in_window(&s, at(Day::Mon, "03:00")),
+            "Sunday night is not a window"
+        );
         assert_eq!(parse_hhmm("24:00"), None);
         assert_eq!(parse_hhmm("7:00"), None);
         assert_eq!(parse_moment("sun 13:05"), Some(at(Day::Sun, "13:05")));

@@ -220,7 +220,8 @@ impl Repo for SledRepo {
     }
 
     fn put_seen(&self, fingerprint: &str, content: &str) -> Result<(), StoreError> {
-        self.seen.insert(fingerprint.as_bytes(), content.as_bytes())?;
+        self.seen
+            .insert(fingerprint.as_bytes(), content.as_bytes())?;
         Ok(())
     }
 

@@ -241,7 +241,11 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
         if !(1..=100).contains(&watch.max_attempts) {
             err("watch.max_attempts", "must be 1 to 100".into());
         }
-        if watch.marker.as_ref().is_some_and(|m| m.len() < 2 || !m.starts_with('.')) {
+        if watch
+            .marker
+            .as_ref()
+            .is_some_and(|m| m.len() < 2 || !m.starts_with('.'))
+        {
             err("watch.marker", "a suffix such as .done".into());
         }
         for (field, list) in [("include", &watch.include), ("exclude", &watch.exclude)] {
