@@ -337,7 +337,7 @@ fn bad_inputs_fail_clearly_while_good_ones_finish() -> TestResult {
     for (name, words) in [
         ("notes.mp4", "not a media file"),
         ("cut.mp4", "not a media file"),
-        ("empty.mp4", "not a media file"),
+        ("empty.mp4", "the file is empty"),
         ("missing.mp4", "No such file"),
     ] {
         let r = by_input(name).ok_or(format!("no result for {name}"))?;

@@ -106,6 +106,9 @@ impl Engine {
             elapsed_s: started.elapsed().as_secs_f64(),
         };
         match std::fs::metadata(input) {
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                return fail_early(format!("{input_display}: the file is empty (0 bytes)"))
+            }
             Ok(m) if m.is_file() => {}
             Ok(_) => return fail_early(format!("{input_display}: not a regular file")),
             Err(e) => return fail_early(format!("{input_display}: {e}")),
@@ -375,6 +378,21 @@ async fn probe_source(
     let (media, frames) = probe_counting_frames(tools, input)
         .await
         .map_err(|e| JobFailure::new(e.to_string()))?;
+    // ffprobe reads a cut-short MP4 whose index comes first without complaint; the box
+    // structure shows the cut (a half-uploaded or damaged file).
+    if media.format.contains("mp4") || media.format.contains("mov") {
+        let owned = input.to_path_buf();
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || crate::media::mp4::read_video_track(&owned)).await
+        {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                return Err(JobFailure::new(format!(
+                    "{}: the file is cut short or damaged ({e}); if it is still being copied, it will be taken when complete",
+                    input.display()
+                )));
+            }
+        }
+    }
     let Some(video) = media.video.clone() else {
         return Err(JobFailure::new(format!(
             "{}: no video stream to encode (streams: {})",
@@ -386,6 +404,16 @@ async fn probe_source(
         return Err(JobFailure::new(format!(
             "{}: the video stream holds no frames",
             input.display()
+        )));
+    }
+    const STILL: &[&str] = &[
+        "png", "mjpeg", "bmp", "tiff", "webp", "jpeg2000", "jpegls", "pam", "ppm", "qoi",
+    ];
+    if frames <= 1 && STILL.contains(&video.codec.as_str()) {
+        return Err(JobFailure::new(format!(
+            "{}: a still image ({}), not a video",
+            input.display(),
+            video.codec
         )));
     }
     Ok((media, video, frames))

@@ -247,14 +247,14 @@ pub async fn probe_counting_frames(
     path: &Path,
 ) -> Result<(MediaInfo, u64), ProbeError> {
     let info = probe_inner(tools, path, true).await?;
-    let frames =
-        info.video
-            .as_ref()
-            .and_then(|v| v.frames)
-            .ok_or_else(|| ProbeError::NotMedia {
-                path: path.display().to_string(),
-                reason: "could not count its video frames".into(),
-            })?;
+    // No video stream: 0 frames, and the caller says what the file holds instead.
+    let Some(video) = info.video.as_ref() else {
+        return Ok((info, 0));
+    };
+    let frames = video.frames.ok_or_else(|| ProbeError::NotMedia {
+        path: path.display().to_string(),
+        reason: "could not count its video frames".into(),
+    })?;
     Ok((info, frames))
 }
 
