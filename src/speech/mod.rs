@@ -141,6 +141,8 @@ impl Transcriber {
             if multilingual && language.is_none() {
                 language = Some(self.detect(&view)?);
             }
+            // No previous-text prompt: with it, tiny models stopped emitting timestamps and
+            // gave 30 s cues (measured in bench/whisper.py).
             let prompt = self.prompt(multilingual, language.as_deref());
             let options = WhisperOptions {
                 beam_size: self.options.beam_size.max(1),
@@ -291,7 +293,11 @@ fn split_segments(tokens: &[String], window_s: f64) -> Decoded {
             text.push(t.clone());
         }
     }
-    let ended_cleanly = text.is_empty();
+    // Whisper's own rule: a single timestamp at the very end means no speech after it;
+    // a pair (or text with no closing timestamp) means the window cut the speech.
+    let is_ts = |t: Option<&String>| t.is_some_and(|t| timestamp(t).is_some());
+    let n = tokens.len();
+    let single_ending = n >= 2 && is_ts(tokens.get(n - 1)) && !is_ts(tokens.get(n - 2));
     if !text.is_empty() {
         // Speech runs past the window: keep it only if nothing else was found, and
         // otherwise decode it again from the next window.
@@ -304,7 +310,7 @@ fn split_segments(tokens: &[String], window_s: f64) -> Decoded {
             last_complete_end = None;
         }
     }
-    let advance_s = match (ended_cleanly, last_complete_end) {
+    let advance_s = match (single_ending, last_complete_end) {
         (false, Some(end)) if end >= 1.0 => end,
         _ => window_s,
     };
