@@ -150,6 +150,10 @@ fn lua_replies_are_checked_without_panics() -> Result<(), Box<dyn std::error::Er
         Ok(())
     });
     assert!(result.is_ok(), "{result:?}");
-    eprintln!("Lua replies: {} cases, {} deserialized", cases() / 4, checked.get());
+    eprintln!(
+        "Lua replies: {} cases, {} deserialized",
+        cases() / 4,
+        checked.get()
+    );
     Ok(())
 }

@@ -53,6 +53,7 @@ pub struct Daemon {
     /// Files admitted whose job has not finished, by fingerprint (never admitted twice).
     in_flight: Mutex<HashSet<Fingerprint>>,
     queued: AtomicU64,
+    admitted: AtomicU64,
     paused: Mutex<HashSet<PathBuf>>,
     unavailable: Mutex<HashSet<PathBuf>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -111,6 +112,7 @@ impl Daemon {
             jobs: Arc::new(tokio::sync::Semaphore::new(max_jobs.max(1))),
             in_flight: Mutex::new(HashSet::new()),
             queued: AtomicU64::new(0),
+            admitted: AtomicU64::new(0),
             paused: Mutex::new(HashSet::new()),
             unavailable: Mutex::new(HashSet::new()),
             tasks: Mutex::new(Vec::new()),
@@ -192,6 +194,7 @@ impl Daemon {
             }
         }
         self.queued.fetch_add(1, Ordering::Relaxed);
+        self.admitted.fetch_add(1, Ordering::Relaxed);
         let daemon = self.clone();
         let handle = tokio::spawn(async move {
             let permit = daemon.jobs.clone().acquire_owned().await;
@@ -346,6 +349,10 @@ impl Daemon {
                 })
             })
             .collect()
+    }
+
+    pub fn admitted(&self) -> u64 {
+        self.admitted.load(Ordering::Relaxed)
     }
 
     pub fn queued(&self) -> u64 {

@@ -11,6 +11,12 @@ pub enum FfmpegError {
         tool: &'static str,
         env: &'static str,
     },
+    #[error("{env}={path} is not a file; point it at the {tool} binary or unset it to use PATH")]
+    BadOverride {
+        tool: &'static str,
+        env: &'static str,
+        path: String,
+    },
     #[error("could not run {tool}: {source}")]
     Spawn {
         tool: String,
@@ -29,28 +35,32 @@ pub struct Tools {
     pub running: std::sync::Arc<super::run::ProcessGroups>,
 }
 
-fn find_on_path(name: &str, env: &str) -> Option<PathBuf> {
+fn find_on_path(name: &'static str, env: &'static str) -> Result<PathBuf, FfmpegError> {
     if let Some(p) = std::env::var_os(env).map(PathBuf::from) {
-        return p.is_file().then_some(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(FfmpegError::BadOverride {
+                tool: name,
+                env,
+                path: p.display().to_string(),
+            })
+        };
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .ok_or(FfmpegError::Missing { tool: name, env })
 }
 
 impl Tools {
     /// Finds ffmpeg and ffprobe (SPOOL_FFMPEG / SPOOL_FFPROBE override PATH) and reads the version.
     pub async fn locate() -> Result<Tools, FfmpegError> {
-        let ffmpeg = find_on_path("ffmpeg", "SPOOL_FFMPEG").ok_or(FfmpegError::Missing {
-            tool: "ffmpeg",
-            env: "SPOOL_FFMPEG",
-        })?;
-        let ffprobe = find_on_path("ffprobe", "SPOOL_FFPROBE").ok_or(FfmpegError::Missing {
-            tool: "ffprobe",
-            env: "SPOOL_FFPROBE",
-        })?;
+        let ffmpeg = find_on_path("ffmpeg", "SPOOL_FFMPEG")?;
+        let ffprobe = find_on_path("ffprobe", "SPOOL_FFPROBE")?;
         let out = tokio::process::Command::new(&ffmpeg)
             .arg("-version")
             .stdin(Stdio::null())
