@@ -3,6 +3,7 @@
 pub mod daemon;
 pub mod engine;
 pub mod media;
+pub mod paths;
 pub mod script;
 #[cfg(feature = "whisper")]
 pub mod speech;

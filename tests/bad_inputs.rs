@@ -10,15 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn ffmpeg(args: &[&str]) -> Result<(), String> {
-    let mut all = vec!["-hide_banner", "-loglevel", "error", "-y"];
-    all.extend(args);
-    common::run_ok(
-        "ffmpeg",
-        &all.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-    )
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
 }

@@ -9,29 +9,6 @@ use std::path::Path;
 use common::*;
 use spool::media::hls::parse_media_playlist;
 
-fn run_hls(
-    wf: &Path,
-    dir: &Path,
-    src: &Path,
-) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
-    let out = outcomes(
-        &spool()
-            .args(["run", "--json", "--workflow"])
-            .arg(wf)
-            .arg("--out")
-            .arg(dir.join("out"))
-            .arg("--state")
-            .arg(dir.join("state"))
-            .arg(src)
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    );
-    assert_eq!(out[0]["status"], "succeeded", "{out:?}");
-    Ok(out[0].clone())
-}
-
 /// Decodes the master playlist's best variant with its audio; returns (frames, seconds).
 fn play(master: &Path) -> Result<(u64, f64), String> {
     let out = std::process::Command::new("ffprobe")
@@ -74,7 +51,7 @@ fn the_web_hls_example_packages_every_rung_and_plays_to_the_end() -> TestResult 
     let dir = tempfile::tempdir()?;
     let src = dir.path().join("talk.mp4");
     make_clip(&src, "320x180", 25, 8, Audio::Bursts)?;
-    run_hls(Path::new("workflows/web-hls.yaml"), dir.path(), &src)?;
+    run_succeeds(Path::new("workflows/web-hls.yaml"), dir.path(), &src)?;
     let hls = dir.path().join("out/talk/hls");
     let master = std::fs::read_to_string(hls.join("master.m3u8"))?;
     let variants: Vec<&str> = master
@@ -135,7 +112,7 @@ fn mpegts_segments_and_silent_sources_work_too() -> TestResult {
         "ts",
         "steps:\n- hls: {segment_seconds: 2, segment_type: mpegts}\n",
     )?;
-    run_hls(&wf, dir.path(), &src)?;
+    run_succeeds(&wf, dir.path(), &src)?;
     let hls = dir.path().join("out/silent/hls");
     let p = parse_media_playlist(&std::fs::read_to_string(hls.join("p144/index.m3u8"))?)?;
     assert!(p.init.is_none() && p.segments.iter().all(|s| s.1.ends_with(".ts")));

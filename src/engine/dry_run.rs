@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::hooks::{JobScript, ScriptDeps};
 use super::job::{audio_encodes, build_tasks, stem_of};
-use super::plan::{output_name, plan_rungs};
+use super::plan::{output_name, plan_rungs, whole_file_reason};
+use super::previews::sprite_layout;
 use super::publish::temp_name;
 use super::queue::Slots;
 use super::task::{encode_output, hooked_commands, TaskAt};
@@ -19,7 +20,7 @@ use crate::media::command::{audio_args, gif_args, join_args, segment_args, speec
 use crate::media::hash::digest_file;
 use crate::media::hls::{package_args, Track};
 use crate::media::probe::{keyframe_times, probe_counting_frames};
-use crate::media::thumbs::{poster_args, sprite_args, thumb_height, SpriteLayout};
+use crate::media::thumbs::{poster_args, sprite_args};
 use crate::media::tools::Tools;
 use crate::script::JobScope;
 use crate::store::{TaskRecord, TaskStatus};
@@ -124,18 +125,7 @@ pub async fn plan_input(
     };
 
     let c = &workflow.chunking;
-    let whole = if !c.enabled {
-        Some("chunking is disabled in the workflow".to_string())
-    } else if media.duration < c.min_duration_seconds {
-        Some(format!(
-            "the source is {:.1}s, shorter than chunking.min_duration_seconds ({}s)",
-            media.duration, c.min_duration_seconds
-        ))
-    } else if video.rotation != 0 {
-        Some(format!("the source is rotated {}°", video.rotation))
-    } else {
-        None
-    };
+    let whole = whole_file_reason(c, &media, &video);
     let chunk_paths: Vec<PathBuf> = match &whole {
         Some(_) => vec![input.to_path_buf()],
         None => {
@@ -237,14 +227,7 @@ pub async fn plan_input(
         match step {
             Step::Thumbnails(t) => {
                 let dir = work.join("thumbs");
-                let thumb_h = thumb_height(t.thumb_width, video.display_size());
-                let layout = SpriteLayout {
-                    interval: t.interval_seconds,
-                    thumb_w: t.thumb_width,
-                    thumb_h,
-                    columns: t.columns,
-                    rows: t.rows,
-                };
+                let layout = sprite_layout(t, &video);
                 // The poster's time is picked at run time, away from black frames.
                 add(
                     "thumbnails",

@@ -14,7 +14,7 @@ use super::Engine;
 use crate::media::argv_guard::{check_argv, ArgvRules};
 use crate::media::probe::MediaInfo;
 use crate::media::tools::Tools;
-use crate::script::{JobScope, Limits, ScriptHost};
+use crate::script::{describe_reply_error, JobScope, Limits, ScriptHost};
 use crate::store::Repo;
 use crate::workflow::schema::{Chunking, EncodeSettings};
 use crate::workflow::{validate::validate, Hook, LoadedWorkflow, Profile, Workflow};
@@ -257,16 +257,10 @@ impl JobScript {
         serde_path_to_error::deserialize(reply)
             .map(Some)
             .map_err(|e| {
-                let path = e.path().to_string();
-                let field = if path == "." {
-                    String::new()
-                } else {
-                    format!("field {path}: ")
-                };
+                let detail = describe_reply_error(e.path().to_string(), e.inner().to_string());
                 JobFailure::new(format!(
-                    "{}: hook {function} returned a bad reply: {field}{}",
-                    self.script,
-                    e.inner()
+                    "{}: hook {function} returned a bad reply: {detail}",
+                    self.script
                 ))
             })
     }

@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::hooks::{script_params, JobScript};
-use super::plan::{output_name, plan_rungs, rung_cost};
+use super::plan::{output_name, plan_rungs, rung_cost, whole_file_reason};
 use super::publish::{rename_durably, temp_name, write_atomic};
 use super::queue::trace_command;
 use super::task::{run_task, ChunkInfo, TaskSpec};
@@ -617,20 +617,8 @@ impl JobCtx<'_> {
         source_frames: u64,
     ) -> Result<Result<Vec<ChunkInfo>, String>, JobFailure> {
         let c = &self.workflow.chunking;
-        if !c.enabled {
-            return Ok(Err("chunking is disabled in the workflow".into()));
-        }
-        if media.duration < c.min_duration_seconds {
-            return Ok(Err(format!(
-                "the source is {:.1}s, shorter than chunking.min_duration_seconds ({}s)",
-                media.duration, c.min_duration_seconds
-            )));
-        }
-        if video.rotation != 0 {
-            return Ok(Err(format!(
-                "the source is rotated {}°, and copied chunks would lose that",
-                video.rotation
-            )));
+        if let Some(reason) = whole_file_reason(c, media, video) {
+            return Ok(Err(reason));
         }
         let dir = self.work.join("chunks");
         tokio::fs::create_dir_all(&dir)

@@ -22,6 +22,17 @@ pub(super) struct Made {
     pub kind: &'static str,
 }
 
+/// The sheets' layout for a thumbnails step: thumbnails keep the display aspect ratio.
+pub(super) fn sprite_layout(step: &ThumbnailsStep, video: &VideoStream) -> SpriteLayout {
+    SpriteLayout {
+        interval: step.interval_seconds,
+        thumb_w: step.thumb_width,
+        thumb_h: thumb_height(step.thumb_width, video.display_size()),
+        columns: step.columns,
+        rows: step.rows,
+    }
+}
+
 impl JobCtx<'_> {
     async fn ffmpeg(&self, phase: &str, argv: &[std::ffi::OsString]) -> Result<(), JobFailure> {
         let slot = self.engine.slots.acquire((self.seq, 0, 0)).await;
@@ -64,14 +75,7 @@ impl JobCtx<'_> {
         .await?;
         let poster_size = self.image_size(&poster).await?;
 
-        let thumb_h = thumb_height(step.thumb_width, video.display_size());
-        let layout = SpriteLayout {
-            interval: step.interval_seconds,
-            thumb_w: step.thumb_width,
-            thumb_h,
-            columns: step.columns,
-            rows: step.rows,
-        };
+        let layout = sprite_layout(step, video);
         self.ffmpeg("sprites", &sprite_args(self.input, &layout, &dir))
             .await?;
         let count = layout.count(media.duration);

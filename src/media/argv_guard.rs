@@ -273,7 +273,7 @@ fn check_path(
     {
         return Err("'..' is not allowed".into());
     }
-    let resolved = resolve(path);
+    let resolved = crate::paths::resolve_existing_prefix(path);
     let inside = |root: &Path| root.canonicalize().is_ok_and(|r| resolved.starts_with(r));
     let ok = if read {
         inside(&rules.writable) || rules.readable.iter().any(|r| inside(r))
@@ -290,27 +290,6 @@ fn check_path(
             rules.writable.display()
         ))
     }
-}
-
-/// Canonicalizes the longest existing ancestor of `path`, keeping the rest as written.
-fn resolve(path: &Path) -> PathBuf {
-    let mut existing = path.to_path_buf();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        match (
-            existing.file_name().map(|n| n.to_os_string()),
-            existing.parent(),
-        ) {
-            (Some(n), Some(p)) => {
-                rest.push(n);
-                existing = p.to_path_buf();
-            }
-            _ => break,
-        }
-    }
-    let mut out = existing.canonicalize().unwrap_or(existing);
-    out.extend(rest.into_iter().rev());
-    out
 }
 
 /// Names a filter in `graph` that would open a file, if any.

@@ -355,7 +355,7 @@ fn confine(scope: &JobScope, path: &str, access: Access) -> Result<PathBuf, Stri
     } else {
         scope.work_dir.join(given)
     };
-    let resolved = resolve_existing_prefix(&full);
+    let resolved = crate::paths::resolve_existing_prefix(&full);
     if access == Access::ReadOrInput {
         if let (Ok(a), Ok(b)) = (full.canonicalize(), scope.input.canonicalize()) {
             if a == b {
@@ -376,27 +376,4 @@ fn confine(scope: &JobScope, path: &str, access: Access) -> Result<PathBuf, Stri
         return refuse("it is a symbolic link");
     }
     Ok(full)
-}
-
-/// Canonicalizes the longest existing ancestor and appends the rest unchanged.
-fn resolve_existing_prefix(path: &Path) -> PathBuf {
-    let mut existing = path.to_path_buf();
-    let mut rest = Vec::new();
-    while !existing.exists() {
-        match (
-            existing.file_name().map(|n| n.to_os_string()),
-            existing.parent(),
-        ) {
-            (Some(name), Some(parent)) => {
-                rest.push(name);
-                existing = parent.to_path_buf();
-            }
-            _ => break,
-        }
-    }
-    let mut out = existing.canonicalize().unwrap_or(existing);
-    for name in rest.into_iter().rev() {
-        out.push(name);
-    }
-    out
 }

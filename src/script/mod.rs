@@ -226,18 +226,23 @@ impl ScriptHost {
             context: format!("hook {hook}"),
             message: first_line(&e),
         })?;
-        // serde_path_to_error names the field that was wrong, e.g. `profiles[2].crf`.
         let reply: R = serde_path_to_error::deserialize(mlua::serde::Deserializer::new(value))
             .map_err(|e| {
-                let path = e.path().to_string();
-                let field = if path == "." {
-                    String::new()
-                } else {
-                    format!("field {path}: ")
-                };
-                bad(format!("{field}{}", e.inner()))
+                bad(describe_reply_error(
+                    e.path().to_string(),
+                    e.inner().to_string(),
+                ))
             })?;
         Ok(Some(reply))
+    }
+}
+
+/// "field profiles[2].crf: invalid type …": serde_path_to_error names the field that was wrong.
+pub fn describe_reply_error(path: String, error: String) -> String {
+    if path == "." {
+        error
+    } else {
+        format!("field {path}: {error}")
     }
 }
 

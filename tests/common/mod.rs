@@ -286,3 +286,37 @@ pub fn wait_until(
     }
     Ok(())
 }
+
+/// Runs ffmpeg quietly with `args` (overwriting outputs).
+pub fn ffmpeg(args: &[&str]) -> Result<(), String> {
+    let mut all = vec!["-hide_banner", "-loglevel", "error", "-y"];
+    all.extend(args);
+    run_ok(
+        "ffmpeg",
+        &all.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    )
+}
+
+/// `spool run --json` of one input into `dir/out` with state in `dir/state`; it must succeed.
+pub fn run_succeeds(
+    wf: &Path,
+    dir: &Path,
+    src: &Path,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let out = outcomes(
+        &spool()
+            .args(["run", "--json", "--workflow"])
+            .arg(wf)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .arg("--state")
+            .arg(dir.join("state"))
+            .arg(src)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(out[0]["status"], "succeeded", "{out:?}");
+    Ok(out[0].clone())
+}
