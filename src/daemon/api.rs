@@ -278,5 +278,10 @@ async fn metrics(State(d): Shared) -> Response {
         "Jobs finished since start.",
         Metrics::get(&m.jobs_finished),
     );
+    gauge(
+        "spool_files_admitted_total",
+        "Files taken from watched folders since start.",
+        d.admitted(),
+    );
     ([("content-type", "text/plain; version=0.0.4")], out).into_response()
 }
