@@ -311,3 +311,49 @@ fn every_bad_input_ends_clearly_and_the_good_ones_finish() -> TestResult {
     eprintln!("{} inputs in {:.1}s", cases.len(), elapsed.as_secs_f64());
     Ok(())
 }
+
+#[test]
+fn a_file_that_disappears_mid_job_ends_in_bounded_time() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("vanishing.mp4");
+    make_clip(&src, "426x240", 25, 8, Audio::Bursts)?;
+    let wf = write_workflow(dir.path(), "vanish", "")?;
+    let child = std::process::Command::new(spool_path())
+        .args(["run", "--json", "--workflow"])
+        .arg(&wf)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .arg(&src)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let work = dir.path().join("state/work").display().to_string();
+    wait_until("an encode", Duration::from_secs(60), || {
+        ffmpeg_processes_mentioning(&work) > 0
+    })?;
+    std::fs::remove_file(&src)?;
+    let started = Instant::now();
+    let out = child.wait_with_output()?;
+    assert!(started.elapsed() < Duration::from_secs(120));
+    let result = outcomes(&out.stdout);
+    let status = result[0]["status"].as_str().unwrap_or("");
+    // Open files stay readable after an unlink, so finishing is as valid as a clear failure.
+    match status {
+        "succeeded" => {
+            let m = read_json(Path::new(result[0]["manifest"].as_str().unwrap_or("")))?;
+            assert_eq!(m["outputs"][0]["frames"], 200);
+        }
+        "failed" => assert!(
+            result[0]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("vanishing.mp4"),
+            "{result:?}"
+        ),
+        other => unreachable!("unexpected status {other}: {result:?}"),
+    }
+    assert!(find_files(&dir.path().join("out"), "spool-tmp").is_empty());
+    Ok(())
+}

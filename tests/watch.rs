@@ -55,7 +55,7 @@ impl Daemon {
             .append(true)
             .open(dir.join("watch.log"))?;
         let mut cmd = Command::new(spool_path());
-        cmd.args(["watch", "--config"])
+        cmd.args(["watch", "--log-format", "json", "--config"])
             .arg(dir.join("spool.yaml"))
             .env("SPOOL_LOG", "spool=info")
             .stdin(Stdio::null())
@@ -424,5 +424,43 @@ fn two_workflows_may_not_claim_one_folder() -> TestResult {
         stderr.contains("both claim") && stderr.contains("in/sub"),
         "{stderr}"
     );
+    Ok(())
+}
+
+#[test]
+fn markers_polling_symlink_loops_and_json_logs() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Daemon::start(dir.path(), "  marker: .done\n  poll: true\n", &[])?;
+    // A symlink loop in the watched folder must not trap the scan.
+    std::os::unix::fs::symlink(".", d.dir.join("in/loop"))?;
+    std::fs::create_dir_all(d.dir.join("in/sub"))?;
+    std::os::unix::fs::symlink("../sub", d.dir.join("in/sub/again"))?;
+    let clip_path = d.dir.join("in/sub/marked.mp4");
+    clip(&clip_path, 1)?;
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(d.jobs().is_empty(), "taken before its marker");
+    std::fs::write(d.dir.join("in/sub/marked.mp4.done"), b"")?;
+    d.wait_status("marked.mp4", "done", 60)?;
+    // A file that vanishes while settling is simply not taken.
+    clip(&d.dir.join("in/gone.mp4"), 1)?;
+    std::fs::remove_file(d.dir.join("in/gone.mp4"))?;
+    std::fs::write(d.dir.join("in/gone.mp4.done"), b"")?;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(d.jobs().len(), 1);
+    assert_eq!(d.term()?, 0);
+    // Every log line is one JSON object; lines about the file carry its name.
+    let log = std::fs::read_to_string(dir.path().join("watch.log"))?;
+    let mut about_file = 0;
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))?;
+        if v["span"]["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("marked.mp4"))
+        {
+            about_file += 1;
+        }
+    }
+    assert!(about_file > 0, "{log}");
     Ok(())
 }

@@ -270,9 +270,22 @@ impl Daemon {
         let _ = self.repo.put_file(&record);
         let wf = entry.workflow.current();
         let span = tracing::info_span!("file", file = %file, workflow = %entry.name);
-        let outcome =
-            tracing::Instrument::instrument(self.engine.run_file(path, &wf, &entry.output), span)
-                .await;
+        let outcome = tracing::Instrument::instrument(
+            async {
+                tracing::info!("taking the file");
+                let o = self.engine.run_file(path, &wf, &entry.output).await;
+                tracing::info!(
+                    job = o.id.as_deref().unwrap_or("-"),
+                    status = o.status.as_str(),
+                    reason = o.reason.as_deref().unwrap_or(""),
+                    elapsed_s = o.elapsed_s,
+                    "job finished"
+                );
+                o
+            },
+            span,
+        )
+        .await;
         record.job = outcome.id.clone().or(record.job);
         record.updated_ms = now_ms();
         record.reason = outcome.reason.clone();
