@@ -485,12 +485,19 @@ fn plan_shows_the_hooked_argv_and_predicts_the_chunks() -> TestResult {
     make_clip(&src, "256x144", 25, 4, Audio::Bursts)?;
     let wf = hooked(dir.path(), "tuned", TUNE_AQ, "")?;
     let planned = spool()
+        .env("SPOOL_STATE", dir.path().join("state"))
+        .current_dir(dir.path())
         .args(["plan", "--json", "--workflow"])
         .arg(&wf)
         .arg(&src)
         .assert()
         .success();
     let plan: serde_json::Value = serde_json::from_slice(&planned.get_output().stdout)?;
+    // Nothing written: no state, no outputs, and its scratch work directory is gone.
+    assert!(!dir.path().join("state").exists(), "plan wrote state");
+    assert!(!dir.path().join("spool-out").exists(), "plan wrote outputs");
+    let scratch = plan["work_dir"].as_str().unwrap_or("/");
+    assert!(!Path::new(scratch).exists(), "{scratch} left behind");
     let commands = plan["commands"].as_array().cloned().unwrap_or_default();
     let encodes: Vec<&serde_json::Value> =
         commands.iter().filter(|c| c["phase"] == "encode").collect();
@@ -508,10 +515,6 @@ fn plan_shows_the_hooked_argv_and_predicts_the_chunks() -> TestResult {
         encodes.len() as u64,
         run[0]["chunks"].as_u64().unwrap_or(0),
         "one ladder task per predicted chunk"
-    );
-    assert!(
-        !dir.path().join("state").exists() || dir.path().join("state/db").exists(),
-        "plan writes no state of its own"
     );
 
     // Non-media: a clear error and exit 1.

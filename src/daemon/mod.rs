@@ -223,6 +223,7 @@ impl Daemon {
         let entry = &self.entries[index];
         let file = path.display().to_string();
         let key = fingerprint_key(&print);
+        let mut digest = None;
         let content = match self.repo.seen(&key) {
             Ok(Some(c)) => c,
             _ => {
@@ -231,6 +232,7 @@ impl Daemon {
                     Ok(Ok(d)) => {
                         let c = format!("{}-{}", d.size, d.md5);
                         let _ = self.repo.put_seen(&key, &c);
+                        digest = Some(d);
                         c
                     }
                     Ok(Err(e)) => {
@@ -273,7 +275,7 @@ impl Daemon {
         let outcome = tracing::Instrument::instrument(
             async {
                 tracing::info!("taking the file");
-                let o = self.engine.run_file(path, &wf, &entry.output).await;
+                let o = self.engine.run_file(path, &wf, &entry.output, digest).await;
                 tracing::info!(
                     job = o.id.as_deref().unwrap_or("-"),
                     status = o.status.as_str(),

@@ -115,7 +115,7 @@ pub async fn enforce(
             }
         } else if !open && schedule.outside == Outside::Pause {
             // ffmpeg started just before the gate closed: pause it too.
-            running_pause(&engine);
+            engine.tools().running.signal_all(Signal::SIGSTOP);
         }
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -125,10 +125,6 @@ pub async fn enforce(
     // Never leave anything stopped behind.
     engine.set_encoding_allowed(true);
     engine.tools().running.signal_all(Signal::SIGCONT);
-}
-
-fn running_pause(engine: &Engine) {
-    engine.tools().running.signal_all(Signal::SIGSTOP);
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::media::probe::{keyframe_times, probe_counting_frames};
 use crate::media::thumbs::{poster_args, sprite_args};
 use crate::media::tools::Tools;
 use crate::script::JobScope;
-use crate::store::{TaskRecord, TaskStatus};
+use crate::store::TaskRecord;
 use crate::workflow::{LoadedWorkflow, Step};
 
 #[derive(Debug, Serialize)]
@@ -154,21 +154,12 @@ pub async fn plan_input(
         .enumerate()
     {
         let index = index as u32;
-        let record = TaskRecord {
-            job: job.clone(),
-            index,
-            chunk: chunked.then_some(spec.chunk as u32),
-            rungs: spec
-                .rungs
-                .iter()
-                .map(|r| plan.rungs[*r].name.clone())
-                .collect(),
-            status: TaskStatus::Pending,
-            attempts: 0,
-            progress: 0.0,
-            reused_rungs: 0,
-            error: None,
-        };
+        let rungs = spec
+            .rungs
+            .iter()
+            .map(|r| plan.rungs[*r].name.clone())
+            .collect();
+        let record = TaskRecord::pending(&job, index, chunked.then_some(spec.chunk as u32), rungs);
         let outputs: Vec<_> = spec
             .rungs
             .iter()

@@ -92,6 +92,7 @@ impl Engine {
         wf: &LoadedWorkflow,
         out_root: &Path,
         force: bool,
+        known: Option<FileDigest>,
     ) -> JobOutcome {
         let started = Instant::now();
         let input_display = input.display().to_string();
@@ -114,11 +115,15 @@ impl Engine {
             Err(e) => return fail_early(format!("{input_display}: {e}")),
         }
         let owned = input.to_path_buf();
-        // Probing reads the file while it is hashed; its verdict waits for the job record.
-        let (digest, probed) = tokio::join!(
-            tokio::task::spawn_blocking(move || digest_file(&owned)),
-            probe_source(&self.tools, input)
-        );
+        // Probing reads the file while it is hashed (unless the caller hashed it already);
+        // its verdict waits for the job record.
+        let hashing = async move {
+            match known {
+                Some(d) => Ok(Ok(d)),
+                None => tokio::task::spawn_blocking(move || digest_file(&owned)).await,
+            }
+        };
+        let (digest, probed) = tokio::join!(hashing, probe_source(&self.tools, input));
         let digest = match digest {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => return fail_early(format!("{input_display}: cannot read: {e}")),
@@ -483,20 +488,13 @@ impl JobCtx<'_> {
         let task_records: Vec<TaskRecord> = specs
             .iter()
             .enumerate()
-            .map(|(i, s)| TaskRecord {
-                job: self.id.clone(),
-                index: i as u32,
-                chunk: chunks[s.chunk].index,
-                rungs: s
+            .map(|(i, s)| {
+                let rungs = s
                     .rungs
                     .iter()
                     .map(|r| plan.rungs[*r].name.clone())
-                    .collect(),
-                status: TaskStatus::Pending,
-                attempts: 0,
-                progress: 0.0,
-                reused_rungs: 0,
-                error: None,
+                    .collect();
+                TaskRecord::pending(&self.id, i as u32, chunks[s.chunk].index, rungs)
             })
             .collect();
         let (job, planned) = (record.clone(), task_records.clone());

@@ -255,7 +255,7 @@ impl Engine {
                 out_dir.to_path_buf(),
             );
             handles.push(tokio::spawn(async move {
-                engine.run_job(&input, &wf, &out, force).await
+                engine.run_job(&input, &wf, &out, force, None).await
             }));
         }
         let mut outcomes = Vec::new();
@@ -278,13 +278,15 @@ impl Engine {
     }
 
     /// Runs one input as a job (the daemon's entry point; `run_all` for a batch).
+    /// `known` is the file's digest when the caller just computed it, so it is read once.
     pub async fn run_file(
         self: &Arc<Self>,
         input: &Path,
         workflow: &LoadedWorkflow,
         out_dir: &Path,
+        known: Option<crate::media::hash::FileDigest>,
     ) -> JobOutcome {
-        self.run_job(input, workflow, out_dir, false).await
+        self.run_job(input, workflow, out_dir, false, known).await
     }
 
     /// Cancels a running job; false when no job of that id runs here.

@@ -97,6 +97,23 @@ pub struct TaskRecord {
     pub error: Option<String>,
 }
 
+impl TaskRecord {
+    /// A task as planned, before it runs.
+    pub fn pending(job: &str, index: u32, chunk: Option<u32>, rungs: Vec<String>) -> TaskRecord {
+        TaskRecord {
+            job: job.to_string(),
+            index,
+            chunk,
+            rungs,
+            status: TaskStatus::Pending,
+            attempts: 0,
+            progress: 0.0,
+            reused_rungs: 0,
+            error: None,
+        }
+    }
+}
+
 /// One encoded chunk in the content-addressed cache.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheRecord {
