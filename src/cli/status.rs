@@ -6,8 +6,10 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use spool::engine::cancel_dir;
+use spool::store::watch::{retry_files, RetryTarget};
 use spool::store::{
-    now_ms, FileStatus, JobRecord, JobStatus, Repo, SledRepo, StoreError, TaskRecord, TaskStatus,
+    now_ms, JobId, JobRecord, JobStatus, JobStore, Maintenance, SledRepo, StoreError, TaskRecord,
+    TaskStatus, TaskStore,
 };
 
 use super::client::Client;
@@ -23,7 +25,7 @@ fn from_daemon(client: &Client, job: Option<&str>) -> Result<Vec<(JobRecord, Vec
             if jobs.len() > 50 {
                 return Ok(jobs.into_iter().map(|j| (j, Vec::new())).collect());
             }
-            jobs.into_iter().map(|j| j.id).collect()
+            jobs.into_iter().map(|j| j.id.0).collect()
         }
     };
     let mut out = Vec::new();
@@ -47,18 +49,23 @@ pub fn status(state: &Path, job: Option<&str>, as_json: bool) -> Result<()> {
 }
 
 fn from_store(state: &Path, job: Option<&str>) -> Result<Vec<(JobRecord, Vec<TaskRecord>)>> {
-    let repo = match SledRepo::open(state) {
+    let repo = match SledRepo::open_existing(state) {
         Ok(r) => r,
         Err(StoreError::Locked { dir }) => {
             bail!("state directory {dir} is held by a running `spool run`; wait for it to finish")
         }
+        // Nothing was ever run with this state: no jobs, and nothing is created.
+        Err(StoreError::NoState { dir }) => match job {
+            Some(id) => bail!("no job {id}: there is no spool state in {dir}"),
+            None => return Ok(Vec::new()),
+        },
         Err(e) => return Err(e.into()),
     };
     // We hold the lock, so nothing is running: show a crashed run's jobs as interrupted.
     repo.recover()?;
     let mut jobs = repo.list_jobs()?;
     if let Some(id) = job {
-        jobs.retain(|j| j.id == id);
+        jobs.retain(|j| j.id.as_str() == id);
         if jobs.is_empty() {
             bail!("no job {id} in {}", state.display());
         }
@@ -79,7 +86,11 @@ fn render(listed: &[(JobRecord, Vec<TaskRecord>)], one: bool, as_json: bool, sta
         return;
     }
     if listed.is_empty() {
-        println!("no jobs in {}", state.display());
+        if state.join("db").exists() {
+            println!("no jobs in {}", state.display());
+        } else {
+            println!("no jobs: there is no spool state in {}", state.display());
+        }
     }
     for (j, tasks) in listed {
         let count = |s: TaskStatus| tasks.iter().filter(|t| t.status == s).count();
@@ -123,18 +134,19 @@ fn render(listed: &[(JobRecord, Vec<TaskRecord>)], one: bool, as_json: bool, sta
 }
 
 pub fn cancel(state: &Path, id: &str) -> Result<()> {
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !JobId::looks_valid(id) {
         bail!("{id:?} is not a job id (see `spool status`)");
     }
+    let job_id = JobId(id.to_string());
     if let Some(client) = Client::find(state) {
         client.post(&format!("/v1/jobs/{id}/cancel"), json!({}))?;
         println!("job {id} cancelled");
         return Ok(());
     }
-    match SledRepo::open(state) {
+    match SledRepo::open_existing(state) {
         Ok(repo) => {
             let mut job = repo
-                .get_job(id)?
+                .get_job(&job_id)?
                 .with_context(|| format!("no job {id} in {}", state.display()))?;
             if job.status.is_final() {
                 println!("job {id} is already {}", job.status.as_str());
@@ -143,18 +155,19 @@ pub fn cancel(state: &Path, id: &str) -> Result<()> {
             job.status = JobStatus::Cancelled;
             job.error = Some("cancelled".into());
             job.updated_ms = now_ms();
-            repo.put_job(&job)?;
+            repo.save_job(&job)?;
             for mut t in repo
-                .tasks_of(id)?
+                .tasks_of(&job_id)?
                 .into_iter()
-                .filter(|t| t.status != TaskStatus::Done)
+                .filter(|t| t.status.may_become(TaskStatus::Cancelled))
             {
                 t.status = TaskStatus::Cancelled;
-                repo.put_task(&t)?;
+                repo.save_task(&t)?;
             }
             repo.flush()?;
             println!("job {id} cancelled");
         }
+        Err(StoreError::NoState { dir }) => bail!("no job {id}: there is no spool state in {dir}"),
         Err(StoreError::Locked { .. }) => {
             let dir = cancel_dir(state);
             std::fs::create_dir_all(&dir)?;
@@ -168,38 +181,28 @@ pub fn cancel(state: &Path, id: &str) -> Result<()> {
 
 /// `spool retry JOB|PATH`: a parked or failed watched file is taken again.
 pub fn retry(state: &Path, what: &str) -> Result<()> {
-    let is_job =
-        !what.is_empty() && what.chars().all(|c| c.is_ascii_hexdigit()) && what.len() == 16;
-    let path = if is_job {
-        None
-    } else {
-        Some(
+    let job = JobId::looks_valid(what).then(|| JobId(what.to_string()));
+    let path = match job {
+        Some(_) => None,
+        None => Some(
             std::fs::canonicalize(what)
                 .unwrap_or_else(|_| Path::new(what).to_path_buf())
                 .display()
                 .to_string(),
-        )
+        ),
     };
-    let job = is_job.then_some(what);
     if let Some(client) = Client::find(state) {
         let v = client.post("/v1/retry", json!({ "job": job, "path": path }))?;
         println!("{} file(s) will be taken again", v["retrying"]);
         return Ok(());
     }
-    let repo = SledRepo::open(state)?;
-    let mut n = 0;
-    for mut f in repo.list_files()? {
-        let hit = job.is_some_and(|j| f.job.as_deref() == Some(j))
-            || path.as_ref().is_some_and(|p| f.paths.contains(p));
-        if hit && matches!(f.status, FileStatus::Parked | FileStatus::Failed) {
-            f.status = FileStatus::Failed;
-            f.attempts = 0;
-            f.reason = None;
-            f.updated_ms = now_ms();
-            repo.put_file(&f)?;
-            n += 1;
-        }
-    }
+    let repo = SledRepo::open_existing(state)?;
+    let target = match (&job, &path) {
+        (Some(j), _) => RetryTarget::Job(j),
+        (None, Some(p)) => RetryTarget::Path(p),
+        (None, None) => bail!("give a job id or a path"),
+    };
+    let n = retry_files(&repo, target)?;
     repo.flush()?;
     if n == 0 {
         bail!("no parked or failed file matches {what:?}");

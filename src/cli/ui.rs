@@ -7,6 +7,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use spool::engine::Event;
+use spool::store::JobId;
 
 pub async fn render(mut events: UnboundedReceiver<Event>, bars: bool) {
     if bars {
@@ -17,7 +18,7 @@ pub async fn render(mut events: UnboundedReceiver<Event>, bars: bool) {
 }
 
 async fn render_lines(events: &mut UnboundedReceiver<Event>) {
-    let mut last_logged: HashMap<String, (Instant, f64)> = HashMap::new();
+    let mut last_logged: HashMap<JobId, (Instant, f64)> = HashMap::new();
     while let Some(e) = events.recv().await {
         match e {
             Event::JobStarted {
@@ -43,10 +44,12 @@ async fn render_lines(events: &mut UnboundedReceiver<Event>) {
             }
             Event::TaskProgress { .. } => {}
             Event::JobFinished(o) => match &o.reason {
-                None => tracing::info!(job = ?o.id, input = %o.input, status = o.status.as_str(),
-                    chunks = o.chunks, reused = o.reused_chunks, "job finished in {:.1}s", o.elapsed_s),
+                None => {
+                    tracing::info!(job = %shown(&o.id), input = %o.input, status = o.status.as_str(),
+                    chunks = o.chunks, reused = o.reused_chunks, "job finished in {:.1}s", o.elapsed_s)
+                }
                 Some(r) => {
-                    tracing::warn!(job = ?o.id, input = %o.input, status = o.status.as_str(), "job ended: {r}")
+                    tracing::warn!(job = %shown(&o.id), input = %o.input, status = o.status.as_str(), "job ended: {r}")
                 }
             },
         }
@@ -62,8 +65,8 @@ async fn render_bars(events: &mut UnboundedReceiver<Event>) {
     let task_style =
         ProgressStyle::with_template("  {prefix} [{bar:20}] {percent:>3}% ETA {eta} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
-    let mut jobs: HashMap<String, ProgressBar> = HashMap::new();
-    let mut tasks: HashMap<(String, String), ProgressBar> = HashMap::new();
+    let mut jobs: HashMap<JobId, ProgressBar> = HashMap::new();
+    let mut tasks: HashMap<(JobId, String), ProgressBar> = HashMap::new();
     while let Some(e) = events.recv().await {
         match e {
             Event::JobStarted { job, input, .. } => {
@@ -104,8 +107,7 @@ async fn render_bars(events: &mut UnboundedReceiver<Event>) {
                 }
             }
             Event::JobFinished(o) => {
-                let id = o.id.clone().unwrap_or_default();
-                if let Some(b) = jobs.remove(&id) {
+                if let Some(b) = o.id.as_ref().and_then(|id| jobs.remove(id)) {
                     b.finish_with_message(o.status.as_str().to_string());
                 }
                 let line = match &o.reason {
@@ -123,6 +125,11 @@ async fn render_bars(events: &mut UnboundedReceiver<Event>) {
             }
         }
     }
+}
+
+/// A job id for log lines: the id, or "-" for a job that never got one.
+fn shown(id: &Option<JobId>) -> &str {
+    id.as_ref().map_or("-", JobId::as_str)
 }
 
 fn short_name(input: &str) -> String {

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Daemon;
 use crate::engine::metrics::Metrics;
-use crate::store::JobStatus;
+use crate::store::watch::RetryTarget;
+use crate::store::{JobId, JobStatus};
 
 type Shared = State<Arc<Daemon>>;
 
@@ -95,6 +96,7 @@ async fn jobs(State(d): Shared) -> Response {
 
 async fn job(State(d): Shared, UrlPath(id): UrlPath<String>) -> Response {
     let repo = d.repo.clone();
+    let id = JobId(id);
     let found = blocking(move || {
         Ok::<_, crate::store::StoreError>((repo.get_job(&id)?, repo.tasks_of(&id)?))
     })
@@ -108,7 +110,7 @@ async fn job(State(d): Shared, UrlPath(id): UrlPath<String>) -> Response {
 }
 
 async fn cancel(State(d): Shared, UrlPath(id): UrlPath<String>) -> Response {
-    if d.engine.cancel_job(&id) {
+    if d.engine.cancel_job(&JobId(id.clone())) {
         Json(json!({ "cancelled": id })).into_response()
     } else {
         error(StatusCode::CONFLICT, format!("job {id} is not running"))
@@ -126,9 +128,16 @@ async fn retry(State(d): Shared, Json(body): Json<RetryBody>) -> Response {
         return error(StatusCode::BAD_REQUEST, "give a job id or a path");
     }
     let daemon = d.clone();
-    match blocking(move || daemon.retry(body.job.as_deref(), body.path.as_deref())).await {
-        Ok(0) => error(StatusCode::NOT_FOUND, "no parked or failed file matches"),
-        Ok(n) => Json(json!({ "retrying": n })).into_response(),
+    let retried = blocking(move || match (&body.job, &body.path) {
+        (Some(job), _) => daemon.retry(RetryTarget::Job(&JobId(job.clone()))),
+        (None, Some(path)) => daemon.retry(RetryTarget::Path(path)),
+        (None, None) => Ok(0),
+    })
+    .await;
+    match retried {
+        Ok(Ok(0)) => error(StatusCode::NOT_FOUND, "no parked or failed file matches"),
+        Ok(Ok(n)) => Json(json!({ "retrying": n })).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(r) => r,
     }
 }
@@ -174,14 +183,16 @@ async fn metrics(State(d): Shared) -> Response {
     let repo = d.repo.clone();
     let counts = blocking(move || {
         let mut jobs = std::collections::BTreeMap::new();
-        for j in repo.list_jobs().unwrap_or_default() {
+        for j in repo.list_jobs()? {
             *jobs.entry(j.status).or_insert(0u64) += 1;
         }
-        (jobs, super::file_counts(repo.as_ref()))
+        Ok::<_, crate::store::StoreError>((jobs, super::file_counts(repo.as_ref())?))
     })
     .await;
-    let Ok((jobs, files)) = counts else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable");
+    let (jobs, files) = match counts {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(r) => return r,
     };
     let m = &d.engine.metrics;
     let mut out = String::new();

@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::Engine;
 use crate::media::hash::digest_file;
-use crate::store::{now_ms, FileRecord, FileStatus, JobStatus, Repo};
+use crate::store::watch::{retry_files, RetryTarget};
+use crate::store::{now_ms, FileRecord, FileStatus, JobId, JobStatus, Repo, StoreError};
 use crate::workflow::reload::{Reload, WatchedWorkflow};
 use crate::workflow::schema::Watch;
 use admission::Fingerprint;
@@ -224,14 +225,21 @@ impl Daemon {
         let file = path.display().to_string();
         let key = fingerprint_key(&print);
         let mut digest = None;
-        let content = match self.repo.seen(&key) {
-            Ok(Some(c)) => c,
-            _ => {
+        let seen = match self.repo.seen(&key) {
+            Ok(seen) => seen,
+            Err(e) => {
+                tracing::error!(%file, error = %e, "state store unreadable; will look again at the next scan");
+                return;
+            }
+        };
+        let content = match seen {
+            Some(c) => c,
+            None => {
                 let owned = path.to_path_buf();
                 match tokio::task::spawn_blocking(move || digest_file(&owned)).await {
                     Ok(Ok(d)) => {
                         let c = format!("{}-{}", d.size, d.md5);
-                        let _ = self.repo.put_seen(&key, &c);
+                        log_store(&file, self.repo.put_seen(&key, &c));
                         digest = Some(d);
                         c
                     }
@@ -243,7 +251,13 @@ impl Daemon {
                 }
             }
         };
-        let existing = self.repo.get_file(&entry.name, &content).ok().flatten();
+        let existing = match self.repo.get_file(&entry.name, &content) {
+            Ok(existing) => existing,
+            Err(e) => {
+                tracing::error!(%file, error = %e, "state store unreadable; will look again at the next scan");
+                return;
+            }
+        };
         let mut record = existing.clone().unwrap_or(FileRecord {
             content: content.clone(),
             workflow: entry.name.clone(),
@@ -263,13 +277,14 @@ impl Daemon {
             ..
         }) = &existing
         {
-            tracing::info!(%file, job = ?job, ?status, "same content as a file already handled; not processed again");
+            let job = job.as_ref().map_or("-", JobId::as_str);
+            tracing::info!(%file, job, ?status, "same content as a file already handled; not processed again");
             record.updated_ms = now_ms();
-            let _ = self.repo.put_file(&record);
+            log_store(&file, self.repo.put_file(&record));
             return;
         }
         record.status = FileStatus::Queued;
-        let _ = self.repo.put_file(&record);
+        log_store(&file, self.repo.put_file(&record));
         let wf = entry.workflow.current();
         let span = tracing::info_span!("file", file = %file, workflow = %entry.name);
         let outcome = tracing::Instrument::instrument(
@@ -277,7 +292,7 @@ impl Daemon {
                 tracing::info!("taking the file");
                 let o = self.engine.run_file(path, &wf, &entry.output, digest).await;
                 tracing::info!(
-                    job = o.id.as_deref().unwrap_or("-"),
+                    job = o.id.as_ref().map_or("-", JobId::as_str),
                     status = o.status.as_str(),
                     reason = o.reason.as_deref().unwrap_or(""),
                     elapsed_s = o.elapsed_s,
@@ -311,31 +326,15 @@ impl Daemon {
                 }
             }
         };
-        let _ = self.repo.put_file(&record);
-        let _ = self.repo.flush();
+        log_store(&file, self.repo.put_file(&record));
+        log_store(&file, self.repo.flush());
     }
 
     /// Clears a parked or failed file (by job id or path) so the next scan takes it again.
-    pub fn retry(&self, job: Option<&str>, path: Option<&str>) -> usize {
-        let Ok(files) = self.repo.list_files() else {
-            return 0;
-        };
-        let mut n = 0;
-        for mut f in files {
-            let hit = job.is_some_and(|j| f.job.as_deref() == Some(j))
-                || path.is_some_and(|p| f.paths.iter().any(|x| x == p));
-            if hit && matches!(f.status, FileStatus::Parked | FileStatus::Failed) {
-                f.status = FileStatus::Failed;
-                f.attempts = 0;
-                f.reason = None;
-                f.updated_ms = now_ms();
-                if self.repo.put_file(&f).is_ok() {
-                    n += 1;
-                }
-            }
-        }
+    pub fn retry(&self, target: RetryTarget<'_>) -> Result<usize, StoreError> {
+        let n = retry_files(self.repo.as_ref(), target)?;
         self.rescan_all();
-        n
+        Ok(n)
     }
 
     /// Folder states for the API.
@@ -464,6 +463,7 @@ pub async fn run(
         if let Some(schedule) = e.workflow.current().workflow.schedule.clone() {
             loops.push(tokio::spawn(schedule::enforce(
                 engine.clone(),
+                e.name.clone(),
                 schedule,
                 clock_file.clone(),
                 stop.clone(),
@@ -482,7 +482,7 @@ pub async fn run(
     }
     let _ = api.await;
     engine.finish_deliveries().await;
-    let _ = daemon.repo.flush();
+    log_store("(shutdown)", daemon.repo.flush());
     let _ = std::fs::remove_file(&file);
     tracing::info!("spool watch stopped");
     Ok(0)
@@ -494,15 +494,22 @@ fn restrict(file: &Path) {
     let _ = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600));
 }
 
+/// A store write the daemon cannot act on otherwise is at least logged, never dropped.
+fn log_store(file: &str, result: Result<(), StoreError>) {
+    if let Err(e) = result {
+        tracing::error!(%file, error = %e, "state store write failed");
+    }
+}
+
 /// Files by status, for metrics.
-pub fn file_counts(repo: &dyn Repo) -> HashMap<String, u64> {
+pub fn file_counts(repo: &dyn Repo) -> Result<HashMap<String, u64>, StoreError> {
     let mut counts = HashMap::new();
-    for f in repo.list_files().unwrap_or_default() {
+    for f in repo.list_files()? {
         let key = serde_json::to_value(f.status)
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default();
         *counts.entry(key).or_insert(0) += 1;
     }
-    counts
+    Ok(counts)
 }

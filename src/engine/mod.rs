@@ -1,63 +1,77 @@
-//! The engine: composes media, store and workflow into jobs, under one scheduler.
+//! The engine: composes media, store, script and workflow into jobs. It is built from its
+//! parts (store, runner, queue, artifact store), so each can be replaced or tested alone.
+//!
+//! - `plan/`: the one planner (`spool plan` prints it, `spool run` executes it)
+//! - `job/`: the coordinator, one stage per file
+//! - `task/`: the serialisable encode task, `execute`, the retry policy
+//! - `queue/`: submit/events/cancel and claim/renew/complete/fail; the local queue
+//! - `exec/`: the runner every ffmpeg goes through (slots, gates, trace, process groups)
+//! - `artifacts/`: the content-addressed store of encoded chunks
+//! - `hooks/`, `steps/`, `notify/`: Lua, workflow steps, webhooks
 
-pub mod cache;
-mod dry_run;
+pub mod artifacts;
+pub mod error;
+pub mod exec;
 mod hooks;
 mod job;
+pub mod manifest;
 pub mod metrics;
+mod notify;
 pub mod plan;
-mod previews;
 pub mod publish;
 pub mod queue;
 mod recovery;
-mod script_api;
 mod steps;
-mod task;
-mod webhooks;
+pub mod task;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use nix::sys::signal::Signal;
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use artifacts::ArtifactStore;
+use exec::Runner;
+pub use plan::preview::{plan_input, PlanReport, PlannedCommand};
+use queue::{LocalQueue, TaskQueue, WorkSource};
+use task::ExecEnv;
+
 use crate::media::tools::{FfmpegError, Tools};
-use crate::store::{now_ms, JobStatus, Repo, SledRepo, StoreError};
+use crate::store::{now_ms, JobId, JobStatus, Repo, SledRepo, StoreError};
 use crate::workflow::LoadedWorkflow;
-use cache::Cache;
-pub use dry_run::{plan_input, PlanReport, PlannedCommand};
-use queue::{LocalQueue, Slots, TaskQueue};
 
 /// What the engine reports while it works; the CLI renders these.
 #[derive(Debug, Clone)]
 pub enum Event {
     JobStarted {
-        job: String,
+        job: JobId,
         input: String,
         tasks: usize,
         rungs: Vec<String>,
     },
     Note {
-        job: String,
+        job: JobId,
         message: String,
     },
     TaskProgress {
-        job: String,
+        job: JobId,
         task: String,
         fraction: f64,
         fps: Option<f64>,
         speed: Option<f64>,
     },
     TaskFinished {
-        job: String,
+        job: JobId,
         task: String,
         reused: usize,
     },
     JobProgress {
-        job: String,
+        job: JobId,
         fraction: f64,
     },
     JobFinished(JobOutcome),
@@ -66,7 +80,7 @@ pub enum Event {
 /// The result of one input, as `spool run --json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobOutcome {
-    pub id: Option<String>,
+    pub id: Option<JobId>,
     pub input: String,
     pub status: JobStatus,
     pub reason: Option<String>,
@@ -74,6 +88,22 @@ pub struct JobOutcome {
     pub chunks: u32,
     pub reused_chunks: u32,
     pub elapsed_s: f64,
+}
+
+impl JobOutcome {
+    /// A job that ended before it had a record (the input could not even be read).
+    fn failed_early(input: &Path, reason: String, started: Instant) -> JobOutcome {
+        JobOutcome {
+            id: None,
+            input: input.display().to_string(),
+            status: JobStatus::Failed,
+            reason: Some(reason),
+            manifest: None,
+            chunks: 0,
+            reused_chunks: 0,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,29 +123,37 @@ pub enum EngineError {
 pub struct EngineConfig {
     pub state_dir: PathBuf,
     pub concurrency: usize,
-    /// Append every ffmpeg argv as a JSON line here (used by the benchmark's replay).
+    /// Append every ffmpeg command line as a JSON line here (the benchmark replays it).
     pub trace_commands: Option<PathBuf>,
     /// Leave work directories in place after a job (the benchmark replays against them).
     pub keep_work: bool,
 }
 
+/// The parts an engine is built from.
+pub struct EngineParts {
+    pub repo: Arc<dyn Repo>,
+    pub runner: Arc<Runner>,
+    pub queue: Arc<dyn TaskQueue>,
+    pub artifacts: Arc<ArtifactStore>,
+}
+
 pub struct Engine {
-    tools: Tools,
     repo: Arc<dyn Repo>,
-    cache: Cache,
+    runner: Arc<Runner>,
     queue: Arc<dyn TaskQueue>,
-    slots: Arc<Slots>,
+    artifacts: Arc<ArtifactStore>,
+    /// The local queue, closed when the engine goes (its workers then stop).
+    local: Option<Arc<LocalQueue>>,
     state_dir: PathBuf,
     events: UnboundedSender<Event>,
     /// Cancelled on Ctrl-C / SIGTERM: jobs stop as interrupted (resumable).
     shutdown: CancellationToken,
-    running: Mutex<HashMap<String, CancellationToken>>,
-    trace: Option<Arc<Mutex<std::fs::File>>>,
+    running: Mutex<HashMap<JobId, CancellationToken>>,
     job_seq: AtomicU64,
     keep_work: bool,
     /// Webhook deliveries in flight; drained (bounded) at the end of a run.
     deliveries: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    webhook_seq: webhooks::Sequence,
+    webhook_seq: notify::Sequence,
     pub metrics: metrics::Metrics,
 }
 
@@ -132,6 +170,7 @@ pub fn cancel_dir(state_dir: &Path) -> PathBuf {
 }
 
 impl Engine {
+    /// The default engine: sled state, the local queue with one worker per slot.
     pub async fn open(
         cfg: EngineConfig,
         events: UnboundedSender<Event>,
@@ -145,11 +184,10 @@ impl Engine {
                 path: cfg.state_dir.display().to_string(),
                 source,
             })?;
-        let cfg = EngineConfig { state_dir, ..cfg };
         for sub in ["work", "cache", "cancel"] {
-            ensure_dir(&cfg.state_dir.join(sub))?;
+            ensure_dir(&state_dir.join(sub))?;
         }
-        let repo: Arc<dyn Repo> = Arc::new(SledRepo::open(&cfg.state_dir)?);
+        let repo: Arc<dyn Repo> = Arc::new(SledRepo::open(&state_dir)?);
         let recovered = repo.recover()?;
         if recovered > 0 {
             tracing::info!(
@@ -157,21 +195,9 @@ impl Engine {
                 "jobs left running by an earlier spool are marked interrupted"
             );
         }
-        let killed = recovery::kill_orphaned_ffmpeg(&cfg.state_dir.join("work"));
-        if killed > 0 {
-            tracing::warn!(
-                killed,
-                "killed ffmpeg processes left running by a spool that died"
-            );
-        }
-        // Work directories of earlier runs are orphans now: nothing runs yet.
-        if let Ok(entries) = std::fs::read_dir(cfg.state_dir.join("work")) {
-            for e in entries.flatten() {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
+        recovery::clean_work_dir(&state_dir.join("work"));
         let trace = match &cfg.trace_commands {
-            Some(p) => Some(Arc::new(Mutex::new(
+            Some(p) => Some(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -180,33 +206,63 @@ impl Engine {
                         path: p.display().to_string(),
                         source,
                     })?,
-            ))),
+            ),
             None => None,
         };
-        let slots = Slots::new(cfg.concurrency);
-        let queue: Arc<dyn TaskQueue> =
-            Arc::new(LocalQueue::new(tools.clone(), slots.clone(), trace.clone()));
-        Ok(Arc::new(Engine {
-            cache: Cache::new(cfg.state_dir.join("cache"), repo.clone()),
-            tools,
+        let runner = Arc::new(Runner::new(tools, cfg.concurrency, trace));
+        let artifacts = Arc::new(ArtifactStore::new(state_dir.join("cache")));
+        let local = Arc::new(LocalQueue::new());
+        let env = Arc::new(ExecEnv {
+            runner: runner.clone(),
+            artifacts: artifacts.clone(),
+        });
+        for _ in 0..cfg.concurrency.max(1) {
+            let source: Arc<dyn WorkSource> = local.clone();
+            tokio::spawn(queue::work(source, env.clone()));
+        }
+        let parts = EngineParts {
             repo,
-            queue,
-            slots,
-            state_dir: cfg.state_dir,
+            runner,
+            queue: local.clone(),
+            artifacts,
+        };
+        let mut engine = Engine::new(parts, state_dir, cfg.keep_work, events, shutdown);
+        engine.local = Some(local);
+        Ok(Arc::new(engine))
+    }
+
+    /// An engine from given parts.
+    pub fn new(
+        parts: EngineParts,
+        state_dir: PathBuf,
+        keep_work: bool,
+        events: UnboundedSender<Event>,
+        shutdown: CancellationToken,
+    ) -> Engine {
+        Engine {
+            repo: parts.repo,
+            runner: parts.runner,
+            queue: parts.queue,
+            artifacts: parts.artifacts,
+            local: None,
+            state_dir,
             events,
             shutdown,
             running: Mutex::new(HashMap::new()),
-            trace,
             job_seq: AtomicU64::new(0),
-            keep_work: cfg.keep_work,
+            keep_work,
             deliveries: Mutex::new(Vec::new()),
-            webhook_seq: webhooks::Sequence::default(),
+            webhook_seq: notify::Sequence::default(),
             metrics: metrics::Metrics::default(),
-        }))
+        }
     }
 
     pub fn repo(&self) -> &Arc<dyn Repo> {
         &self.repo
+    }
+
+    pub fn tools(&self) -> &Tools {
+        self.runner.tools()
     }
 
     /// Runs a store call on the blocking pool: sled may fsync, and the async code around it
@@ -222,19 +278,24 @@ impl Engine {
     }
 
     fn emit(&self, event: Event) {
+        // The receiver (a UI) may be gone; the job does not depend on it.
         let _ = self.events.send(event);
     }
 
-    fn new_job_id(&self) -> String {
-        let seq = self.job_seq.fetch_add(1, Ordering::Relaxed);
+    fn next_seq(&self) -> u64 {
+        self.job_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn new_job_id(&self) -> JobId {
+        let seq = self.next_seq();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        format!(
+        JobId(format!(
             "{:012x}{:04x}",
             now_ms(),
             (u64::from(nanos) ^ (u64::from(std::process::id()) << 4) ^ seq) & 0xffff
-        )
+        ))
     }
 
     /// Runs every input as a job; all their tasks share one scheduler.
@@ -260,20 +321,15 @@ impl Engine {
         }
         let mut outcomes = Vec::new();
         for (h, input) in handles.into_iter().zip(inputs) {
-            outcomes.push(h.await.unwrap_or_else(|e| JobOutcome {
-                id: None,
-                input: input.display().to_string(),
-                status: JobStatus::Failed,
-                reason: Some(format!("internal error: {e}")),
-                manifest: None,
-                chunks: 0,
-                reused_chunks: 0,
-                elapsed_s: 0.0,
+            outcomes.push(h.await.unwrap_or_else(|e| {
+                JobOutcome::failed_early(input, format!("internal error: {e}"), Instant::now())
             }));
         }
         watcher.abort();
-        let _ = self.repo.flush();
-        self.drain_webhooks(webhooks::DRAIN).await;
+        if let Err(e) = self.repo.flush() {
+            tracing::error!(error = %e, "flushing the state store failed");
+        }
+        self.drain_webhooks(notify::DRAIN).await;
         outcomes
     }
 
@@ -290,26 +346,27 @@ impl Engine {
     }
 
     /// Cancels a running job; false when no job of that id runs here.
-    pub fn cancel_job(&self, id: &str) -> bool {
+    pub fn cancel_job(&self, id: &JobId) -> bool {
         let token = self.running.lock().ok().and_then(|r| r.get(id).cloned());
         token.map(|t| t.cancel()).is_some()
     }
 
     /// Ids of the jobs running now.
-    pub fn running_jobs(&self) -> Vec<String> {
+    pub fn running_jobs(&self) -> Vec<JobId> {
         self.running
             .lock()
             .map(|r| r.keys().cloned().collect())
             .unwrap_or_default()
     }
 
-    /// Opens or closes the gate on new ffmpeg starts (schedules).
-    pub fn set_encoding_allowed(&self, open: bool) {
-        self.slots.set_open(open);
+    /// Opens or closes one workflow's gate on new ffmpeg starts (its schedule).
+    pub fn set_gate(&self, workflow: &str, open: bool) {
+        self.runner.set_gate(workflow, open);
     }
 
-    pub fn tools(&self) -> &Tools {
-        &self.tools
+    /// Signals one workflow's running ffmpeg processes (SIGSTOP to pause, SIGCONT).
+    pub fn signal_gate(&self, workflow: &str, signal: Signal) -> usize {
+        self.runner.signal_gate(workflow, signal)
     }
 
     pub fn shutdown_token(&self) -> &CancellationToken {
@@ -318,7 +375,7 @@ impl Engine {
 
     /// Waits (bounded) for webhook deliveries; the daemon calls it on the way out.
     pub async fn finish_deliveries(&self) {
-        self.drain_webhooks(webhooks::DRAIN).await;
+        self.drain_webhooks(notify::DRAIN).await;
     }
 
     /// Picks up `spool cancel` requests dropped as files while this process holds the state.
@@ -327,16 +384,24 @@ impl Engine {
         loop {
             if let Ok(entries) = std::fs::read_dir(&dir) {
                 for e in entries.flatten() {
-                    let id = e.file_name().to_string_lossy().into_owned();
-                    let token = self.running.lock().ok().and_then(|r| r.get(&id).cloned());
-                    if let Some(token) = token {
+                    let id = JobId(e.file_name().to_string_lossy().into_owned());
+                    if self.cancel_job(&id) {
                         tracing::info!(job = %id, "cancel requested");
-                        token.cancel();
-                        let _ = std::fs::remove_file(e.path());
+                        if let Err(err) = std::fs::remove_file(e.path()) {
+                            tracing::warn!(job = %id, error = %err, "cannot remove the cancel request");
+                        }
                     }
                 }
             }
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(local) = &self.local {
+            local.close();
         }
     }
 }

@@ -35,3 +35,22 @@ pub fn kill_orphaned_ffmpeg(work_dir: &Path) -> usize {
     }
     killed
 }
+
+/// At start, with the state locked by this process: orphaned ffmpeg killed, and the work
+/// directories of earlier runs removed (nothing of this run exists yet).
+pub fn clean_work_dir(work_dir: &Path) {
+    let killed = kill_orphaned_ffmpeg(work_dir);
+    if killed > 0 {
+        tracing::warn!(
+            killed,
+            "killed ffmpeg processes left running by a spool that died"
+        );
+    }
+    if let Ok(entries) = std::fs::read_dir(work_dir) {
+        for e in entries.flatten() {
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                tracing::warn!(dir = %e.path().display(), error = %err, "cannot remove an old work directory");
+            }
+        }
+    }
+}

@@ -267,7 +267,12 @@ pub fn audio_args(source: &Path, audio: &AudioEncode, out: &Path) -> Vec<OsStrin
 }
 
 /// Joins encoded chunks (concat demuxer) and the encoded audio into one file, all copied.
-pub fn join_args(concat_list: &Path, audio: Option<&Path>, out: &Path) -> Vec<OsString> {
+pub fn join_args(
+    concat_list: &Path,
+    audio: Option<&Path>,
+    codec: Codec,
+    out: &Path,
+) -> Vec<OsString> {
     let mut a = os_args(["-y", "-f", "concat", "-safe", "0", "-i"]);
     a.push(concat_list.as_os_str().to_owned());
     if let Some(audio) = audio {
@@ -288,11 +293,10 @@ pub fn join_args(concat_list: &Path, audio: Option<&Path>, out: &Path) -> Vec<Os
         "-map_chapters",
         "-1",
     ]));
-    if out.extension().is_some_and(|e| e == "mp4") {
-        a.extend(os_args(["-movflags", "+faststart", "-f", "mp4"]));
-    } else {
-        a.extend(os_args(["-f", "webm"]));
+    if codec.is_mp4() {
+        a.extend(os_args(["-movflags", "+faststart"]));
     }
+    a.extend(os_args(["-f", codec.muxer()]));
     a.push(out.as_os_str().to_owned());
     a
 }

@@ -5,7 +5,7 @@ use sha2::Sha256;
 use std::io::Read;
 use std::path::Path;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileDigest {
     pub md5: String,
     pub sha256: String,

@@ -42,20 +42,34 @@ impl Codec {
     /// Extension of the published file (and of the encoded chunks, so concat can copy).
     pub fn container_ext(self) -> &'static str {
         match self {
+            Codec::H264 | Codec::H265 | Codec::Av1 => "mp4",
             Codec::Vp9 => "webm",
-            _ => "mp4",
+        }
+    }
+    /// The muxer (`-f`) of the published file.
+    pub fn muxer(self) -> &'static str {
+        match self {
+            Codec::H264 | Codec::H265 | Codec::Av1 => "mp4",
+            Codec::Vp9 => "webm",
+        }
+    }
+    /// Whether the published file is an MP4, whose sample table spool reads in-process.
+    pub fn is_mp4(self) -> bool {
+        match self {
+            Codec::H264 | Codec::H265 | Codec::Av1 => true,
+            Codec::Vp9 => false,
         }
     }
     pub fn audio_encoder(self) -> &'static str {
         match self {
+            Codec::H264 | Codec::H265 | Codec::Av1 => "aac",
             Codec::Vp9 => "libopus",
-            _ => "aac",
         }
     }
     pub fn default_audio_kbps(self) -> u32 {
         match self {
+            Codec::H264 | Codec::H265 | Codec::Av1 => 128,
             Codec::Vp9 => 96,
-            _ => 128,
         }
     }
     pub fn default_crf(self) -> u32 {
@@ -169,4 +183,22 @@ pub struct Rung {
     pub audio_kbps: u32,
     /// Keyframe interval in frames.
     pub gop: u32,
+}
+
+/// A plain H.264 CRF rung, for tests.
+#[cfg(test)]
+pub(crate) fn sample_rung(name: &str, height: u32) -> Rung {
+    Rung {
+        name: name.into(),
+        codec: Codec::H264,
+        height,
+        rate_control: RateControl::Crf,
+        crf: 23,
+        preset: "fast".into(),
+        bitrate_kbps: 300,
+        maxrate_kbps: 450,
+        bufsize_kbps: 600,
+        audio_kbps: 128,
+        gop: 25,
+    }
 }

@@ -1,7 +1,7 @@
 //! Parser for ffmpeg's `-progress` key=value stream. Pure, so it can be fuzzed.
 
 /// One progress report; ffmpeg emits a block of keys that ends in `progress=...`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     /// Output position in seconds (from `out_time_us`).
     pub out_time_s: Option<f64>,

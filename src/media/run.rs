@@ -67,16 +67,17 @@ impl RunError {
     }
 }
 
-/// The process groups of the ffmpeg runs in progress.
+/// The process groups of the ffmpeg runs in progress, each tagged (a workflow's name), so
+/// that one workflow's schedule can pause its own processes and no one else's.
 #[derive(Debug, Default)]
 pub struct ProcessGroups {
-    groups: std::sync::Mutex<std::collections::HashSet<i32>>,
+    groups: std::sync::Mutex<std::collections::HashMap<i32, String>>,
 }
 
 impl ProcessGroups {
-    fn add(&self, pgid: i32) {
+    fn add(&self, pgid: i32, tag: &str) {
         if let Ok(mut g) = self.groups.lock() {
-            g.insert(pgid);
+            g.insert(pgid, tag.to_string());
         }
     }
     fn remove(&self, pgid: i32) {
@@ -84,11 +85,15 @@ impl ProcessGroups {
             g.remove(&pgid);
         }
     }
-    /// Sends `signal` (SIGSTOP to pause, SIGCONT to resume) to every running ffmpeg.
-    /// Returns how many got it.
-    pub fn signal_all(&self, signal: Signal) -> usize {
+    /// Sends `signal` (SIGSTOP to pause, SIGCONT to resume) to every running ffmpeg with
+    /// this tag. Returns how many got it.
+    pub fn signal_tagged(&self, tag: &str, signal: Signal) -> usize {
         let groups: Vec<i32> = match self.groups.lock() {
-            Ok(g) => g.iter().copied().collect(),
+            Ok(g) => g
+                .iter()
+                .filter(|(_, t)| t.as_str() == tag)
+                .map(|(g, _)| *g)
+                .collect(),
             Err(_) => return 0,
         };
         groups
@@ -101,15 +106,40 @@ impl ProcessGroups {
     }
 }
 
+/// Where a run registers its process group while it lives.
+#[derive(Clone, Copy)]
+pub struct Registration<'a> {
+    pub groups: &'a ProcessGroups,
+    pub tag: &'a str,
+}
+
 /// Takes a process group out of the registry however the run ends.
-struct Registered<'a>(&'a ProcessGroups, Option<i32>);
+struct Registered<'a>(Option<&'a ProcessGroups>, Option<i32>);
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        if let Some(g) = self.1 {
-            self.0.remove(g);
+        if let (Some(groups), Some(g)) = (self.0, self.1) {
+            groups.remove(g);
         }
     }
+}
+
+/// Options spool puts before every argv: quiet, no stdin, progress as key=value on stdout.
+const PREFIX: [&str; 5] = [
+    "-hide_banner",
+    "-nostdin",
+    "-nostats",
+    "-progress",
+    "pipe:1",
+];
+
+/// The whole command line of a run, program first: what is executed, traced and planned.
+pub fn ffmpeg_command_line(tools: &Tools, args: &[OsString]) -> Vec<OsString> {
+    let mut argv = Vec::with_capacity(args.len() + PREFIX.len() + 1);
+    argv.push(tools.ffmpeg.as_os_str().to_owned());
+    argv.extend(PREFIX.iter().map(OsString::from));
+    argv.extend(args.iter().cloned());
+    argv
 }
 
 #[derive(Debug)]
@@ -124,18 +154,23 @@ pub async fn run_ffmpeg(
     tools: &Tools,
     args: &[OsString],
     cancel: &CancellationToken,
+    on_progress: impl FnMut(&Progress) + Send,
+) -> Result<RunOutcome, RunError> {
+    run_ffmpeg_registered(tools, args, cancel, None, on_progress).await
+}
+
+/// [`run_ffmpeg`], with the process group registered (for pausing) while it runs.
+pub async fn run_ffmpeg_registered(
+    tools: &Tools,
+    args: &[OsString],
+    cancel: &CancellationToken,
+    registration: Option<Registration<'_>>,
     mut on_progress: impl FnMut(&Progress) + Send,
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(&tools.ffmpeg)
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-nostats",
-            "-progress",
-            "pipe:1",
-        ])
-        .args(args)
+    let argv = ffmpeg_command_line(tools, args);
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -144,10 +179,10 @@ pub async fn run_ffmpeg(
         .spawn()
         .map_err(RunError::Spawn)?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-    if let Some(g) = pgid {
-        tools.running.add(g.as_raw());
+    if let (Some(g), Some(r)) = (pgid, registration) {
+        r.groups.add(g.as_raw(), r.tag);
     }
-    let _registered = Registered(&tools.running, pgid.map(|g| g.as_raw()));
+    let _registered = Registered(registration.map(|r| r.groups), pgid.map(|g| g.as_raw()));
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(RunError::Spawn(std::io::Error::other(
             "ffmpeg pipes were not captured",

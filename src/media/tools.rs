@@ -31,8 +31,6 @@ pub struct Tools {
     pub ffprobe: PathBuf,
     /// First line of `ffmpeg -version`.
     pub version: String,
-    /// The ffmpeg process groups running now, so a schedule can pause and resume them.
-    pub running: std::sync::Arc<super::run::ProcessGroups>,
 }
 
 fn find_on_path(name: &'static str, env: &'static str) -> Result<PathBuf, FfmpegError> {
@@ -79,7 +77,6 @@ impl Tools {
             ffmpeg,
             ffprobe,
             version,
-            running: Default::default(),
         })
     }
 

@@ -1,12 +1,15 @@
-//! Durable state: jobs, tasks and the dedupe cache, behind the [`Repo`] trait.
+//! Durable state, behind small traits (one per kind of record) with typed ids. Transitions
+//! are checked here, so no caller can move a finished task back to running. sled implements
+//! every trait; [`Repo`] is all of them together.
 
 pub mod records;
-mod sled_repo;
+mod sled;
+pub mod watch;
 
 use std::path::Path;
 
+pub use self::sled::SledRepo;
 pub use records::*;
-pub use sled_repo::SledRepo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -14,8 +17,10 @@ pub enum StoreError {
     Locked { dir: String },
     #[error("cannot open state directory {dir}: {reason}")]
     Open { dir: String, reason: String },
+    #[error("there is no spool state in {dir}")]
+    NoState { dir: String },
     #[error("state store: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(#[from] ::sled::Error),
     #[error("state record unreadable: {0}")]
     Json(#[from] serde_json::Error),
     #[error("state store call did not complete: {0}")]
@@ -24,14 +29,22 @@ pub enum StoreError {
         "state record has version {0}, this spool reads version {RECORD_VERSION}; upgrade spool"
     )]
     Version(u32),
+    #[error("{what} is {from}; it cannot become {to}")]
+    IllegalTransition {
+        what: String,
+        from: &'static str,
+        to: &'static str,
+    },
+    #[error("{what} does not exist")]
+    Missing { what: String },
 }
 
 impl StoreError {
-    fn open(dir: &Path, e: sled::Error) -> StoreError {
+    fn open(dir: &Path, e: ::sled::Error) -> StoreError {
         let dir = dir.display().to_string();
         match e {
             // sled wraps the flock failure in its own message, so match on both.
-            sled::Error::Io(io)
+            ::sled::Error::Io(io)
                 if io.kind() == std::io::ErrorKind::WouldBlock
                     || io.to_string().contains("acquire lock") =>
             {
@@ -45,32 +58,57 @@ impl StoreError {
     }
 }
 
-/// What the engine needs from storage. sled implements it; tests and other backends may too.
-pub trait Repo: Send + Sync {
-    /// Writes a job and its task plan in one transaction, replacing any earlier plan.
-    fn create_job(&self, job: &JobRecord, tasks: &[TaskRecord]) -> Result<(), StoreError>;
-    fn put_job(&self, job: &JobRecord) -> Result<(), StoreError>;
-    fn get_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+/// Jobs, and an index to find the jobs of one input into one output directory.
+pub trait JobStore: Send + Sync {
+    /// Records a job as it starts or resumes; refused if the stored job may not run again.
+    fn begin_job(&self, job: &JobRecord) -> Result<(), StoreError>;
+    /// Writes a running job and its task plan in one transaction, replacing any earlier plan.
+    fn plan_job(&self, job: &JobRecord, tasks: &[TaskRecord]) -> Result<(), StoreError>;
+    /// Writes a job's new state; refused if the stored status may not become the new one.
+    fn save_job(&self, job: &JobRecord) -> Result<(), StoreError>;
+    fn get_job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError>;
     fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
-    fn put_task(&self, task: &TaskRecord) -> Result<(), StoreError>;
-    fn tasks_of(&self, job: &str) -> Result<Vec<TaskRecord>, StoreError>;
-    /// Marks a task finished and records its cache entries in one transaction, durably.
+    /// Every job of this input content (MD5) into this output directory, by index.
+    fn jobs_for_input(&self, md5: &str, out_dir: &str) -> Result<Vec<JobRecord>, StoreError>;
+}
+
+/// The tasks of each job's plan.
+pub trait TaskStore: Send + Sync {
+    /// Writes a task's new state; refused if its stored status may not become the new one.
+    fn save_task(&self, task: &TaskRecord) -> Result<(), StoreError>;
+    fn tasks_of(&self, job: &JobId) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Marks a task done and records its cache entries in one transaction, durably.
     fn finish_task(&self, task: &TaskRecord, cached: &[CacheRecord]) -> Result<(), StoreError>;
+}
+
+/// The index of the content-addressed cache (the files live beside it).
+pub trait CacheIndex: Send + Sync {
     fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>, StoreError>;
     fn cache_remove(&self, key: &str) -> Result<(), StoreError>;
     fn cache_entries(&self) -> Result<Vec<CacheRecord>, StoreError>;
-    /// A Lua hook's reply for a job, so a resumed job does not ask again. Durable at return.
+}
+
+/// Lua hooks' replies, so a resumed job does not ask again.
+pub trait HookLog: Send + Sync {
+    /// Durable at return.
     fn put_hook_result(
         &self,
-        job: &str,
+        job: &JobId,
         key: &str,
         value: &serde_json::Value,
     ) -> Result<(), StoreError>;
-    fn hook_result(&self, job: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
-    /// The exact workflow text a job ran with, by content hash.
+    fn hook_result(&self, job: &JobId, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
+}
+
+/// The exact workflow text each job ran with, by content hash.
+pub trait WorkflowVersions: Send + Sync {
     fn put_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError>;
     fn workflow_version(&self, hash: &str) -> Result<Option<WorkflowVersion>, StoreError>;
-    /// `spool watch`: a file's content record, by `<workflow>/<content>`.
+}
+
+/// What `spool watch` knows of files: content records, and content by disk fingerprint.
+pub trait WatchRecords: Send + Sync {
+    /// A file's content record, by `<workflow>/<content>`.
     fn put_file(&self, file: &FileRecord) -> Result<(), StoreError>;
     fn get_file(&self, workflow: &str, content: &str) -> Result<Option<FileRecord>, StoreError>;
     fn list_files(&self) -> Result<Vec<FileRecord>, StoreError>;
@@ -78,95 +116,25 @@ pub trait Repo: Send + Sync {
     /// renamed or moved inside a watched folder is known without hashing it again.
     fn put_seen(&self, fingerprint: &str, content: &str) -> Result<(), StoreError>;
     fn seen(&self, fingerprint: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// Start-up repair and durability.
+pub trait Maintenance: Send + Sync {
     /// After a crash: running jobs become interrupted, running tasks pending. Returns jobs fixed.
     fn recover(&self) -> Result<u32, StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(id: &str) -> JobRecord {
-        JobRecord {
-            id: id.into(),
-            input: "in.mp4".into(),
-            input_md5: "m".into(),
-            input_size: 1,
-            workflow_name: "w".into(),
-            workflow_hash: "h".into(),
-            out_dir: "o".into(),
-            status: JobStatus::Running,
-            created_ms: 1,
-            updated_ms: 1,
-            fallback_reason: None,
-            error: None,
-            stderr_tail: vec![],
-            manifest: None,
-            chunks: 2,
-            reused_chunks: 0,
-            progress: 0.0,
-        }
-    }
-
-    fn task(job: &str, index: u32, status: TaskStatus) -> TaskRecord {
-        TaskRecord {
-            job: job.into(),
-            index,
-            chunk: Some(index),
-            rungs: vec!["a".into()],
-            status,
-            attempts: 0,
-            progress: 0.0,
-            reused_rungs: 0,
-            error: None,
-        }
-    }
-
-    #[test]
-    fn jobs_tasks_cache_survive_reopen_and_recovery() -> Result<(), StoreError> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Open {
-            dir: "tmp".into(),
-            reason: e.to_string(),
-        })?;
-        {
-            let repo = SledRepo::open(dir.path())?;
-            repo.create_job(
-                &job("j1"),
-                &[
-                    task("j1", 0, TaskStatus::Running),
-                    task("j1", 1, TaskStatus::Pending),
-                ],
-            )?;
-            let cache = CacheRecord {
-                key: "k".into(),
-                chunk_md5: "m".into(),
-                chunk_sha256: "s".into(),
-                chunk_size: 1,
-                path: "p".into(),
-                bytes: 1,
-                frames: 1,
-                created_ms: 1,
-            };
-            repo.finish_task(&task("j1", 1, TaskStatus::Done), &[cache])?;
-            // A second open of the same directory is refused while the first holds it.
-            let second = SledRepo::open(dir.path()).err().map(|e| e.to_string());
-            assert!(
-                second.as_deref().is_some_and(|e| e.contains("in use")),
-                "{second:?}"
-            );
-            repo.flush()?;
-        }
-        let repo = SledRepo::open(dir.path())?;
-        assert_eq!(repo.recover()?, 1);
-        let j = repo.get_job("j1")?.map(|j| j.status);
-        assert_eq!(j, Some(JobStatus::Interrupted));
-        let statuses: Vec<_> = repo.tasks_of("j1")?.iter().map(|t| t.status).collect();
-        assert_eq!(statuses, [TaskStatus::Pending, TaskStatus::Done]);
-        assert!(repo.cache_get("k")?.is_some());
-        // A new plan for the same job replaces the old tasks atomically.
-        repo.create_job(&job("j1"), &[task("j1", 0, TaskStatus::Pending)])?;
-        assert_eq!(repo.tasks_of("j1")?.len(), 1);
-        Ok(())
-    }
+/// Every store trait at once: what the engine and the daemon are given.
+pub trait Repo:
+    JobStore + TaskStore + CacheIndex + HookLog + WorkflowVersions + WatchRecords + Maintenance
+{
 }
+
+impl<T> Repo for T where
+    T: JobStore + TaskStore + CacheIndex + HookLog + WorkflowVersions + WatchRecords + Maintenance
+{
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,46 @@ use serde::{Deserialize, Serialize};
 
 pub const RECORD_VERSION: u32 = 1;
 
+/// A job's id: time-ordered hex (milliseconds, then a disambiguator), so ids sort by age.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub String);
+
+impl JobId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// Whether `text` has the shape of a job id (16 hex digits).
+    pub fn looks_valid(text: &str) -> bool {
+        text.len() == 16 && text.chars().all(|c| c.is_ascii_hexdigit())
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for JobId {
+    fn from(s: &str) -> JobId {
+        JobId(s.to_string())
+    }
+}
+
+/// One task of a job: the job and the task's index in its plan.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TaskId {
+    pub job: JobId,
+    pub index: u32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.job, self.index)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
@@ -36,11 +76,27 @@ impl JobStatus {
             JobStatus::Skipped => "skipped",
         }
     }
+
+    /// The moves the store accepts. A succeeded job is final for good (`--force` makes a new
+    /// job); any other stopped job may run again (resume, retry); a running job may be
+    /// updated while it runs and then end in any way.
+    pub fn may_become(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        match (self, next) {
+            (Succeeded, _) => false,
+            (Running, Queued) => false,
+            (Running, _) => true,
+            (Queued, _) => next != Succeeded,
+            (Interrupted | Failed | Cancelled | Skipped, Running | Queued) => true,
+            (Interrupted, Cancelled | Interrupted) => true,
+            _ => false,
+        }
+    }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
-    pub id: String,
+    pub id: JobId,
     pub input: String,
     pub input_md5: String,
     pub input_size: u64,
@@ -80,11 +136,18 @@ impl TaskStatus {
             TaskStatus::Cancelled => "cancelled",
         }
     }
+
+    /// The moves the store accepts: a finished task never runs again (a resumed job gets a
+    /// new plan instead), so a late progress report cannot undo a finish.
+    pub fn may_become(self, next: TaskStatus) -> bool {
+        use TaskStatus::*;
+        matches!((self, next), (Pending | Running, _) | (Failed, Cancelled))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
-    pub job: String,
+    pub job: JobId,
     pub index: u32,
     /// Chunk number, or None for the whole-file fallback.
     pub chunk: Option<u32>,
@@ -99,9 +162,9 @@ pub struct TaskRecord {
 
 impl TaskRecord {
     /// A task as planned, before it runs.
-    pub fn pending(job: &str, index: u32, chunk: Option<u32>, rungs: Vec<String>) -> TaskRecord {
+    pub fn pending(job: &JobId, index: u32, chunk: Option<u32>, rungs: Vec<String>) -> TaskRecord {
         TaskRecord {
-            job: job.to_string(),
+            job: job.clone(),
             index,
             chunk,
             rungs,
@@ -110,6 +173,13 @@ impl TaskRecord {
             progress: 0.0,
             reused_rungs: 0,
             error: None,
+        }
+    }
+
+    pub fn id(&self) -> TaskId {
+        TaskId {
+            job: self.job.clone(),
+            index: self.index,
         }
     }
 }
@@ -154,7 +224,7 @@ pub struct FileRecord {
     pub paths: Vec<String>,
     pub status: FileStatus,
     /// The job that processed it (the first one, for duplicates).
-    pub job: Option<String>,
+    pub job: Option<JobId>,
     pub attempts: u32,
     pub reason: Option<String>,
     pub updated_ms: u64,

@@ -3,6 +3,7 @@
 mod locate;
 mod parse;
 pub mod reload;
+pub mod schedule;
 pub mod schema;
 pub mod validate;
 

@@ -262,7 +262,7 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
         }
         for (j, win) in schedule.windows.iter().enumerate() {
             for (field, value) in [("from", &win.from), ("to", &win.to)] {
-                if crate::daemon::schedule::parse_hhmm(value).is_none() {
+                if super::schedule::parse_hhmm(value).is_none() {
                     err(
                         &format!("schedule.windows[{j}].{field}"),
                         format!("{value:?}: use HH:MM, 00:00 to 23:59"),

@@ -1,97 +1,31 @@
 //! A job's Lua: one fresh sandbox per job, hooks called with typed payloads, replies checked
 //! into Rust types, and every decision persisted so a resumed job does not ask again.
 
+mod api;
+mod replies;
+mod tasks;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
-use super::job::JobFailure;
-use super::queue::Slots;
-use super::script_api::EngineApi;
-use super::Engine;
+use replies::{DiscoverAction, DiscoverReply, TaskReply};
+pub use replies::{ErrorAction, ErrorReply, PlanDoc, StepReply};
+
+use super::exec::{Placement, Runner};
 use crate::media::argv_guard::{check_argv, ArgvRules};
 use crate::media::probe::MediaInfo;
-use crate::media::tools::Tools;
 use crate::script::{describe_reply_error, JobScope, Limits, ScriptHost};
-use crate::store::Repo;
-use crate::workflow::schema::{Chunking, EncodeSettings};
-use crate::workflow::{validate::validate, Hook, LoadedWorkflow, Profile, Workflow};
+use crate::store::{HookLog, JobId};
+use crate::workflow::{validate::validate, Hook, LoadedWorkflow, Workflow};
 
-/// on_discover's reply: `{ action = "accept" }` or `{ action = "skip", reason = "..." }`; nil accepts.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DiscoverReply {
-    action: DiscoverAction,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-enum DiscoverAction {
-    Accept,
-    Skip,
-}
-
-/// What the plan hook receives and must return: the parts of the workflow it may change.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanDoc {
-    pub profiles: Vec<Profile>,
-    pub chunking: Chunking,
-    pub encode: EncodeSettings,
-}
-
-/// before_task's reply: the argv to run, or nil to keep spool's.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskReply {
-    argv: Vec<String>,
-}
-
-/// on_error's reply; nil means spool's own policy (retry up to retries.max_attempts).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ErrorReply {
-    pub action: ErrorAction,
-    #[serde(default)]
-    pub delay_seconds: Option<f64>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorAction {
-    Retry,
-    Fail,
-    Skip,
-}
-
-/// A lua step's reply: files it wrote in the work directory to publish, and data for the
-/// manifest.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepReply {
-    #[serde(default)]
-    pub outputs: Vec<StepOutput>,
-    #[serde(default)]
-    pub data: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepOutput {
-    pub path: String,
-    #[serde(default = "default_kind")]
-    pub kind: String,
-}
-
-fn default_kind() -> String {
-    "file".into()
-}
+/// A hook failed, replied badly, or its script could not load.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct HookError(pub String);
 
 /// The outcome of a job's first hooks: the workflow to run, or a reason to skip the file.
 pub struct Decision {
@@ -100,40 +34,30 @@ pub struct Decision {
 }
 
 /// The workflow's `script.params`, handed to Lua as `spool.params`.
-pub(super) fn script_params(wf: &LoadedWorkflow) -> Value {
+pub fn script_params(wf: &LoadedWorkflow) -> Value {
     wf.workflow
         .script
         .as_ref()
         .map_or(Value::Null, |s| Value::Object(s.params.clone()))
 }
 
-pub(super) struct JobScript {
+/// What a job's script needs from the engine.
+pub struct ScriptDeps {
+    pub runner: Arc<Runner>,
+    /// Where replies are persisted; None for `spool plan`, which keeps nothing.
+    pub log: Option<Arc<dyn HookLog>>,
+    pub cancel: CancellationToken,
+    /// Where the script's `spool.ffmpeg` calls wait.
+    pub placement: Placement,
+}
+
+pub struct JobScript {
     host: Option<Arc<Mutex<ScriptHost>>>,
     hooks: Vec<Hook>,
-    job: String,
+    job: JobId,
     script: String,
-    /// Where replies are persisted; None for `spool plan`, which keeps nothing.
-    repo: Option<Arc<dyn Repo>>,
+    log: Option<Arc<dyn HookLog>>,
     pub rules: ArgvRules,
-}
-
-/// What a job's script needs from the engine.
-pub(super) struct ScriptDeps {
-    pub tools: Tools,
-    pub slots: Arc<Slots>,
-    pub trace: Option<Arc<Mutex<std::fs::File>>>,
-    pub repo: Option<Arc<dyn Repo>>,
-}
-
-impl Engine {
-    pub(super) fn script_deps(&self) -> ScriptDeps {
-        ScriptDeps {
-            tools: self.tools.clone(),
-            slots: self.slots.clone(),
-            trace: self.trace.clone(),
-            repo: Some(self.repo.clone()),
-        }
-    }
 }
 
 impl JobScript {
@@ -142,9 +66,7 @@ impl JobScript {
         deps: ScriptDeps,
         wf: &LoadedWorkflow,
         scope: JobScope,
-        cancel: tokio_util::sync::CancellationToken,
-        seq: u64,
-    ) -> Result<JobScript, JobFailure> {
+    ) -> Result<JobScript, HookError> {
         let rules = ArgvRules {
             readable: vec![scope.input.clone(), scope.work_dir.clone()],
             writable: scope.work_dir.clone(),
@@ -158,42 +80,40 @@ impl JobScript {
         let mut loaded = JobScript {
             host: None,
             hooks,
-            job: scope.job.clone(),
+            job: JobId(scope.job.clone()),
             script: String::new(),
-            repo: deps.repo.clone(),
+            log: deps.log.clone(),
             rules: rules.clone(),
         };
         let (Some(path), Some(source)) = (wf.script_path(), wf.script_source.clone()) else {
             return Ok(loaded);
         };
         loaded.script = path.display().to_string();
-        let api = Arc::new(EngineApi {
-            tools: deps.tools,
+        let api = Arc::new(api::EngineApi {
+            runner: deps.runner,
             runtime: tokio::runtime::Handle::current(),
-            cancel,
+            cancel: deps.cancel,
             rules,
-            slots: deps.slots,
-            priority: (seq, 0, 0),
-            trace: deps.trace,
+            placement: deps.placement,
         });
         let host = tokio::task::spawn_blocking(move || {
             ScriptHost::load_for_job(&path, &source, Limits::default(), api, scope)
         })
         .await
-        .map_err(|e| JobFailure::new(format!("internal error loading the script: {e}")))?
-        .map_err(|e| JobFailure::new(e.to_string()))?;
+        .map_err(|e| HookError(format!("internal error loading the script: {e}")))?
+        .map_err(|e| HookError(e.to_string()))?;
         loaded.host = Some(Arc::new(Mutex::new(host)));
         Ok(loaded)
     }
 
     /// A job with no script (or whose script failed to load: the job fails on that).
-    pub fn none(job: &str, work: &Path, input: &Path) -> JobScript {
+    pub fn none(job: &JobId, work: &Path, input: &Path) -> JobScript {
         JobScript {
             host: None,
             hooks: Vec::new(),
-            job: job.into(),
+            job: job.clone(),
             script: String::new(),
-            repo: None,
+            log: None,
             rules: ArgvRules {
                 readable: vec![input.to_path_buf()],
                 writable: work.to_path_buf(),
@@ -205,48 +125,59 @@ impl JobScript {
         self.host.is_some() && self.hooks.contains(&hook)
     }
 
+    /// The reply persisted for `key`, if this job asked before.
+    async fn persisted(&self, key: &str) -> Result<Option<Value>, HookError> {
+        let Some(log) = self.log.clone() else {
+            return Ok(None);
+        };
+        let (job, key) = (self.job.clone(), key.to_string());
+        tokio::task::spawn_blocking(move || log.hook_result(&job, &key))
+            .await
+            .map_err(|e| HookError(e.to_string()))?
+            .map_err(|e| HookError(format!("reading a persisted hook reply: {e}")))
+    }
+
+    async fn persist(&self, key: String, reply: Value) -> Result<(), HookError> {
+        let Some(log) = self.log.clone() else {
+            return Ok(());
+        };
+        let job = self.job.clone();
+        tokio::task::spawn_blocking(move || log.put_hook_result(&job, &key, &reply))
+            .await
+            .map_err(|e| HookError(e.to_string()))?
+            .map_err(|e| HookError(format!("persisting a hook reply: {e}")))
+    }
+
     /// Calls `function` unless a reply for `key` is already persisted; persists the reply.
     async fn ask<R: DeserializeOwned>(
         &self,
         function: &str,
         key: Option<String>,
         args: Vec<Value>,
-    ) -> Result<Option<R>, JobFailure> {
+    ) -> Result<Option<R>, HookError> {
         let Some(host) = self.host.clone() else {
             return Ok(None);
         };
-        let job = self.job.clone();
-        let repo = self.repo.clone();
-        let persisted = match (&key, &repo) {
-            (Some(k), Some(repo)) => {
-                let (repo, job, k) = (repo.clone(), job.clone(), k.clone());
-                tokio::task::spawn_blocking(move || repo.hook_result(&job, &k))
-                    .await
-                    .map_err(|e| JobFailure::new(e.to_string()))?
-                    .map_err(|e| JobFailure::new(e.to_string()))?
-            }
-            _ => None,
+        let stored = match &key {
+            Some(k) => self.persisted(k).await?,
+            None => None,
         };
-        let reply = match persisted {
+        let reply = match stored {
             Some(v) => v,
             None => {
                 let name = function.to_string();
-                let reply = tokio::task::spawn_blocking(move || -> Result<Value, JobFailure> {
+                let reply = tokio::task::spawn_blocking(move || -> Result<Value, HookError> {
                     let host = host
                         .lock()
-                        .map_err(|_| JobFailure::new("the script host is poisoned"))?;
+                        .map_err(|_| HookError("the script host is poisoned".into()))?;
                     host.call::<Value, Value>(&name, &args)
                         .map(Option::unwrap_or_default)
-                        .map_err(|e| JobFailure::new(e.to_string()))
+                        .map_err(|e| HookError(e.to_string()))
                 })
                 .await
-                .map_err(|e| JobFailure::new(format!("internal error in a hook: {e}")))??;
-                if let (Some(k), Some(repo)) = (key, repo) {
-                    let saved = reply.clone();
-                    tokio::task::spawn_blocking(move || repo.put_hook_result(&job, &k, &saved))
-                        .await
-                        .map_err(|e| JobFailure::new(e.to_string()))?
-                        .map_err(|e| JobFailure::new(e.to_string()))?;
+                .map_err(|e| HookError(format!("internal error in a hook: {e}")))??;
+                if let Some(k) = key {
+                    self.persist(k, reply.clone()).await?;
                 }
                 reply
             }
@@ -258,7 +189,7 @@ impl JobScript {
             .map(Some)
             .map_err(|e| {
                 let detail = describe_reply_error(e.path().to_string(), e.inner().to_string());
-                JobFailure::new(format!(
+                HookError(format!(
                     "{}: hook {function} returned a bad reply: {detail}",
                     self.script
                 ))
@@ -273,12 +204,12 @@ impl JobScript {
         md5: &str,
         size: u64,
         media: &MediaInfo,
-    ) -> Result<Decision, JobFailure> {
+    ) -> Result<Decision, HookError> {
         let keep = || Decision {
             workflow: workflow.clone(),
             skip: None,
         };
-        let media = serde_json::to_value(media).map_err(|e| JobFailure::new(e.to_string()))?;
+        let media = serde_json::to_value(media).map_err(|e| HookError(e.to_string()))?;
         if self.has(Hook::OnDiscover) {
             let file = json!({
                 "path": input.display().to_string(),
@@ -305,7 +236,7 @@ impl JobScript {
             chunking: workflow.chunking.clone(),
             encode: workflow.encode.clone(),
         };
-        let doc = serde_json::to_value(&doc).map_err(|e| JobFailure::new(e.to_string()))?;
+        let doc = serde_json::to_value(&doc).map_err(|e| HookError(e.to_string()))?;
         let Some(plan) = self
             .ask::<PlanDoc>("plan", Some("plan".into()), vec![media, doc])
             .await?
@@ -322,7 +253,7 @@ impl JobScript {
                 .iter()
                 .map(|p| format!("{}: {}", p.path, p.message))
                 .collect();
-            return Err(JobFailure::new(format!(
+            return Err(HookError(format!(
                 "hook plan returned an invalid plan: {}",
                 list.join("; ")
             )));
@@ -339,7 +270,7 @@ impl JobScript {
         task: Value,
         key: String,
         argv: Vec<std::ffi::OsString>,
-    ) -> Result<Vec<std::ffi::OsString>, JobFailure> {
+    ) -> Result<Vec<std::ffi::OsString>, HookError> {
         if !self.has(Hook::BeforeTask) {
             return Ok(argv);
         }
@@ -358,7 +289,7 @@ impl JobScript {
             return Ok(argv);
         };
         check_argv(&original, &reply.argv, &self.rules).map_err(|e| {
-            JobFailure::new(format!(
+            HookError(format!(
                 "{}: hook before_task returned an argv spool will not run: {e}",
                 self.script
             ))
@@ -380,7 +311,7 @@ impl JobScript {
         job: Value,
         error: Value,
         key: String,
-    ) -> Result<Option<ErrorReply>, JobFailure> {
+    ) -> Result<Option<ErrorReply>, HookError> {
         if !self.has(Hook::OnError) {
             return Ok(None);
         }
@@ -393,7 +324,7 @@ impl JobScript {
             .await?;
         if let Some(d) = reply.as_ref().and_then(|r| r.delay_seconds) {
             if !(d.is_finite() && (0.0..=3600.0).contains(&d)) {
-                return Err(JobFailure::new(format!(
+                return Err(HookError(format!(
                     "{}: hook on_error returned a bad reply: field delay_seconds: must be 0 to 3600, got {d}",
                     self.script
                 )));
@@ -403,7 +334,7 @@ impl JobScript {
     }
 
     /// A lua step: runs every time (its files live in the work directory).
-    pub async fn step(&self, function: &str, context: Value) -> Result<StepReply, JobFailure> {
+    pub async fn step(&self, function: &str, context: Value) -> Result<StepReply, HookError> {
         Ok(self
             .ask::<StepReply>(function, None, vec![context])
             .await?
@@ -411,7 +342,7 @@ impl JobScript {
     }
 
     /// on_complete: side effects after the manifest is durable. Called once per job.
-    pub async fn on_complete(&self, job: Value, manifest: Value) -> Result<(), JobFailure> {
+    pub async fn on_complete(&self, job: Value, manifest: Value) -> Result<(), HookError> {
         if !self.has(Hook::OnComplete) {
             return Ok(());
         }

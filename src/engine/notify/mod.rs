@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::script_api::post;
+mod http;
+
+pub use http::post;
+
 use super::Engine;
 use crate::script::HttpRequest;
 use crate::store::now_ms;

@@ -69,30 +69,6 @@ pub fn plan_rungs(w: &Workflow, video: &VideoStream) -> Result<RungPlan, NoRungF
 }
 
 /// Fills the output naming template.
-/// Why a source is encoded whole instead of in chunks, if it is.
-pub fn whole_file_reason(
-    c: &crate::workflow::schema::Chunking,
-    media: &crate::media::probe::MediaInfo,
-    video: &VideoStream,
-) -> Option<String> {
-    if !c.enabled {
-        return Some("chunking is disabled in the workflow".into());
-    }
-    if media.duration < c.min_duration_seconds {
-        return Some(format!(
-            "the source is {:.1}s, shorter than chunking.min_duration_seconds ({}s)",
-            media.duration, c.min_duration_seconds
-        ));
-    }
-    if video.rotation != 0 {
-        return Some(format!(
-            "the source is rotated {}°, and copied chunks would lose that",
-            video.rotation
-        ));
-    }
-    None
-}
-
 pub fn output_name(template: &str, stem: &str, rung: &Rung) -> String {
     template
         .replace("{stem}", stem)

@@ -1,17 +1,24 @@
-//! The sled implementation of [`Repo`].
+//! The sled implementation of every store trait. Records are versioned JSON envelopes;
+//! changes that must go together go in one transaction.
+
+mod jobs;
 
 use std::path::Path;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
+use sled::transaction::TransactionError;
 
 use super::records::*;
-use super::{Repo, StoreError};
+use super::{
+    CacheIndex, HookLog, JobStore, Maintenance, StoreError, TaskStore, WatchRecords,
+    WorkflowVersions,
+};
 
 pub struct SledRepo {
     db: sled::Db,
     jobs: sled::Tree,
+    /// `<md5>\0<out dir>\0<job id>` → (): finds the jobs of one input without a scan.
+    jobs_by_input: sled::Tree,
     tasks: sled::Tree,
     cache: sled::Tree,
     hooks: sled::Tree,
@@ -41,10 +48,6 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     Ok(serde_json::from_value(env.record)?)
 }
 
-fn task_key(job: &str, index: u32) -> String {
-    format!("{job}/{index:06}")
-}
-
 fn tx_error(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
@@ -53,14 +56,16 @@ fn tx_error(e: TransactionError<StoreError>) -> StoreError {
 }
 
 impl SledRepo {
+    /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<SledRepo, StoreError> {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .flush_every_ms(Some(500))
             .open()
             .map_err(|e| StoreError::open(dir, e))?;
-        Ok(SledRepo {
+        let repo = SledRepo {
             jobs: db.open_tree("jobs")?,
+            jobs_by_input: db.open_tree("jobs_by_input")?,
             tasks: db.open_tree("tasks")?,
             cache: db.open_tree("cache")?,
             hooks: db.open_tree("hooks")?,
@@ -68,7 +73,30 @@ impl SledRepo {
             files: db.open_tree("files")?,
             seen: db.open_tree("seen")?,
             db,
-        })
+        };
+        repo.build_missing_index()?;
+        Ok(repo)
+    }
+
+    /// Opens an existing store only: a reader (`spool status`) must not create one.
+    pub fn open_existing(dir: &Path) -> Result<SledRepo, StoreError> {
+        if !dir.join("db").exists() {
+            return Err(StoreError::NoState {
+                dir: dir.display().to_string(),
+            });
+        }
+        Self::open(dir)
+    }
+
+    /// Stores written before the index existed get it once.
+    fn build_missing_index(&self) -> Result<(), StoreError> {
+        if !self.jobs_by_input.is_empty() || self.jobs.is_empty() {
+            return Ok(());
+        }
+        for job in self.list_jobs()? {
+            self.jobs_by_input.insert(jobs::index_key(&job), &[])?;
+        }
+        Ok(())
     }
 
     fn scan<T: DeserializeOwned>(tree: &sled::Tree, prefix: &str) -> Result<Vec<T>, StoreError> {
@@ -77,87 +105,15 @@ impl SledRepo {
             .map(|v| decode(&v?))
             .collect()
     }
+
+    fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
+        tree.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
+    }
 }
 
-impl Repo for SledRepo {
-    fn create_job(&self, job: &JobRecord, tasks: &[TaskRecord]) -> Result<(), StoreError> {
-        let job_bytes = encode(job)?;
-        let task_bytes: Vec<(String, Vec<u8>)> = tasks
-            .iter()
-            .map(|t| Ok((task_key(&t.job, t.index), encode(t)?)))
-            .collect::<Result<_, StoreError>>()?;
-        // Old tasks of a resumed job go in the same transaction as the new plan.
-        let stale: Vec<sled::IVec> = self
-            .tasks
-            .scan_prefix(format!("{}/", job.id))
-            .keys()
-            .collect::<Result<_, _>>()?;
-        (&self.jobs, &self.tasks)
-            .transaction(|(jobs, task_tree)| {
-                for k in &stale {
-                    task_tree.remove(k)?;
-                }
-                jobs.insert(job.id.as_bytes(), job_bytes.as_slice())?;
-                for (k, v) in &task_bytes {
-                    task_tree.insert(k.as_bytes(), v.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(tx_error)
-    }
-
-    fn put_job(&self, job: &JobRecord) -> Result<(), StoreError> {
-        self.jobs.insert(job.id.as_bytes(), encode(job)?)?;
-        Ok(())
-    }
-
-    fn get_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        self.jobs
-            .get(id.as_bytes())?
-            .map(|v| decode(&v))
-            .transpose()
-    }
-
-    fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
-        Self::scan(&self.jobs, "")
-    }
-
-    fn put_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
-        self.tasks
-            .insert(task_key(&task.job, task.index).as_bytes(), encode(task)?)?;
-        Ok(())
-    }
-
-    fn tasks_of(&self, job: &str) -> Result<Vec<TaskRecord>, StoreError> {
-        Self::scan(&self.tasks, &format!("{job}/"))
-    }
-
-    fn finish_task(&self, task: &TaskRecord, cached: &[CacheRecord]) -> Result<(), StoreError> {
-        let task_bytes = encode(task)?;
-        let entries: Vec<(String, Vec<u8>)> = cached
-            .iter()
-            .map(|c| Ok((c.key.clone(), encode(c)?)))
-            .collect::<Result<_, StoreError>>()?;
-        let key = task_key(&task.job, task.index);
-        (&self.tasks, &self.cache)
-            .transaction(|(tasks, cache)| {
-                tasks.insert(key.as_bytes(), task_bytes.as_slice())?;
-                for (k, v) in &entries {
-                    cache.insert(k.as_bytes(), v.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(tx_error)?;
-        // Finished work must survive a crash the moment it is reported done.
-        self.db.flush()?;
-        Ok(())
-    }
-
+impl CacheIndex for SledRepo {
     fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>, StoreError> {
-        self.cache
-            .get(key.as_bytes())?
-            .map(|v| decode(&v))
-            .transpose()
+        Self::get(&self.cache, key)
     }
 
     fn cache_remove(&self, key: &str) -> Result<(), StoreError> {
@@ -168,10 +124,12 @@ impl Repo for SledRepo {
     fn cache_entries(&self) -> Result<Vec<CacheRecord>, StoreError> {
         Self::scan(&self.cache, "")
     }
+}
 
+impl HookLog for SledRepo {
     fn put_hook_result(
         &self,
-        job: &str,
+        job: &JobId,
         key: &str,
         value: &serde_json::Value,
     ) -> Result<(), StoreError> {
@@ -182,13 +140,12 @@ impl Repo for SledRepo {
         Ok(())
     }
 
-    fn hook_result(&self, job: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        self.hooks
-            .get(format!("{job}/{key}").as_bytes())?
-            .map(|v| decode(&v))
-            .transpose()
+    fn hook_result(&self, job: &JobId, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Self::get(&self.hooks, &format!("{job}/{key}"))
     }
+}
 
+impl WorkflowVersions for SledRepo {
     fn put_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError> {
         self.workflows
             .insert(version.hash.as_bytes(), encode(version)?)?;
@@ -196,12 +153,11 @@ impl Repo for SledRepo {
     }
 
     fn workflow_version(&self, hash: &str) -> Result<Option<WorkflowVersion>, StoreError> {
-        self.workflows
-            .get(hash.as_bytes())?
-            .map(|v| decode(&v))
-            .transpose()
+        Self::get(&self.workflows, hash)
     }
+}
 
+impl WatchRecords for SledRepo {
     fn put_file(&self, file: &FileRecord) -> Result<(), StoreError> {
         let key = format!("{}/{}", file.workflow, file.content);
         self.files.insert(key.as_bytes(), encode(file)?)?;
@@ -209,10 +165,7 @@ impl Repo for SledRepo {
     }
 
     fn get_file(&self, workflow: &str, content: &str) -> Result<Option<FileRecord>, StoreError> {
-        self.files
-            .get(format!("{workflow}/{content}").as_bytes())?
-            .map(|v| decode(&v))
-            .transpose()
+        Self::get(&self.files, &format!("{workflow}/{content}"))
     }
 
     fn list_files(&self) -> Result<Vec<FileRecord>, StoreError> {
@@ -231,20 +184,22 @@ impl Repo for SledRepo {
             .get(fingerprint.as_bytes())?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
+}
 
+impl Maintenance for SledRepo {
     fn recover(&self) -> Result<u32, StoreError> {
         let mut fixed = 0;
         for mut job in self.list_jobs()? {
             if matches!(job.status, JobStatus::Running | JobStatus::Queued) {
                 job.status = JobStatus::Interrupted;
                 job.updated_ms = now_ms();
-                self.put_job(&job)?;
+                self.save_job(&job)?;
                 fixed += 1;
             }
             for mut task in self.tasks_of(&job.id)? {
                 if task.status == TaskStatus::Running {
                     task.status = TaskStatus::Pending;
-                    self.put_task(&task)?;
+                    self.save_task(&task)?;
                 }
             }
         }

@@ -1,0 +1,81 @@
+//! The content-addressed artifact store: encoded chunks by key (chunk content + settings
+//! fingerprint + the encoding ffmpeg), files under `<state>/cache`. Executors put results
+//! in; the coordinator looks them up (and checks them) through [`lookup`].
+
+pub mod lookup;
+
+use std::path::{Path, PathBuf};
+
+use crate::media::hash::{sha256_hex, FileDigest};
+use crate::media::profiles::Rung;
+use crate::store::{now_ms, CacheRecord};
+
+/// Fingerprint of a rung's settings plus any change a hook made to its commands.
+pub fn settings_print(rung: &Rung, hook_change: Option<&str>) -> String {
+    let settings = serde_json::to_string(rung).unwrap_or_default();
+    sha256_hex(format!("{settings}\n{}", hook_change.unwrap_or("")).as_bytes())
+}
+
+/// The key of one encode: the chunk's content, the settings, and the ffmpeg that encoded
+/// it (another ffmpeg version is another encode).
+pub fn artifact_key(chunk: &FileDigest, settings: &str, ffmpeg_version: &str) -> String {
+    let print = sha256_hex(format!("spool-cache-v2\n{ffmpeg_version}\n{settings}").as_bytes());
+    format!("{}-{}-{}", chunk.md5, chunk.size, &print[..24])
+}
+
+pub struct ArtifactStore {
+    dir: PathBuf,
+}
+
+impl ArtifactStore {
+    pub fn new(dir: PathBuf) -> ArtifactStore {
+        ArtifactStore { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path_for(&self, key: &str, ext: &str) -> PathBuf {
+        self.dir
+            .join(&key[..2.min(key.len())])
+            .join(format!("{key}.{ext}"))
+    }
+
+    /// Where a record's file is.
+    pub fn path_of(&self, record: &CacheRecord) -> PathBuf {
+        self.dir.join(&record.path)
+    }
+
+    /// Moves a verified encode into the store; returns the record to commit with the task.
+    pub async fn admit(
+        &self,
+        key: &str,
+        encoded: &Path,
+        chunk: &FileDigest,
+        frames: u64,
+        ext: &str,
+    ) -> std::io::Result<CacheRecord> {
+        let dest = self.path_for(key, ext);
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let bytes = tokio::fs::metadata(encoded).await?.len();
+        tokio::fs::rename(encoded, &dest).await?;
+        let rel = dest
+            .strip_prefix(&self.dir)
+            .unwrap_or(&dest)
+            .to_string_lossy()
+            .into_owned();
+        Ok(CacheRecord {
+            key: key.to_string(),
+            chunk_md5: chunk.md5.clone(),
+            chunk_sha256: chunk.sha256.clone(),
+            chunk_size: chunk.size,
+            path: rel,
+            bytes,
+            frames,
+            created_ms: now_ms(),
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! The runner: every ffmpeg of a job goes through [`Runner::run`], which waits for a slot
+//! (by priority, behind the workflow's gate), records the command line in the trace, and
+//! runs it in its own process group, registered under the workflow so a schedule can pause
+//! exactly that workflow's processes.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::slots::{Priority, SlotGuard, Slots};
+use crate::media::progress::Progress;
+use crate::media::run::{
+    ffmpeg_command_line, run_ffmpeg_registered, ProcessGroups, Registration, RunError, RunOutcome,
+};
+use crate::media::tools::Tools;
+
+/// What a command is for: named in the trace, in `spool plan`, and in error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Segment,
+    Encode,
+    Audio,
+    Join,
+    Gif,
+    Hls,
+    Thumbnails,
+    Transcribe,
+    /// A `spool.ffmpeg` call from a Lua hook or step.
+    Lua,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Segment => "segment",
+            Phase::Encode => "encode",
+            Phase::Audio => "audio",
+            Phase::Join => "join",
+            Phase::Gif => "gif",
+            Phase::Hls => "hls",
+            Phase::Thumbnails => "thumbnails",
+            Phase::Transcribe => "transcribe",
+            Phase::Lua => "lua",
+        }
+    }
+}
+
+/// One ffmpeg command: its arguments (without the program and spool's fixed prefix).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub phase: Phase,
+    pub label: String,
+    pub args: Vec<OsString>,
+}
+
+/// Where a command waits: its priority, and the gate (workflow) it belongs to.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub priority: Priority,
+    pub gate: Arc<str>,
+}
+
+pub struct Runner {
+    tools: Tools,
+    slots: Arc<Slots>,
+    groups: ProcessGroups,
+    /// Every command line run, as JSON lines (the benchmark replays it; tests compare it
+    /// with `spool plan`).
+    trace: Option<Mutex<std::fs::File>>,
+}
+
+impl Runner {
+    pub fn new(tools: Tools, concurrency: usize, trace: Option<std::fs::File>) -> Runner {
+        Runner {
+            tools,
+            slots: Slots::new(concurrency),
+            groups: ProcessGroups::default(),
+            trace: trace.map(Mutex::new),
+        }
+    }
+
+    pub fn tools(&self) -> &Tools {
+        &self.tools
+    }
+
+    /// The whole command line `run` executes for `args`, program first.
+    pub fn command_line(&self, args: &[OsString]) -> Vec<OsString> {
+        ffmpeg_command_line(&self.tools, args)
+    }
+
+    /// Waits for a slot, then runs the command. Cancelling while waiting gives the place up.
+    pub async fn run(
+        &self,
+        command: &Command,
+        at: &Placement,
+        cancel: &CancellationToken,
+        on_progress: impl FnMut(&Progress) + Send,
+    ) -> Result<RunOutcome, RunError> {
+        let Some(_slot) = self.slot(at, cancel).await else {
+            return Err(RunError::Cancelled);
+        };
+        self.record(command);
+        let registration = Registration {
+            groups: &self.groups,
+            tag: &at.gate,
+        };
+        run_ffmpeg_registered(
+            &self.tools,
+            &command.args,
+            cancel,
+            Some(registration),
+            on_progress,
+        )
+        .await
+    }
+
+    /// A slot for work that is not an ffmpeg process (Whisper takes the CPU like one).
+    /// None when cancelled while waiting.
+    pub async fn slot(&self, at: &Placement, cancel: &CancellationToken) -> Option<SlotGuard> {
+        tokio::select! {
+            s = self.slots.acquire(at.priority, &at.gate) => Some(s),
+            _ = cancel.cancelled() => None,
+        }
+    }
+
+    /// Opens or closes a workflow's gate on new ffmpeg starts (its schedule).
+    pub fn set_gate(&self, gate: &str, open: bool) {
+        self.slots.set_gate(gate, open);
+    }
+
+    /// Signals the running ffmpeg processes of one workflow (SIGSTOP, SIGCONT).
+    pub fn signal_gate(&self, gate: &str, signal: Signal) -> usize {
+        self.groups.signal_tagged(gate, signal)
+    }
+
+    /// ffmpeg processes running now.
+    pub fn running(&self) -> usize {
+        self.groups.count()
+    }
+
+    fn record(&self, command: &Command) {
+        let Some(file) = &self.trace else { return };
+        let argv: Vec<String> = self
+            .command_line(&command.args)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let line = serde_json::json!({
+            "phase": command.phase, "label": command.label, "argv": argv,
+        });
+        if let Ok(mut f) = file.lock() {
+            if let Err(e) = writeln!(f, "{line}") {
+                tracing::warn!(error = %e, "cannot write the command trace");
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The join stage: each rung's encoded chunks and its audio copied into one file under a
+//! temp name, verified against the source (codec, height, frames, duration, A/V start);
+//! then the GIF preview, verified too. Nothing is published here.
+
+use std::path::PathBuf;
+
+use super::encode::Encoded;
+use super::JobCtx;
+use crate::engine::error::{JobError, JobStop};
+use crate::engine::manifest::{OutputEntry, OutputKind};
+use crate::engine::plan::analysis::Source;
+use crate::engine::plan::{JobPlan, PlannedGif, PlannedJoin};
+use crate::media::chunk::concat_list;
+use crate::media::verify::{verify_output, Expected};
+
+/// A verified output waiting in its temp file to be renamed into place.
+pub(super) struct Staged {
+    pub tmp: PathBuf,
+    pub dest: PathBuf,
+    pub entry: OutputEntry,
+}
+
+impl JobCtx<'_> {
+    pub(super) async fn join_and_verify(
+        &self,
+        plan: &JobPlan,
+        encoded: &Encoded,
+        source: &Source,
+    ) -> Result<Vec<Staged>, JobStop> {
+        let joins = plan
+            .joins
+            .iter()
+            .map(|j| self.join(plan, j, encoded, source));
+        let mut staged = Vec::new();
+        for r in futures::future::join_all(joins).await {
+            staged.push(r?);
+        }
+        if let Some(gif) = &plan.gif {
+            staged.push(self.gif(gif).await?);
+        }
+        Ok(staged)
+    }
+
+    async fn join(
+        &self,
+        plan: &JobPlan,
+        join: &PlannedJoin,
+        encoded: &Encoded,
+        source: &Source,
+    ) -> Result<Staged, JobStop> {
+        let rung = &plan.rungs[join.rung];
+        let paths: Vec<PathBuf> = encoded.files.iter().map(|c| c[join.rung].clone()).collect();
+        tokio::fs::write(&join.list, concat_list(&paths))
+            .await
+            .map_err(JobError::io("join list"))?;
+        self.engine
+            .runner
+            .run(&join.command, &self.placement, &self.cancel, |_| {})
+            .await
+            .map_err(JobStop::run(format!("joining {}", rung.name)))?;
+        let (media, video) = (&source.media, &source.video);
+        let lead_in = plan.audio.first().map_or(0.0, |a| a.encode.lead_in_s);
+        let first_audio = media.audio.first();
+        let source_gap = first_audio.map_or(0.0, |a| (a.start_time - video.start_time).max(0.0));
+        let want = Expected {
+            codec: rung.codec.probe_name(),
+            height: Some(rung.height),
+            frames: Some(source.frames),
+            duration: Some((media.duration - lead_in, 1.0 / video.fps.as_f64())),
+            has_audio: first_audio.is_some(),
+            max_av_start_gap_s: source_gap + 1024.0 / 48000.0,
+        };
+        let info = verify_output(self.engine.runner.tools(), &join.tmp, &want)
+            .await
+            .map_err(|source| JobError::Verify {
+                what: rung.name.clone(),
+                source,
+            })?;
+        let bytes = tokio::fs::metadata(&join.tmp)
+            .await
+            .map_err(JobError::io(join.tmp.display().to_string()))?
+            .len();
+        let (w, h) = info.video.as_ref().map_or((0, 0), |v| (v.width, v.height));
+        Ok(Staged {
+            entry: OutputEntry {
+                profile: rung.name.clone(),
+                kind: OutputKind::Video,
+                path: join.final_name.clone(),
+                codec: Some(rung.codec.name().into()),
+                width: Some(w),
+                height: Some(h),
+                duration: Some(info.duration),
+                frames: Some(source.frames),
+                bytes,
+            },
+            tmp: join.tmp.clone(),
+            dest: join.dest.clone(),
+        })
+    }
+
+    async fn gif(&self, gif: &PlannedGif) -> Result<Staged, JobStop> {
+        self.engine
+            .runner
+            .run(&gif.command, &self.placement, &self.cancel, |_| {})
+            .await
+            .map_err(JobStop::run("gif preview"))?;
+        let want = Expected {
+            codec: "gif",
+            height: None,
+            frames: None,
+            duration: None,
+            has_audio: false,
+            max_av_start_gap_s: 0.0,
+        };
+        let info = verify_output(self.engine.runner.tools(), &gif.tmp, &want)
+            .await
+            .map_err(|source| JobError::Verify {
+                what: "gif preview".into(),
+                source,
+            })?;
+        let bytes = tokio::fs::metadata(&gif.tmp)
+            .await
+            .map_err(JobError::io(gif.tmp.display().to_string()))?
+            .len();
+        let (w, h) = info.video.as_ref().map_or((0, 0), |v| (v.width, v.height));
+        Ok(Staged {
+            entry: OutputEntry {
+                profile: "gif".into(),
+                kind: OutputKind::Gif,
+                path: gif.final_name.clone(),
+                codec: Some("gif".into()),
+                width: Some(w),
+                height: Some(h),
+                duration: Some(gif.length),
+                frames: None,
+                bytes,
+            },
+            tmp: gif.tmp.clone(),
+            dest: gif.dest.clone(),
+        })
+    }
+}

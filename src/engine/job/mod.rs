@@ -1,0 +1,401 @@
+//! One input's life, one stage per file: identity → admission → hooks → plan → chunks →
+//! encode (+ audio) → join → publish → outcome. This file wires the stages together.
+
+mod audio;
+mod chunking;
+mod encode;
+mod finish;
+mod identity;
+mod join;
+mod original;
+mod outcome;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use identity::{admit, check_input, identify, pinned_version, Admission};
+
+use super::error::{JobError, JobStop, Published};
+use super::exec::Placement;
+use super::hooks::{script_params, Decision, JobScript, ScriptDeps};
+use super::plan::analysis::{analyse, Analysis, Source};
+use super::plan::chunks::{plan_chunking, ChunkContent};
+use super::plan::{plan_job, stem_of, PlanInputs};
+use super::steps::kind_of;
+use super::{Engine, Event, JobOutcome};
+use crate::media::hash::FileDigest;
+use crate::script::JobScope;
+use crate::store::{now_ms, JobId, JobRecord, JobStatus, StoreError, TaskRecord};
+use crate::workflow::schema::WebhookEvent;
+use crate::workflow::{LoadedWorkflow, Workflow};
+
+pub(super) struct JobCtx<'a> {
+    pub engine: &'a Engine,
+    pub wf: &'a LoadedWorkflow,
+    /// The workflow this job runs: the file's, as changed by the plan hook.
+    pub workflow: Workflow,
+    pub input: &'a Path,
+    pub id: JobId,
+    pub seq: u64,
+    pub work: PathBuf,
+    pub out_dir: PathBuf,
+    pub cancel: CancellationToken,
+    pub force: bool,
+    pub script: JobScript,
+    /// Where the job's own commands wait: first among its tasks, behind its workflow's gate.
+    pub placement: Placement,
+}
+
+impl Engine {
+    pub(super) async fn run_job(
+        &self,
+        input: &Path,
+        wf: &LoadedWorkflow,
+        out_root: &Path,
+        force: bool,
+        known: Option<FileDigest>,
+    ) -> JobOutcome {
+        let started = Instant::now();
+        let early = |reason: String| JobOutcome::failed_early(input, reason, started);
+        if let Err(reason) = check_input(input) {
+            return early(reason);
+        }
+        let (digest, probed) = match identify(self.runner.tools(), input, known).await {
+            Ok(found) => found,
+            Err(reason) => return early(reason),
+        };
+        let out_dir = out_root.join(stem_of(input));
+        let (admission, pinned) = match self.admit(&digest, &out_dir, wf, force).await {
+            Ok(a) => a,
+            Err(e) => return early(e.to_string()),
+        };
+        let wf = pinned.as_ref().unwrap_or(wf);
+        let id = match admission {
+            Admission::Done(done) => return self.already_done(*done, input, started),
+            Admission::Resume(id) => id,
+            Admission::New => self.new_job_id(),
+        };
+        let record = new_record(&id, input, &digest, wf, &out_dir);
+        if let Err(e) = self.begin(&record, wf).await {
+            return early(e.to_string());
+        }
+        let cancel = self.shutdown.child_token();
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(id.clone(), cancel.clone());
+        }
+        let seq = self.next_seq();
+        let work = self.state_dir.join("work").join(id.as_str());
+        let placement = Placement {
+            priority: (seq, 0, 0),
+            gate: Arc::from(wf.workflow.name.as_str()),
+        };
+        let (script, loaded) = self
+            .load_script(wf, &id, input, &work, &out_dir, &cancel, &placement)
+            .await;
+        let decided = match (probed, loaded) {
+            (Err(e), _) => Err(JobStop::from(e)),
+            (_, Err(e)) => Err(e),
+            (Ok(source), Ok(())) => script
+                .decide(&wf.workflow, input, &digest.md5, digest.size, &source.media)
+                .await
+                .map(|d| (source, d))
+                .map_err(JobStop::from),
+        };
+        let workflow = match &decided {
+            Ok((_, d)) => d.workflow.clone(),
+            Err(_) => wf.workflow.clone(),
+        };
+        let ctx = JobCtx {
+            engine: self,
+            wf,
+            workflow,
+            input,
+            id: id.clone(),
+            seq,
+            work,
+            out_dir,
+            cancel,
+            force,
+            script,
+            placement,
+        };
+        let mut record = record;
+        let result = match decided {
+            Ok((
+                _,
+                Decision {
+                    skip: Some(reason), ..
+                },
+            )) => Err(JobStop::Skipped(reason)),
+            Ok((source, _)) => {
+                self.notify(
+                    &ctx.workflow.webhooks,
+                    WebhookEvent::Started,
+                    ctx.event_body(),
+                );
+                ctx.pipeline(&digest, source, &mut record).await
+            }
+            Err(e) => Err(e),
+        };
+        if !self.keep_work {
+            let _ = tokio::fs::remove_dir_all(&ctx.work).await;
+        }
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&id);
+        }
+        self.conclude(&ctx, record, result, &digest, started).await
+    }
+
+    /// What spool knows of this input already, and the workflow version a stopped job of
+    /// it started with (loaded again exactly), if that differs from `wf`.
+    async fn admit(
+        &self,
+        digest: &FileDigest,
+        out_dir: &Path,
+        wf: &LoadedWorkflow,
+        force: bool,
+    ) -> Result<(Admission, Option<LoadedWorkflow>), StoreError> {
+        let (md5, out) = (digest.md5.clone(), out_dir.display().to_string());
+        let jobs = self.store(move |r| r.jobs_for_input(&md5, &out)).await?;
+        let pinned = match pinned_version(&jobs, &wf.content_hash) {
+            Some(hash) => self.stored_workflow(&hash).await?,
+            None => None,
+        };
+        let hash = pinned
+            .as_ref()
+            .map_or(&wf.content_hash, |p| &p.content_hash);
+        let admission = admit(jobs, hash, force, |m| Path::new(m).is_file());
+        Ok((admission, pinned))
+    }
+
+    /// A workflow version stored by an earlier job, loaded again exactly as it was.
+    async fn stored_workflow(&self, hash: &str) -> Result<Option<LoadedWorkflow>, StoreError> {
+        let key = hash.to_string();
+        let Some(version) = self.store(move |r| r.workflow_version(&key)).await? else {
+            return Ok(None);
+        };
+        match crate::workflow::load_version(&version) {
+            Ok(wf) => Ok(Some(wf)),
+            Err(e) => {
+                tracing::warn!(hash, error = %e, "stored workflow version no longer loads; using the current one");
+                Ok(None)
+            }
+        }
+    }
+
+    /// From here on the job exists: a crash must find it and its workflow version.
+    async fn begin(&self, record: &JobRecord, wf: &LoadedWorkflow) -> Result<(), StoreError> {
+        let (first, version) = (record.clone(), wf.version());
+        self.store(move |r| {
+            r.put_workflow_version(&version)?;
+            r.begin_job(&first)?;
+            r.flush()
+        })
+        .await
+    }
+
+    /// A fresh sandbox for the job (the work dir exists first: spool.fs confines paths to
+    /// it). A script that cannot load gives a job that fails on that.
+    #[allow(clippy::too_many_arguments)]
+    async fn load_script(
+        &self,
+        wf: &LoadedWorkflow,
+        id: &JobId,
+        input: &Path,
+        work: &Path,
+        out_dir: &Path,
+        cancel: &CancellationToken,
+        placement: &Placement,
+    ) -> (JobScript, Result<(), JobStop>) {
+        if let Err(e) = tokio::fs::create_dir_all(work.join("enc")).await {
+            let error = JobError::Io {
+                context: format!("work dir {}", work.display()),
+                source: e,
+            };
+            return (JobScript::none(id, work, input), Err(error.into()));
+        }
+        let deps = ScriptDeps {
+            runner: self.runner.clone(),
+            log: Some(self.repo.clone()),
+            cancel: cancel.clone(),
+            placement: placement.clone(),
+        };
+        let scope = JobScope {
+            job: id.to_string(),
+            params: script_params(wf),
+            input: input.to_path_buf(),
+            work_dir: work.to_path_buf(),
+            out_dir: out_dir.to_path_buf(),
+        };
+        match JobScript::load(deps, wf, scope).await {
+            Ok(s) => (s, Ok(())),
+            Err(e) => (JobScript::none(id, work, input), Err(e.into())),
+        }
+    }
+
+    fn already_done(&self, done: JobRecord, input: &Path, started: Instant) -> JobOutcome {
+        self.emit(Event::Note {
+            job: done.id.clone(),
+            message: "already done; use --force to encode again".into(),
+        });
+        JobOutcome {
+            id: Some(done.id),
+            input: input.display().to_string(),
+            status: JobStatus::Succeeded,
+            reason: None,
+            manifest: done.manifest.map(PathBuf::from),
+            chunks: done.chunks,
+            reused_chunks: done.chunks,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+fn new_record(
+    id: &JobId,
+    input: &Path,
+    digest: &FileDigest,
+    wf: &LoadedWorkflow,
+    out_dir: &Path,
+) -> JobRecord {
+    JobRecord {
+        id: id.clone(),
+        input: input.display().to_string(),
+        input_md5: digest.md5.clone(),
+        input_size: digest.size,
+        workflow_name: wf.workflow.name.clone(),
+        workflow_hash: wf.content_hash.clone(),
+        out_dir: out_dir.display().to_string(),
+        status: JobStatus::Running,
+        created_ms: now_ms(),
+        updated_ms: now_ms(),
+        fallback_reason: None,
+        error: None,
+        stderr_tail: Vec::new(),
+        manifest: None,
+        chunks: 0,
+        reused_chunks: 0,
+        progress: 0.0,
+    }
+}
+
+impl JobCtx<'_> {
+    /// What every webhook event of this job carries.
+    fn event_body(&self) -> serde_json::Value {
+        json!({
+            "job": self.id,
+            "input": self.input.display().to_string(),
+            "workflow": { "name": self.workflow.name, "hash": self.wf.content_hash },
+        })
+    }
+
+    fn note(&self, message: String) {
+        self.engine.emit(Event::Note {
+            job: self.id.clone(),
+            message,
+        });
+    }
+
+    /// The schedule gate this job's work waits behind.
+    fn gate(&self) -> &str {
+        &self.placement.gate
+    }
+
+    fn plan_inputs<'a>(&'a self, source: &'a Source, analysis: &'a Analysis) -> PlanInputs<'a> {
+        PlanInputs {
+            workflow: &self.workflow,
+            media: &source.media,
+            video: &source.video,
+            input: self.input,
+            work: &self.work,
+            out_dir: &self.out_dir,
+            base_dir: &self.wf.base_dir,
+            analysis,
+        }
+    }
+
+    async fn pipeline(
+        &self,
+        digest: &FileDigest,
+        source: Source,
+        record: &mut JobRecord,
+    ) -> Result<Published, JobStop> {
+        let analysis = analyse(
+            self.engine.runner.tools(),
+            &self.workflow,
+            &source,
+            self.input,
+        )
+        .await;
+        let inputs = self.plan_inputs(&source, &analysis);
+        for step in &self.workflow.steps {
+            kind_of(step)
+                .validate(&inputs)
+                .map_err(|message| JobError::Step {
+                    step: step.label().to_string(),
+                    message,
+                })?;
+        }
+        let whole = ChunkContent {
+            digest: digest.clone(),
+            frames: source.frames,
+        };
+        let cut = self.cut(&inputs, &plan_chunking(&inputs), whole).await?;
+        let mut plan = plan_job(&inputs, cut.whole_file_reason, cut.chunks)
+            .map_err(|e| JobError::Plan(e.to_string()))?;
+        for s in &plan.skipped_rungs {
+            self.note(format!("skipped {s}"));
+        }
+        self.script
+            .hook_tasks(&self.id, &self.work, &mut plan)
+            .await?;
+        record.fallback_reason = plan.whole_file_reason.clone();
+        record.chunks = plan.chunks.len() as u32;
+        let tasks: Vec<TaskRecord> = plan
+            .tasks
+            .iter()
+            .map(|t| {
+                let rungs = t
+                    .rungs
+                    .iter()
+                    .map(|r| plan.rungs[*r].name.clone())
+                    .collect();
+                TaskRecord::pending(&self.id, t.index, plan.chunks[t.chunk].index, rungs)
+            })
+            .collect();
+        let (job, planned) = (record.clone(), tasks.clone());
+        self.engine
+            .store(move |r| r.plan_job(&job, &planned))
+            .await?;
+        self.engine.emit(Event::JobStarted {
+            job: self.id.clone(),
+            input: self.input.display().to_string(),
+            tasks: plan.tasks.len(),
+            rungs: plan.rungs.iter().map(|r| r.name.clone()).collect(),
+        });
+        // Audio is encoded once per distinct setting, alongside the video tasks.
+        let (encoded, ()) =
+            tokio::try_join!(self.run_tasks(&plan, tasks), self.encode_audio(&plan))?;
+        record.reused_chunks = encoded
+            .reused
+            .iter()
+            .filter(|r| **r == plan.rungs.len())
+            .count() as u32;
+        tokio::fs::create_dir_all(&self.out_dir)
+            .await
+            .map_err(JobError::io(self.out_dir.display().to_string()))?;
+        let staged = match self.join_and_verify(&plan, &encoded, &source).await {
+            Ok(s) => s,
+            Err(e) => {
+                finish::remove_temps(&self.out_dir).await;
+                return Err(e);
+            }
+        };
+        self.publish(&plan, staged, &source, digest, record).await
+    }
+}

@@ -1,0 +1,130 @@
+//! `manifest.json`: the typed record of a finished job, written last. Its fields are the
+//! contract the README documents; `schema` changes when they do.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::store::JobId;
+use crate::workflow::Original;
+
+pub const MANIFEST_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema: u32,
+    pub job: JobId,
+    pub input: String,
+    pub input_md5: String,
+    pub workflow: WorkflowRef,
+    pub source: SourceSummary,
+    pub outputs: Vec<OutputEntry>,
+    /// Each step's data, by step name.
+    pub steps: serde_json::Map<String, Value>,
+    /// Profiles not encoded, each with the reason.
+    pub skipped: Vec<String>,
+    /// Why the file was encoded whole instead of in chunks.
+    pub fallback_reason: Option<String>,
+    pub chunks: usize,
+    pub reused_chunks: usize,
+    pub original: Original,
+    pub elapsed_s: f64,
+}
+
+impl Manifest {
+    /// Bytes of every published output.
+    pub fn bytes_out(&self) -> u64 {
+        self.outputs.iter().map(|o| o.bytes).sum()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkflowRef {
+    pub name: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceSummary {
+    pub duration: f64,
+    /// Display size (after rotation).
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub frames: u64,
+    pub has_audio: bool,
+}
+
+/// What an output is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    Video,
+    Gif,
+    Hls,
+    Poster,
+    Sprite,
+    ThumbnailsVtt,
+    Subtitles,
+    /// A kind a Lua step named.
+    #[serde(untagged)]
+    Other(String),
+}
+
+/// One published file (or, for HLS, the master playlist of a published tree).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputEntry {
+    /// The profile (rung) or step that made it.
+    pub profile: String,
+    pub kind: OutputKind,
+    /// Relative to the output directory.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u64>,
+    pub bytes: u64,
+}
+
+impl OutputEntry {
+    /// A file with no media facts (a step's sidecar, a playlist).
+    pub fn file(profile: &str, kind: OutputKind, path: String, bytes: u64) -> OutputEntry {
+        OutputEntry {
+            profile: profile.to_string(),
+            kind,
+            path,
+            codec: None,
+            width: None,
+            height: None,
+            duration: None,
+            frames: None,
+            bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_read_and_write_as_plain_strings() -> Result<(), serde_json::Error> {
+        for (kind, text) in [
+            (OutputKind::Video, "\"video\""),
+            (OutputKind::ThumbnailsVtt, "\"thumbnails_vtt\""),
+            (OutputKind::Other("sidecar".into()), "\"sidecar\""),
+        ] {
+            assert_eq!(serde_json::to_string(&kind)?, text);
+            assert_eq!(serde_json::from_str::<OutputKind>(text)?, kind);
+        }
+        let e = OutputEntry::file("s", OutputKind::Other("file".into()), "a.txt".into(), 3);
+        let v = serde_json::to_value(&e)?;
+        assert!(v.get("codec").is_none() && v["bytes"] == 3 && v["kind"] == "file");
+        Ok(())
+    }
+}

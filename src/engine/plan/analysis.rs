@@ -1,0 +1,99 @@
+//! What is measured before planning, the same way for `spool run` and `spool plan`: the
+//! probed source (refusing what is not a video), and the poster frame's time.
+
+use std::path::Path;
+
+use crate::engine::error::JobError;
+use crate::media::probe::{probe_counting_frames, MediaInfo, VideoStream};
+use crate::media::thumbs::{frame_stats, pick_poster, poster_candidates};
+use crate::media::tools::Tools;
+use crate::workflow::{Step, Workflow};
+
+/// A source that can be encoded: its streams, its video, and its frames counted by demuxing
+/// (a header's nb_frames can lie).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub media: MediaInfo,
+    pub video: VideoStream,
+    pub frames: u64,
+}
+
+/// Measurements the plan depends on.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    /// When the thumbnails step's poster is taken: away from black or flat frames.
+    pub poster_time: Option<f64>,
+}
+
+pub async fn analyse(
+    tools: &Tools,
+    workflow: &Workflow,
+    source: &Source,
+    input: &Path,
+) -> Analysis {
+    let wants_poster = workflow
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::Thumbnails(_)));
+    if !wants_poster {
+        return Analysis::default();
+    }
+    let mut stats = Vec::new();
+    for t in poster_candidates(source.media.duration) {
+        stats.extend(frame_stats(tools, input, t).await);
+    }
+    Analysis {
+        poster_time: Some(pick_poster(&stats).unwrap_or(0.0)),
+    }
+}
+
+const STILL: &[&str] = &[
+    "png", "mjpeg", "bmp", "tiff", "webp", "jpeg2000", "jpegls", "pam", "ppm", "qoi",
+];
+
+/// Probes the source and refuses, with a clear reason, what cannot be encoded.
+pub async fn probe_source(tools: &Tools, input: &Path) -> Result<Source, JobError> {
+    let (media, frames) = probe_counting_frames(tools, input)
+        .await
+        .map_err(|e| JobError::Input(e.to_string()))?;
+    // ffprobe reads a cut-short MP4 whose index comes first without complaint; the box
+    // structure shows the cut (a half-uploaded or damaged file).
+    if media.format.contains("mp4") || media.format.contains("mov") {
+        let owned = input.to_path_buf();
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || crate::media::mp4::read_video_track(&owned)).await
+        {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                return Err(JobError::Input(format!(
+                    "{}: the file is cut short or damaged ({e}); if it is still being copied, it will be taken when complete",
+                    input.display()
+                )));
+            }
+        }
+    }
+    let Some(video) = media.video.clone() else {
+        return Err(JobError::Input(format!(
+            "{}: no video stream to encode (streams: {})",
+            input.display(),
+            media.stream_types.join(", ")
+        )));
+    };
+    if frames == 0 {
+        return Err(JobError::Input(format!(
+            "{}: the video stream holds no frames",
+            input.display()
+        )));
+    }
+    if frames <= 1 && STILL.contains(&video.codec.as_str()) {
+        return Err(JobError::Input(format!(
+            "{}: a still image ({}), not a video",
+            input.display(),
+            video.codec
+        )));
+    }
+    Ok(Source {
+        media,
+        video,
+        frames,
+    })
+}

@@ -1,0 +1,324 @@
+//! The one planner: (workflow, probed media, hook decisions, chunks) → a typed [`JobPlan`]
+//! with every ffmpeg command a job runs. `spool run` executes it; `spool plan` prints it.
+//! Pure: nothing here runs a process or touches the store.
+
+pub mod analysis;
+pub mod chunks;
+pub mod preview;
+pub mod rungs;
+
+use std::path::{Path, PathBuf};
+
+use chunks::ChunkRef;
+use rungs::{output_name, plan_rungs, NoRungFits};
+
+use super::exec::{Command, Phase};
+use super::publish::temp_name;
+use super::steps::{self, RungFile, StepPlan};
+use super::task::OutputPaths;
+use crate::media::command::{
+    audio_args, encode_commands, gif_args, join_args, AudioEncode, RungOutput,
+};
+use crate::media::probe::{MediaInfo, VideoStream};
+use crate::media::profiles::Rung;
+use crate::workflow::{EncodeMode, Workflow};
+
+/// Everything a plan is made from.
+pub struct PlanInputs<'a> {
+    /// The workflow as the hooks left it.
+    pub workflow: &'a Workflow,
+    pub media: &'a MediaInfo,
+    pub video: &'a VideoStream,
+    pub input: &'a Path,
+    pub work: &'a Path,
+    pub out_dir: &'a Path,
+    /// The workflow file's directory (paths in steps are relative to it).
+    pub base_dir: &'a Path,
+    /// Measurements made before planning (see [`analysis`]).
+    pub analysis: &'a analysis::Analysis,
+}
+
+impl PlanInputs<'_> {
+    pub fn stem(&self) -> String {
+        stem_of(self.input)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JobPlan {
+    /// In scheduling order: always-encode rungs first, then low to high.
+    pub rungs: Vec<Rung>,
+    /// Profiles left out, each with the reason.
+    pub skipped_rungs: Vec<String>,
+    /// Why the source is encoded whole, if it is.
+    pub whole_file_reason: Option<String>,
+    pub chunks: Vec<ChunkRef>,
+    pub tasks: Vec<PlannedTask>,
+    pub audio: Vec<PlannedAudio>,
+    pub joins: Vec<PlannedJoin>,
+    pub gif: Option<PlannedGif>,
+    pub steps: Vec<StepPlan>,
+}
+
+/// One encode task: a chunk into one or more rungs.
+#[derive(Debug, Clone)]
+pub struct PlannedTask {
+    pub index: u32,
+    /// Index into `JobPlan::chunks`.
+    pub chunk: usize,
+    /// Indexes into `JobPlan::rungs`.
+    pub rungs: Vec<usize>,
+    /// Orders tasks: low rungs first (per-rung mode).
+    pub rank: u32,
+    pub label: String,
+    pub outputs: Vec<OutputPaths>,
+    /// After before_task (run in order; two for 2-pass).
+    pub commands: Vec<Command>,
+    /// A fingerprint of what before_task changed, if anything (part of the cache key).
+    pub hook_change: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedAudio {
+    pub encode: AudioEncode,
+    pub out: PathBuf,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedJoin {
+    /// Index into `JobPlan::rungs`.
+    pub rung: usize,
+    pub final_name: String,
+    /// Written (and verified) under a hidden temp name beside its destination.
+    pub tmp: PathBuf,
+    pub dest: PathBuf,
+    /// The concat list, written once the chunks' files are known.
+    pub list: PathBuf,
+    /// Index into `JobPlan::audio`.
+    pub audio: Option<usize>,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedGif {
+    pub length: f64,
+    pub final_name: String,
+    pub tmp: PathBuf,
+    pub dest: PathBuf,
+    pub command: Command,
+}
+
+/// The output directory's name for an input: its stem, made safe.
+pub fn stem_of(input: &Path) -> String {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = stem.trim_start_matches('.').replace(['/', '\n', '\r'], "_");
+    if stem.is_empty() {
+        "output".into()
+    } else {
+        stem
+    }
+}
+
+/// The whole plan once the chunks are known (predicted or cut).
+pub fn plan_job(
+    inputs: &PlanInputs<'_>,
+    whole_file_reason: Option<String>,
+    chunks: Vec<ChunkRef>,
+) -> Result<JobPlan, NoRungFits> {
+    let rung_plan = plan_rungs(inputs.workflow, inputs.video)?;
+    let rungs = rung_plan.rungs;
+    let tasks = plan_tasks(inputs, &rungs, &chunks);
+    let audio = plan_audio(inputs, &rungs);
+    let joins = plan_joins(inputs, &rungs, &audio);
+    let files: Vec<RungFile> = joins
+        .iter()
+        .map(|j| RungFile {
+            name: rungs[j.rung].name.clone(),
+            path: j.dest.clone(),
+        })
+        .collect();
+    let steps = inputs
+        .workflow
+        .steps
+        .iter()
+        .map(|s| steps::kind_of(s).plan(inputs, &files))
+        .collect();
+    Ok(JobPlan {
+        skipped_rungs: rung_plan.skipped,
+        whole_file_reason,
+        gif: plan_gif(inputs),
+        rungs,
+        chunks,
+        tasks,
+        audio,
+        joins,
+        steps,
+    })
+}
+
+/// spool's own encode commands for one chunk into some rungs (before any hook).
+pub fn encode_task_commands(
+    chunk: &Path,
+    rungs: &[&Rung],
+    outputs: &[OutputPaths],
+) -> Vec<Command> {
+    let outs: Vec<RungOutput> = rungs
+        .iter()
+        .zip(outputs)
+        .map(|(rung, o)| RungOutput {
+            rung,
+            path: &o.path,
+            passlog: &o.passlog,
+            // Always through scale: -2 keeps the width even for odd-sized sources.
+            scale: true,
+        })
+        .collect();
+    encode_commands(chunk, &outs)
+        .into_iter()
+        .map(|args| Command {
+            phase: Phase::Encode,
+            label: String::new(),
+            args,
+        })
+        .collect()
+}
+
+/// Tasks in scheduling order: ladder = one per chunk; per-rung = rung-major, low rungs first.
+fn plan_tasks(inputs: &PlanInputs<'_>, rungs: &[Rung], chunks: &[ChunkRef]) -> Vec<PlannedTask> {
+    let shape: Vec<(usize, Vec<usize>, u32)> = match inputs.workflow.encode.mode {
+        EncodeMode::Ladder => (0..chunks.len())
+            .map(|c| (c, (0..rungs.len()).collect(), 0))
+            .collect(),
+        EncodeMode::PerRung => (0..rungs.len())
+            .flat_map(|r| (0..chunks.len()).map(move |c| (c, vec![r], r as u32)))
+            .collect(),
+    };
+    shape
+        .into_iter()
+        .enumerate()
+        .map(|(i, (chunk, task_rungs, rank))| {
+            let index = i as u32;
+            let its: Vec<&Rung> = task_rungs.iter().map(|r| &rungs[*r]).collect();
+            let outputs: Vec<OutputPaths> = its
+                .iter()
+                .map(|r| OutputPaths::of(inputs.work, index, r))
+                .collect();
+            let names: Vec<&str> = its.iter().map(|r| r.name.as_str()).collect();
+            let label = match chunks[chunk].index {
+                Some(c) => format!("chunk {c} [{}]", names.join(",")),
+                None => format!("whole file [{}]", names.join(",")),
+            };
+            let mut commands = encode_task_commands(&chunks[chunk].path, &its, &outputs);
+            for c in &mut commands {
+                c.label = label.clone();
+            }
+            PlannedTask {
+                index,
+                chunk,
+                rungs: task_rungs,
+                rank,
+                label,
+                outputs,
+                commands,
+                hook_change: None,
+            }
+        })
+        .collect()
+}
+
+/// Each distinct audio setting the rungs need, encoded once from the source.
+fn plan_audio(inputs: &PlanInputs<'_>, rungs: &[Rung]) -> Vec<PlannedAudio> {
+    let Some(first) = inputs.media.audio.first() else {
+        return Vec::new();
+    };
+    let mut planned: Vec<PlannedAudio> = Vec::new();
+    for rung in rungs {
+        let encode = AudioEncode {
+            encoder: rung.codec.audio_encoder(),
+            kbps: rung.audio_kbps,
+            channels: first.channels,
+            // Audio starts where the first video frame does: trim any audio before it.
+            lead_in_s: (inputs.video.start_time - inputs.media.start_time).max(0.0),
+        };
+        if planned.iter().any(|p| p.encode == encode) {
+            continue;
+        }
+        let out = inputs.work.join(format!(
+            "audio-{}-{}k.{}",
+            encode.encoder,
+            encode.kbps,
+            encode.container().0
+        ));
+        let command = Command {
+            phase: Phase::Audio,
+            label: format!("{} {}k", encode.encoder, encode.kbps),
+            args: audio_args(inputs.input, &encode, &out),
+        };
+        planned.push(PlannedAudio {
+            encode,
+            out,
+            command,
+        });
+    }
+    planned
+}
+
+fn plan_joins(inputs: &PlanInputs<'_>, rungs: &[Rung], audio: &[PlannedAudio]) -> Vec<PlannedJoin> {
+    let stem = inputs.stem();
+    rungs
+        .iter()
+        .enumerate()
+        .map(|(r, rung)| {
+            let final_name = output_name(&inputs.workflow.output.naming, &stem, rung);
+            let tmp = inputs
+                .out_dir
+                .join(temp_name(&final_name, rung.codec.container_ext()));
+            let list = inputs.work.join(format!("join-{}.txt", rung.name));
+            let audio_index = audio.iter().position(|a| {
+                a.encode.encoder == rung.codec.audio_encoder() && a.encode.kbps == rung.audio_kbps
+            });
+            let audio_file = audio_index.map(|i| audio[i].out.as_path());
+            PlannedJoin {
+                rung: r,
+                command: Command {
+                    phase: Phase::Join,
+                    label: rung.name.clone(),
+                    args: join_args(&list, audio_file, rung.codec, &tmp),
+                },
+                dest: inputs.out_dir.join(&final_name),
+                final_name,
+                tmp,
+                list,
+                audio: audio_index,
+            }
+        })
+        .collect()
+}
+
+fn plan_gif(inputs: &PlanInputs<'_>) -> Option<PlannedGif> {
+    let g = &inputs.workflow.gif;
+    if !g.enabled {
+        return None;
+    }
+    let duration = inputs.media.duration;
+    let start = g.start_seconds.min(duration * 0.2);
+    let length = g.duration_seconds.min(duration - start).max(0.1);
+    let final_name = format!("{}.gif", inputs.stem());
+    // Written in the work dir, so recovery can tell its ffmpeg is ours.
+    let tmp = inputs.work.join(temp_name(&final_name, "gif"));
+    Some(PlannedGif {
+        command: Command {
+            phase: Phase::Gif,
+            label: "gif".into(),
+            args: gif_args(inputs.input, start, length, g.width, g.fps, &tmp),
+        },
+        length,
+        dest: inputs.out_dir.join(&final_name),
+        final_name,
+        tmp,
+    })
+}

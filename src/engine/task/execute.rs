@@ -1,0 +1,128 @@
+//! `execute(task)`: render the task's argv with this executor's paths, run it, check every
+//! output, and put each into the content-addressed artifact store. The local queue's
+//! workers call it; a remote worker calls the same function.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::spec::{Bindings, EncodeTask, OutputPaths};
+use super::{TaskError, TaskProgress, TaskResult};
+use crate::engine::artifacts::{artifact_key, ArtifactStore};
+use crate::engine::exec::{Command, Phase, Placement, Runner};
+use crate::media::verify::{verify_chunk, Expected};
+use crate::store::CacheRecord;
+
+/// What an executor works with.
+pub struct ExecEnv {
+    pub runner: Arc<Runner>,
+    pub artifacts: Arc<ArtifactStore>,
+}
+
+pub async fn execute(
+    env: &ExecEnv,
+    task: &EncodeTask,
+    cancel: &CancellationToken,
+    mut on_progress: impl FnMut(TaskProgress) + Send,
+) -> Result<TaskResult, TaskError> {
+    let work = &task.local.work;
+    let input = &task.local.input;
+    check_input(input, task.input.size).await?;
+    let outputs: Vec<OutputPaths> = task
+        .rungs
+        .iter()
+        .map(|r| OutputPaths::of(work, task.id.index, &r.rung))
+        .collect();
+    let bound = Bindings {
+        input,
+        work,
+        outputs: &outputs,
+    };
+    let at = Placement {
+        priority: task.priority,
+        gate: Arc::from(task.gate.as_str()),
+    };
+    let passes = task.commands.len();
+    let ran = async {
+        for (pass, template) in task.commands.iter().enumerate() {
+            let command = Command {
+                phase: Phase::Encode,
+                label: task.label.clone(),
+                args: template.render(&bound)?,
+            };
+            env.runner
+                .run(&command, &at, cancel, |p| {
+                    on_progress(TaskProgress {
+                        pass,
+                        passes,
+                        progress: p.clone(),
+                    })
+                })
+                .await?;
+        }
+        verify_outputs(env, task, &outputs).await
+    }
+    .await;
+    if let Err(e) = ran {
+        for o in &outputs {
+            let _ = tokio::fs::remove_file(&o.path).await;
+        }
+        return Err(e);
+    }
+    let mut artifacts: Vec<CacheRecord> = Vec::with_capacity(outputs.len());
+    for (r, o) in task.rungs.iter().zip(&outputs) {
+        let key = artifact_key(&task.input, &r.settings, &env.runner.tools().version);
+        let ext = r.rung.codec.container_ext();
+        let record = env
+            .artifacts
+            .admit(&key, &o.path, &task.input, task.expected_frames, ext)
+            .await
+            .map_err(TaskError::Artifact)?;
+        artifacts.push(record);
+    }
+    Ok(TaskResult { artifacts })
+}
+
+async fn check_input(input: &Path, size: u64) -> Result<(), TaskError> {
+    match tokio::fs::metadata(input).await {
+        Ok(m) if m.len() == size => Ok(()),
+        Ok(m) => Err(TaskError::Input(format!(
+            "{} holds {} bytes, the task names {size}",
+            input.display(),
+            m.len()
+        ))),
+        Err(e) => Err(TaskError::Input(format!("{}: {e}", input.display()))),
+    }
+}
+
+/// Each output must hold exactly the task's frames, in the right codec and height
+/// (in-process for MP4, see `verify_chunk`); all are checked at once.
+async fn verify_outputs(
+    env: &ExecEnv,
+    task: &EncodeTask,
+    outputs: &[OutputPaths],
+) -> Result<(), TaskError> {
+    let tools = env.runner.tools();
+    let checks = task.rungs.iter().zip(outputs).map(|(r, o)| async move {
+        let want = Expected {
+            codec: r.rung.codec.probe_name(),
+            height: Some(r.rung.height),
+            frames: Some(task.expected_frames),
+            duration: None,
+            has_audio: false,
+            max_av_start_gap_s: 0.0,
+        };
+        verify_chunk(tools, &o.path, &want)
+            .await
+            .map_err(|source| TaskError::Verify {
+                rung: r.rung.name.clone(),
+                source,
+            })
+    });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .map(|_| ())
+}
