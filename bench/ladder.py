@@ -61,17 +61,18 @@ def run_spool(spool, wf, src, root, trace=None):
 
 
 def replay(trace, jobs):
-    """The plain script: spool's own commands, phase by phase, at the same parallelism."""
+    """The plain script: spool's own command lines (program included), phase by phase, at
+    the same parallelism."""
     cmds = [json.loads(l) for l in Path(trace).read_text().splitlines()]
     def phase(name):
         return [c["argv"] for c in cmds if c["phase"] == name]
     def go():
         for argv in phase("segment"):
-            ffmpeg(argv)
+            sh(argv)
         # Audio and video encodes share the pool, audio first, as in spool.
         for names in (("audio", "encode"), ("join",)):
             with ThreadPoolExecutor(jobs) as pool:
-                list(pool.map(ffmpeg, [argv for n in names for argv in phase(n)]))
+                list(pool.map(sh, [argv for n in names for argv in phase(n)]))
     return timed(go)
 
 

@@ -5,18 +5,12 @@ mod cli;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
-use spool::engine::{Engine, EngineConfig};
-use spool::media::command::gif_args;
-use spool::media::probe::probe;
-use spool::media::run::run_ffmpeg;
-use spool::media::tools::Tools;
-use spool::store::JobStatus;
+use cli::run::{run, watch, DebugOpts};
+use cli::samples::{gif, make_demo_clip};
 use spool::workflow::{self, LoadedWorkflow};
 
 /// spool: turns video files into a verified ladder of encodes, durably.
@@ -176,9 +170,7 @@ enum Command {
     },
 }
 
-const EXIT_FAILED: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-const EXIT_INTERRUPTED: u8 = 130;
+use cli::{EXIT_FAILED, EXIT_USAGE};
 
 fn state_dir(arg: &StateArg) -> PathBuf {
     if let Some(dir) = &arg.state {
@@ -376,183 +368,4 @@ async fn dispatch(command: Command) -> Result<u8> {
             .await
         }
     }
-}
-
-/// Hidden options the benchmark uses.
-#[derive(Default)]
-struct DebugOpts {
-    trace_commands: Option<PathBuf>,
-    keep_work: bool,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    inputs: &[PathBuf],
-    wf: LoadedWorkflow,
-    out: &Path,
-    state: &Path,
-    json: bool,
-    force: bool,
-    concurrency: Option<usize>,
-    debug: DebugOpts,
-) -> Result<u8> {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let concurrency = concurrency
-        .or(wf.workflow.encode.concurrency)
-        .unwrap_or(cores)
-        .max(1);
-    let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let bars = !json && std::io::stderr().is_terminal();
-    let ui = tokio::spawn(cli::ui::render(rx, bars));
-    let cfg = EngineConfig {
-        state_dir: state.to_path_buf(),
-        concurrency,
-        trace_commands: debug.trace_commands,
-        keep_work: debug.keep_work,
-    };
-    let engine = Engine::open(cfg, tx, shutdown.clone()).await?;
-    let outcomes = engine.run_all(inputs, &Arc::new(wf), out, force).await;
-    drop(engine);
-    let _ = ui.await;
-    if json {
-        for o in &outcomes {
-            println!("{}", serde_json::to_string(o)?);
-        }
-    }
-    Ok(
-        if outcomes
-            .iter()
-            .all(|o| matches!(o.status, JobStatus::Succeeded | JobStatus::Skipped))
-        {
-            0
-        } else if shutdown.is_cancelled() {
-            EXIT_INTERRUPTED
-        } else {
-            EXIT_FAILED
-        },
-    )
-}
-
-async fn watch(config: &Path) -> Result<u8> {
-    let loaded = spool::daemon::config::load(config).map_err(anyhow::Error::msg)?;
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let cfg = EngineConfig {
-        state_dir: loaded.config.state.clone(),
-        concurrency: loaded.config.concurrency.unwrap_or(cores).max(1),
-        trace_commands: None,
-        keep_work: false,
-    };
-    // The daemon stops admitting on a signal; the engine's own token interrupts jobs only
-    // after the grace period.
-    let signals = CancellationToken::new();
-    spawn_signal_handler_saying(
-        signals.clone(),
-        "signal received: finishing running jobs within the grace period",
-    );
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let engine = Engine::open(cfg, tx, CancellationToken::new()).await?;
-    let clock = std::env::var_os("SPOOL_CLOCK_FILE").map(PathBuf::from);
-    spool::daemon::run(loaded, engine, signals, clock)
-        .await
-        .map_err(anyhow::Error::msg)
-}
-
-/// Ctrl-C and SIGTERM stop cleanly: ffmpeg groups are killed, jobs stay resumable.
-fn spawn_signal_handler(shutdown: CancellationToken) {
-    spawn_signal_handler_saying(
-        shutdown,
-        "stopping: killing running ffmpeg processes; run the same command again to resume",
-    );
-}
-
-fn spawn_signal_handler_saying(shutdown: CancellationToken, message: &'static str) {
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("cannot listen for SIGTERM: {e}");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::warn!("{message}");
-        shutdown.cancel();
-    });
-}
-
-async fn gif(
-    input: &Path,
-    out: Option<PathBuf>,
-    width: u32,
-    fps: u32,
-    start: f64,
-    duration: f64,
-) -> Result<u8> {
-    let tools = Tools::locate().await?;
-    let media = probe(&tools, input).await?;
-    let start = start.min(media.duration * 0.2).max(0.0);
-    let length = duration.min(media.duration - start).max(0.1);
-    let out = out.unwrap_or_else(|| input.with_extension("gif"));
-    let argv = gif_args(
-        input,
-        start,
-        length,
-        width.clamp(16, 1920),
-        fps.clamp(1, 30),
-        &out,
-    );
-    match run_ffmpeg(&tools, &argv, &CancellationToken::new(), |_| {}).await {
-        Ok(_) => {
-            println!("{}", out.display());
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("spool: gif failed: {e}");
-            Ok(EXIT_FAILED)
-        }
-    }
-}
-
-async fn make_demo_clip(out: &Path) -> Result<PathBuf> {
-    let tools = Tools::locate().await?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let clip = out.join("demo-source.mp4");
-    if clip.is_file() {
-        return Ok(clip);
-    }
-    eprintln!("making a 24 s sample clip at {}", clip.display());
-    let argv = spool::media::tools::os_args([
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=s=640x360:r=25:d=24",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=f=440:sample_rate=48000:d=24",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-g",
-        "50",
-        "-c:a",
-        "aac",
-        "-shortest",
-    ])
-    .into_iter()
-    .chain([clip.as_os_str().to_owned()])
-    .collect::<Vec<_>>();
-    run_ffmpeg(&tools, &argv, &CancellationToken::new(), |_| {})
-        .await
-        .context("making the demo clip")?;
-    Ok(clip)
 }

@@ -400,6 +400,80 @@ fn a_schedule_window_pauses_a_running_encode_and_resumes_it() -> TestResult {
     Ok(())
 }
 
+/// A workflow for the two-schedule test: its own folder, output and window.
+fn scheduled(dir: &Path, name: &str, window: &str) -> Result<(), std::io::Error> {
+    std::fs::create_dir_all(dir.join(format!("in-{name}")))?;
+    std::fs::write(
+        dir.join(format!("{name}.yaml")),
+        format!(
+            "version: 1\nname: {name}\nchunking: {{enabled: false}}\n\
+             encode: {{mode: ladder, keyframe_interval_seconds: 1}}\n\
+             profiles:\n- {{name: p144, codec: h264, height: 144, always_encode: true, preset: veryslow}}\n\
+             watch: {{folders: [in-{name}], output: out-{name}, settle_seconds: 1, rescan_seconds: 2}}\n\
+             schedule: {{windows: [{window}], outside: pause}}\n"
+        ),
+    )
+}
+
+#[test]
+fn one_workflows_closed_window_pauses_only_its_own_encodes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let clock = dir.path().join("clock");
+    std::fs::write(&clock, "mon 12:00")?;
+    scheduled(dir.path(), "day", "{from: \"08:00\", to: \"20:00\"}")?;
+    // from == to: the whole day.
+    scheduled(dir.path(), "always", "{from: \"00:00\", to: \"00:00\"}")?;
+    std::fs::write(
+        dir.path().join("spool.yaml"),
+        "state: state\nlisten: 127.0.0.1:0\nworkflows: [day.yaml, always.yaml]\ngrace_seconds: 10\nconcurrency: 2\n",
+    )?;
+    let d = Daemon::spawn(
+        dir.path(),
+        &[("SPOOL_CLOCK_FILE", clock.display().to_string())],
+    )?;
+    for name in ["day", "always"] {
+        make_clip(
+            &dir.path().join(format!("in-{name}/{name}.mp4")),
+            "640x360",
+            25,
+            16,
+            Audio::Bursts,
+        )?;
+    }
+    let states = |name: &str| process_states(&format!("/in-{name}/"), "/enc/t");
+    wait_until("both encoding", Duration::from_secs(60), || {
+        !states("day").is_empty() && !states("always").is_empty()
+    })?;
+    // 21:00: the day window closes; the always-open workflow must not notice.
+    std::fs::write(&clock, "mon 21:00")?;
+    wait_until("the day encode stopped", Duration::from_secs(10), || {
+        let s = states("day");
+        !s.is_empty() && s.iter().all(|c| *c == 'T')
+    })?;
+    let always = states("always");
+    assert!(
+        !always.is_empty() && always.iter().all(|c| *c != 'T'),
+        "the open workflow was paused too: {always:?}"
+    );
+    d.wait_status("always.mp4", "done", 180)?;
+    assert!(states("day").iter().all(|c| *c == 'T'), "day still paused");
+    assert_ne!(d.file_status("day.mp4").as_deref(), Some("done"));
+    std::fs::write(&clock, "mon 12:00")?;
+    d.wait_status("day.mp4", "done", 180)?;
+    for name in ["day", "always"] {
+        let out = dir
+            .path()
+            .join(format!("out-{name}/{name}/{name}.p144.mp4"));
+        assert_eq!(
+            probe_value(&out, "v:0", "nb_read_packets"),
+            Some(400.0),
+            "{name}"
+        );
+    }
+    assert_eq!(d.term()?, 0);
+    Ok(())
+}
+
 #[test]
 fn two_workflows_may_not_claim_one_folder() -> TestResult {
     let dir = tempfile::tempdir()?;

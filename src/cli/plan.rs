@@ -49,9 +49,14 @@ pub async fn plan(input: &Path, wf: &LoadedWorkflow, out: &Path, json: bool) -> 
             let _ = writeln!(text, "chunks:   none, whole file ({r})");
         }
         None => {
-            let _ = writeln!(text, "chunks:   predicted from the source's keyframes");
+            let _ = writeln!(
+                text,
+                "chunks:   {} (copy-cut by the segment muxer, predicted from the source's keyframes)",
+                report.chunks
+            );
         }
     }
+    let _ = writeln!(text, "outputs:  {}", report.outputs.join(", "));
     let _ = writeln!(
         text,
         "work dir: {} (a run uses <state>/work/<job>)",
@@ -59,7 +64,7 @@ pub async fn plan(input: &Path, wf: &LoadedWorkflow, out: &Path, json: bool) -> 
     );
     for c in &report.commands {
         let _ = writeln!(text, "\n[{}] {}", c.phase, c.label);
-        let _ = writeln!(text, "  ffmpeg {}", shell_words(&c.argv));
+        let _ = writeln!(text, "  {}", shell_words(&c.argv));
     }
     emit(&text)
 }

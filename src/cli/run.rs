@@ -1,0 +1,123 @@
+//! `spool run` and `spool watch`: the engine in the foreground, or as a service.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Result;
+use tokio_util::sync::CancellationToken;
+
+use spool::engine::{Engine, EngineConfig};
+use spool::store::JobStatus;
+use spool::workflow::LoadedWorkflow;
+
+use super::{EXIT_FAILED, EXIT_INTERRUPTED};
+
+/// Hidden options the benchmark uses.
+#[derive(Default)]
+pub struct DebugOpts {
+    pub trace_commands: Option<PathBuf>,
+    pub keep_work: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    inputs: &[PathBuf],
+    wf: LoadedWorkflow,
+    out: &Path,
+    state: &Path,
+    json: bool,
+    force: bool,
+    concurrency: Option<usize>,
+    debug: DebugOpts,
+) -> Result<u8> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let concurrency = concurrency
+        .or(wf.workflow.encode.concurrency)
+        .unwrap_or(cores)
+        .max(1);
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let bars = !json && std::io::stderr().is_terminal();
+    let ui = tokio::spawn(super::ui::render(rx, bars));
+    let cfg = EngineConfig {
+        state_dir: state.to_path_buf(),
+        concurrency,
+        trace_commands: debug.trace_commands,
+        keep_work: debug.keep_work,
+    };
+    let engine = Engine::open(cfg, tx, shutdown.clone()).await?;
+    let outcomes = engine.run_all(inputs, &Arc::new(wf), out, force).await;
+    drop(engine);
+    let _ = ui.await;
+    if json {
+        for o in &outcomes {
+            println!("{}", serde_json::to_string(o)?);
+        }
+    }
+    Ok(
+        if outcomes
+            .iter()
+            .all(|o| matches!(o.status, JobStatus::Succeeded | JobStatus::Skipped))
+        {
+            0
+        } else if shutdown.is_cancelled() {
+            EXIT_INTERRUPTED
+        } else {
+            EXIT_FAILED
+        },
+    )
+}
+
+pub async fn watch(config: &Path) -> Result<u8> {
+    let loaded = spool::daemon::config::load(config).map_err(anyhow::Error::msg)?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cfg = EngineConfig {
+        state_dir: loaded.config.state.clone(),
+        concurrency: loaded.config.concurrency.unwrap_or(cores).max(1),
+        trace_commands: None,
+        keep_work: false,
+    };
+    // The daemon stops admitting on a signal; the engine's own token interrupts jobs only
+    // after the grace period.
+    let signals = CancellationToken::new();
+    spawn_signal_handler_saying(
+        signals.clone(),
+        "signal received: finishing running jobs within the grace period",
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let engine = Engine::open(cfg, tx, CancellationToken::new()).await?;
+    let clock = std::env::var_os("SPOOL_CLOCK_FILE").map(PathBuf::from);
+    spool::daemon::run(loaded, engine, signals, clock)
+        .await
+        .map_err(anyhow::Error::msg)
+}
+
+/// Ctrl-C and SIGTERM stop cleanly: ffmpeg groups are killed, jobs stay resumable.
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    spawn_signal_handler_saying(
+        shutdown,
+        "stopping: killing running ffmpeg processes; run the same command again to resume",
+    );
+}
+
+fn spawn_signal_handler_saying(shutdown: CancellationToken, message: &'static str) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!("{message}");
+        shutdown.cancel();
+    });
+}
