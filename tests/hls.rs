@@ -143,3 +143,136 @@ fn hls_settings_are_checked_against_the_keyframes_and_codecs() -> TestResult {
     assert!(stderr.contains("h264 and h265 rungs only"), "{stderr}");
     Ok(())
 }
+
+/// The first video frame's time and the first audio frame's time of `media`, as decoded.
+fn first_times(media: &Path) -> Result<(f64, f64), String> {
+    let first = |stream: &str| -> Result<f64, String> {
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", stream])
+            .args(["-show_entries", "frame=pts_time", "-read_intervals", "%+1"])
+            .args(["-of", "csv=p=0"])
+            .arg(media)
+            .output()
+            .map_err(|e| e.to_string())?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .and_then(|t| t.trim_end_matches(',').parse().ok())
+            .ok_or_else(|| format!("{}: no {stream} frame", media.display()))
+    };
+    Ok((first("v:0")?, first("a:0")?))
+}
+
+/// Where the picture starts and where each tone burst starts, in seconds from the start of
+/// the presentation (the earliest first frame, which a player takes as time 0).
+fn timeline(media: &Path) -> Result<(f64, Vec<f64>), Box<dyn std::error::Error>> {
+    let (video, audio) = first_times(media)?;
+    let start = video.min(audio);
+    let bursts = burst_onsets(media)?
+        .into_iter()
+        .map(|t| audio + t - start)
+        .collect();
+    Ok((video - start, bursts))
+}
+
+/// A playlist of one variant with the master's audio rendition, so ffmpeg decodes exactly
+/// what a player choosing that variant gets.
+fn single_variant(master: &Path, variant: &str) -> Result<std::path::PathBuf, std::io::Error> {
+    let text = std::fs::read_to_string(master)?;
+    let mut lines: Vec<&str> = Vec::new();
+    let mut keep_next = true;
+    for line in text.lines() {
+        if line.starts_with("#EXT-X-STREAM-INF") {
+            keep_next = false;
+            continue;
+        }
+        if !keep_next {
+            keep_next = true;
+            if line.starts_with(variant) {
+                let inf = text
+                    .lines()
+                    .take_while(|l| *l != line)
+                    .last()
+                    .unwrap_or_default();
+                lines.push(inf);
+                lines.push(line);
+            }
+            continue;
+        }
+        lines.push(line);
+    }
+    let path = master.with_file_name(format!("only-{variant}.m3u8"));
+    std::fs::write(&path, lines.join("\n") + "\n")?;
+    Ok(path)
+}
+
+#[test]
+fn picture_and_sound_stay_together_through_master_m3u8() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // Two rungs with different B-frame delays (veryfast has B-frames, ultrafast none), each
+    // source starting at 0 and at 1.5 s, packaged as fMP4 and as TS.
+    let profiles = "profiles:\n\
+        - {name: p144, codec: h264, height: 144, always_encode: true, preset: veryfast}\n\
+        - {name: p180, codec: h264, height: 180, always_encode: true, preset: ultrafast}\n";
+    for start in ["0", "1.5"] {
+        // Bursts half a second into each second, so none sits on the stream's first
+        // audio frame (AAC's first frame is attenuated, which is not drift); the offset is
+        // set while encoding, as a capture's would be.
+        let src = dir.path().join(format!("src-{start}.mp4"));
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x180:r=25:d=8",
+            "-f",
+            "lavfi",
+            "-i",
+            "aevalsrc=0.5*sin(2*PI*1000*t)*between(mod(t\\,1)\\,0.5\\,0.6):s=48000:d=8",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-output_ts_offset",
+            start,
+            &src.display().to_string(),
+        ])?;
+        let (src_picture, src_bursts) = timeline(&src)?;
+        assert_eq!(src_bursts.len(), 8, "the source has a burst every second");
+        for kind in ["fmp4", "mpegts"] {
+            let name = format!("{kind}-{}", start.replace('.', "_"));
+            let wf = write_workflow(
+                dir.path(),
+                &name,
+                &format!("steps:\n- hls: {{segment_seconds: 2, segment_type: {kind}}}\n{profiles}"),
+            )?;
+            let run = dir.path().join(&name);
+            run_succeeds(&wf, &run, &src)?;
+            let master = run.join(format!("out/src-{start}/hls/master.m3u8"));
+            for variant in ["p144", "p180"] {
+                let only = single_variant(&master, variant)?;
+                let (picture, bursts) = timeline(&only)?;
+                let at = format!("{name} {variant}");
+                assert!(
+                    picture <= 0.040 + 1e-6,
+                    "{at}: the picture starts {:.1} ms into the presentation",
+                    picture * 1000.0
+                );
+                assert_eq!(bursts.len(), src_bursts.len(), "{at}: {bursts:?}");
+                for (i, (got, want)) in bursts.iter().zip(&src_bursts).enumerate() {
+                    // Each burst against the first picture, as in the source.
+                    let drift = (got - picture) - (want - src_picture);
+                    assert!(
+                        drift.abs() <= 0.002,
+                        "{at}: burst {i} is {:+.1} ms off the picture",
+                        drift * 1000.0
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

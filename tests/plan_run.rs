@@ -8,12 +8,11 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
+/// (phase, command line) of each command.
+type Commands = Vec<(String, Vec<String>)>;
+
 /// (phase, argv) of every planned command, work dir replaced by {work}, sorted.
-fn planned(
-    wf: &Path,
-    src: &Path,
-    out: &Path,
-) -> Result<Vec<(String, Vec<String>)>, Box<dyn std::error::Error>> {
+fn planned(wf: &Path, src: &Path, out: &Path) -> Result<Commands, Box<dyn std::error::Error>> {
     let shown = spool()
         .args(["plan", "--json", "--workflow"])
         .arg(wf)
@@ -24,7 +23,7 @@ fn planned(
         .success();
     let plan: serde_json::Value = serde_json::from_slice(&shown.get_output().stdout)?;
     let work = plan["work_dir"].as_str().unwrap_or_default().to_string();
-    let mut commands: Vec<(String, Vec<String>)> = plan["commands"]
+    let mut commands: Commands = plan["commands"]
         .as_array()
         .into_iter()
         .flatten()
@@ -48,7 +47,7 @@ fn ran(
     src: &Path,
     out: &Path,
     state: &Path,
-) -> Result<Vec<(String, Vec<String>)>, Box<dyn std::error::Error>> {
+) -> Result<Commands, Box<dyn std::error::Error>> {
     let trace = state.with_extension("trace");
     let done = spool()
         .args(["run", "--json", "--workflow"])
@@ -71,7 +70,7 @@ fn ran(
         .join(id)
         .display()
         .to_string();
-    let mut commands: Vec<(String, Vec<String>)> = std::fs::read_to_string(&trace)?
+    let mut commands: Commands = std::fs::read_to_string(&trace)?
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .map(|c| {

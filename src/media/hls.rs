@@ -29,40 +29,47 @@ impl SegmentType {
     }
 }
 
-/// Which stream of the input goes into a playlist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Track {
-    Video,
-    Audio,
-}
+/// The directory (and playlist name) of the shared audio rendition.
+pub const AUDIO_RENDITION: &str = "audio";
 
-/// ffmpeg argv that copies one track of `input` into `dir/index.m3u8` and its segments.
-pub fn package_args(
-    input: &Path,
-    track: Track,
+/// One ffmpeg that copies every rung's video (and the first rung's audio, when `audio`) into
+/// `root/<name>/index.m3u8` and its segments, with no re-encode.
+///
+/// One process on purpose: a muxer shifts timestamps so none is negative (B-frames start
+/// the video's DTS before 0; AAC priming starts the audio before 0). Packaged one track per
+/// process, each track got its own shift and the picture and sound drifted apart by up to
+/// 59 ms through the playlist. In one output every rendition gets the same shift.
+pub fn package_ladder_args(
+    rungs: &[(String, &Path)],
+    audio: bool,
     segment_seconds: f64,
     kind: SegmentType,
-    dir: &Path,
+    root: &Path,
 ) -> Vec<OsString> {
-    let mut a: Vec<OsString> = vec!["-y".into(), "-i".into(), file_url(input)];
-    let (map, drop) = match track {
-        Track::Video => ("0:v:0", "-an"),
-        Track::Audio => ("0:a:0", "-vn"),
-    };
+    let mut a: Vec<OsString> = vec!["-y".into()];
+    for (_, file) in rungs {
+        a.push("-i".into());
+        a.push(file_url(file));
+    }
+    for i in 0..rungs.len() {
+        a.push("-map".into());
+        a.push(format!("{i}:v:0").into());
+    }
+    if audio {
+        a.push("-map".into());
+        a.push("0:a:0".into());
+    }
     for s in [
-        "-map",
-        map,
-        drop,
         "-sn",
         "-dn",
         "-c",
         "copy",
         "-map_metadata",
         "-1",
+        "-f",
+        "hls",
+        "-hls_time",
     ] {
-        a.push(s.into());
-    }
-    for s in ["-f", "hls", "-hls_time"] {
         a.push(s.into());
     }
     a.push(format!("{segment_seconds}").into());
@@ -86,12 +93,23 @@ pub fn package_args(
             a.push(s.into());
         }
     }
+    let group = if audio { ",agroup:audio" } else { "" };
+    let mut map: Vec<String> = rungs
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| format!("v:{i}{group},name:{name}"))
+        .collect();
+    if audio {
+        map.push(format!("a:0{group},name:{AUDIO_RENDITION}"));
+    }
+    a.push("-var_stream_map".into());
+    a.push(map.join(" ").into());
     a.push("-hls_segment_filename".into());
     a.push(
-        dir.join(format!("seg_%05d.{}", kind.extension()))
+        root.join(format!("%v/seg_%05d.{}", kind.extension()))
             .into_os_string(),
     );
-    a.push(dir.join("index.m3u8").into_os_string());
+    a.push(root.join("%v/index.m3u8").into_os_string());
     a
 }
 

@@ -158,6 +158,25 @@ impl RawStream {
     }
 }
 
+/// How long the audio and video last together: from the earliest start to the latest end.
+/// An MP4 whose timestamps start late (an initial empty edit) reports the empty edit in
+/// its format duration; the streams say how much media there is.
+fn media_span(streams: &[RawStream]) -> Option<f64> {
+    let spans: Vec<(f64, f64)> = streams
+        .iter()
+        .filter(|s| matches!(s.codec_type.as_deref(), Some("video" | "audio")))
+        .filter(|s| !s.is_attached_picture())
+        .filter_map(|s| {
+            let start = finite(num(&s.start_time))?;
+            let duration = finite(num(&s.duration)).filter(|d| *d > 0.0)?;
+            Some((start, start + duration))
+        })
+        .collect();
+    let first = spans.iter().map(|s| s.0).reduce(f64::min)?;
+    let last = spans.iter().map(|s| s.1).reduce(f64::max)?;
+    Some(last - first)
+}
+
 /// Parses `ffprobe -print_format json -show_format -show_streams` output.
 pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError> {
     let raw: RawProbe =
@@ -214,12 +233,9 @@ pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError>
             start_time: finite(num(&s.start_time)).unwrap_or(0.0),
         })
         .collect();
-    let stream_duration = raw
-        .streams
-        .iter()
-        .filter_map(|s| finite(num(&s.duration)))
-        .fold(0.0_f64, f64::max);
-    let duration = finite(num(&format.duration)).unwrap_or(stream_duration);
+    let duration = media_span(&raw.streams)
+        .or_else(|| finite(num(&format.duration)))
+        .unwrap_or(0.0);
     Ok(MediaInfo {
         format: format.format_name.unwrap_or_default(),
         duration: duration.max(0.0),
@@ -372,6 +388,25 @@ mod tests {
         assert!(info.has_audio());
         assert_eq!(info.stream_types, ["video", "audio", "subtitle"]);
         assert_eq!(info.duration, 12.5);
+    }
+
+    #[test]
+    fn duration_is_the_media_span_not_an_initial_empty_edit() {
+        let json = r#"{"streams":[
+          {"index":0,"codec_type":"video","codec_name":"h264","width":320,"height":180,
+           "avg_frame_rate":"25/1","start_time":"1.500000","duration":"8.000000"},
+          {"index":1,"codec_type":"audio","codec_name":"aac","start_time":"1.478000","duration":"8.021333"}],
+          "format":{"format_name":"mov,mp4","start_time":"1.478000","duration":"9.500000"}}"#;
+        let info = parse_probe_json("x.mp4", json).expect("valid probe");
+        // From the audio's start (1.478) to the video's end (9.5).
+        assert!((info.duration - 8.022).abs() < 1e-6, "{}", info.duration);
+        // Without stream durations (Matroska), the format's duration stands.
+        let mkv = r#"{"streams":[{"index":0,"codec_type":"video","width":2,"height":2,
+          "avg_frame_rate":"25/1","start_time":"0.000000"}],"format":{"duration":"4.000000"}}"#;
+        assert_eq!(
+            parse_probe_json("x.mkv", mkv).map(|i| i.duration).ok(),
+            Some(4.0)
+        );
     }
 
     #[test]

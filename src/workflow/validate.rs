@@ -315,6 +315,15 @@ fn hls_problems(w: &Workflow, h: &HlsStep) -> Vec<(String, String)> {
         ));
     }
     for (i, p) in w.profiles.iter().enumerate() {
+        if p.name == crate::media::hls::AUDIO_RENDITION {
+            problems.push((
+                String::new(),
+                format!(
+                    "profiles[{i}] is named {:?}, which HLS uses for the audio rendition",
+                    p.name
+                ),
+            ));
+        }
         if !matches!(p.codec, Codec::H264 | Codec::H265) {
             problems.push((
                 String::new(),

@@ -63,9 +63,14 @@ impl JobCtx<'_> {
             Err(e) => return Ok(Segmented::Whole(format!("segmenting failed: {e}"))),
             Ok(_) => {}
         }
-        let text = tokio::fs::read_to_string(&plan.list)
-            .await
-            .unwrap_or_default();
+        let text = match tokio::fs::read_to_string(&plan.list).await {
+            Ok(t) => t,
+            Err(e) => {
+                return Ok(Segmented::Whole(format!(
+                    "the segment list is unreadable: {e}"
+                )))
+            }
+        };
         let segments = match parse_segment_list(&text, &plan.dir) {
             Ok(s) if !s.is_empty() => s,
             Ok(_) => return Ok(Segmented::Whole("the segment muxer wrote no chunks".into())),

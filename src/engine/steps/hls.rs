@@ -14,8 +14,8 @@ use crate::engine::exec::{Command, Phase};
 use crate::engine::manifest::{OutputEntry, OutputKind};
 use crate::engine::plan::PlanInputs;
 use crate::media::hls::{
-    master_playlist, measured_bitrates, package_args, parse_media_playlist, AudioRendition,
-    MediaPlaylist, SegmentType, Track, Variant,
+    master_playlist, measured_bitrates, package_ladder_args, parse_media_playlist, AudioRendition,
+    MediaPlaylist, SegmentType, Variant, AUDIO_RENDITION,
 };
 use crate::media::mp4::read_video_track;
 use crate::media::profiles::Codec;
@@ -40,46 +40,33 @@ impl StepKind for HlsStep {
 
     fn plan(&self, inputs: &PlanInputs<'_>, rungs: &[RungFile]) -> StepPlan {
         let root = inputs.work.join("hls");
-        let mut commands = Vec::new();
-        let mut dirs = Vec::new();
-        for r in rungs {
-            let dir = root.join(&r.name);
-            commands.push(Command {
-                phase: Phase::Hls,
-                label: r.name.clone(),
-                args: package_args(
-                    &r.path,
-                    Track::Video,
-                    self.segment_seconds,
-                    self.segment_type,
-                    &dir,
-                ),
-            });
-            dirs.push((r.name.clone(), dir));
-        }
-        let audio = match (inputs.media.has_audio(), rungs.first()) {
-            (true, Some(first)) => {
-                let dir = root.join("audio");
-                commands.push(Command {
-                    phase: Phase::Hls,
-                    label: "audio".into(),
-                    args: package_args(
-                        &first.path,
-                        Track::Audio,
-                        self.segment_seconds,
-                        self.segment_type,
-                        &dir,
-                    ),
-                });
-                Some(dir)
-            }
-            _ => None,
+        let audio = inputs.media.has_audio() && !rungs.is_empty();
+        let files: Vec<(String, &Path)> = rungs
+            .iter()
+            .map(|r| (r.name.clone(), r.path.as_path()))
+            .collect();
+        let command = Command {
+            phase: Phase::Hls,
+            label: "package every rung".into(),
+            args: package_ladder_args(
+                &files,
+                audio,
+                self.segment_seconds,
+                self.segment_type,
+                &root,
+            ),
         };
         StepPlan {
             label: "hls".into(),
-            commands,
+            commands: vec![command],
             outputs: vec!["hls/master.m3u8".into()],
-            detail: StepDetail::Hls { rungs: dirs, audio },
+            detail: StepDetail::Hls {
+                rungs: rungs
+                    .iter()
+                    .map(|r| (r.name.clone(), root.join(&r.name)))
+                    .collect(),
+                audio: audio.then(|| root.join(AUDIO_RENDITION)),
+            },
         }
     }
 
@@ -94,22 +81,30 @@ impl StepKind for HlsStep {
             };
             let root = ctx.work.join("hls");
             let _ = tokio::fs::remove_dir_all(&root).await;
-            if rungs.is_empty() {
+            let Some(command) = plan.commands.first().filter(|_| !rungs.is_empty()) else {
                 return Err("there are no video outputs to package".to_string().into());
+            };
+            for dir in rungs.iter().map(|r| &r.1).chain(audio) {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
             }
+            ffmpeg(ctx, command).await.map_err(|e| match e {
+                StepError::Failed(m) => StepError::Failed(format!("packaging: {m}")),
+                other => other,
+            })?;
             let mut packaged = Vec::new();
-            for ((name, dir), command) in rungs.iter().zip(&plan.commands) {
-                let playlist = package(ctx, self, command, dir).await?;
-                packaged.push((name, dir, playlist));
+            for (name, dir) in rungs {
+                packaged.push((name, dir, checked(ctx, self, dir)?));
             }
-            let audio = match (audio, plan.commands.get(rungs.len())) {
-                (Some(dir), Some(command)) => {
-                    let playlist = package(ctx, self, command, dir).await?;
+            let audio = match audio {
+                Some(dir) => {
+                    let playlist = checked(ctx, self, dir)?;
                     let (peak, _) = measured_bitrates(dir, &playlist)
                         .map_err(|e| format!("audio segments: {e}"))?;
                     Some(peak)
                 }
-                _ => None,
+                None => None,
             };
             let mut variants = Vec::new();
             for (name, dir, playlist) in &packaged {
@@ -174,25 +169,13 @@ fn variant(
     })
 }
 
-/// Runs one packaging command and checks what came out.
-async fn package(
-    ctx: &StepCtx<'_>,
-    step: &HlsStep,
-    command: &Command,
-    dir: &Path,
-) -> Result<MediaPlaylist, StepError> {
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+/// One packaged playlist, checked: segments present and non-empty, the end marked, the
+/// whole source covered, an init segment for fMP4.
+fn checked(ctx: &StepCtx<'_>, step: &HlsStep, dir: &Path) -> Result<MediaPlaylist, StepError> {
     let what = dir
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    ffmpeg(ctx, command).await.map_err(|e| match e {
-        StepError::Failed(m) => StepError::Failed(format!("packaging {m}")),
-        other => other,
-    })?;
-    let text = tokio::fs::read_to_string(dir.join("index.m3u8"))
-        .await
+    let text = std::fs::read_to_string(dir.join("index.m3u8"))
         .map_err(|e| format!("{what}/index.m3u8: {e}"))?;
     let playlist = parse_media_playlist(&text).map_err(|e| format!("{what}/index.m3u8: {e}"))?;
     let missing = playlist
