@@ -187,6 +187,13 @@ fn state_dir(arg: &StateArg) -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    // A job's hooks run in a child started as `spool __hook-runner` (see script::isolate).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == spool::script::RUNNER_ARG)
+    {
+        return ExitCode::from(spool::script::isolate::child::run());
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
         .unwrap_or_else(|_| "spool=info".into());

@@ -32,6 +32,7 @@ pub struct HttpRequest {
     pub timeout: Duration,
 }
 
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct HttpReply {
     pub status: u16,
     pub body: String,
@@ -128,6 +129,7 @@ fn json_table(lua: &Lua) -> mlua::Result<Table> {
     t.raw_set(
         "encode",
         lua.create_function(|lua, v: Value| {
+            super::lua_host::check_nesting(&v, super::MAX_NESTING).map_err(mlua::Error::runtime)?;
             let json: serde_json::Value = lua.from_value(v)?;
             serde_json::to_string(&json).map_err(mlua::Error::external)
         })?,
@@ -239,6 +241,8 @@ fn http_request(
         Value::String(s) => (s.as_bytes().to_vec(), "text/plain; charset=utf-8"),
         Value::Nil => (Vec::new(), "text/plain; charset=utf-8"),
         other => {
+            super::lua_host::check_nesting(&other, super::MAX_NESTING)
+                .map_err(mlua::Error::runtime)?;
             let json: serde_json::Value = lua.from_value(other)?;
             (
                 serde_json::to_vec(&json).map_err(mlua::Error::external)?,

@@ -2,28 +2,30 @@
 //! checked into Rust types. Knows nothing of ffmpeg: hooks see plain data.
 
 mod api;
+pub mod isolate;
+mod lua_host;
 mod sandbox;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use mlua::{ChunkMode, Lua, LuaSerdeExt, Value};
+use mlua::{ChunkMode, Lua};
 
 #[cfg(test)]
 mod tests;
 use serde::{de::DeserializeOwned, Serialize};
 
 pub use api::{HostApi, HttpReply, HttpRequest, JobScope};
+use isolate::RunnerHost;
+pub use isolate::{Isolation, RUNNER_ARG};
+use lua_host::LuaHost;
+pub use lua_host::MAX_NESTING;
 pub use sandbox::Limits;
-use sandbox::Watchdog;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ScriptError {
     #[error("{script}: cannot read: {error}")]
-    Read {
-        script: String,
-        error: std::io::Error,
-    },
+    Read { script: String, error: String },
     #[error("{0}")]
     Compile(String),
     #[error("{script}: {context}: {message}")]
@@ -48,6 +50,13 @@ pub enum ScriptError {
     MissingHook { script: String, hook: String },
     #[error("Lua: {context}: {message}")]
     Host { context: String, message: String },
+    /// The runner died (a memory, CPU or stack limit, or an abort) or was stopped earlier.
+    #[error("{script}: hook {hook} stopped the hook runner: {detail}")]
+    Crashed {
+        script: String,
+        hook: String,
+        detail: String,
+    },
 }
 
 impl ScriptError {
@@ -71,7 +80,7 @@ pub fn check_syntax(path: &Path, source: &str) -> Result<(), ScriptError> {
         .map_err(|e| ScriptError::Compile(first_line(&e)))
 }
 
-fn first_line(e: &mlua::Error) -> String {
+pub(crate) fn first_line(e: &mlua::Error) -> String {
     e.to_string()
         .lines()
         .next()
@@ -80,20 +89,21 @@ fn first_line(e: &mlua::Error) -> String {
         .to_string()
 }
 
-/// One job's Lua: the script has run and returned its table of hooks.
+/// A loaded script, wherever it runs (see [`Isolation`]). Calls take and give JSON values;
+/// typed replies are checked with the field named when they do not fit.
 pub struct ScriptHost {
-    lua: Lua,
-    hooks: mlua::Table,
-    watchdog: Arc<Watchdog>,
-    limits: Limits,
-    script: String,
+    inner: Inner,
+}
+
+enum Inner {
+    Local(Mutex<LuaHost>),
+    Runner(RunnerHost),
 }
 
 impl ScriptHost {
-    /// Loads `source` (the text of `script`) into a fresh sandbox with no job in scope:
-    /// the `spool` calls that touch files, ffmpeg or the network raise an error.
-    /// The script must return a table of hook functions; every name in `required_hooks`
-    /// must be one of them.
+    /// Loads `source` (the text of `script`) with no job in scope: the `spool` calls that
+    /// touch files, ffmpeg or the network raise an error. Every name in `required_hooks`
+    /// must be a function in the table the script returns.
     pub fn load(
         script: &Path,
         source: &str,
@@ -101,7 +111,15 @@ impl ScriptHost {
         limits: Limits,
         required_hooks: &[String],
     ) -> Result<ScriptHost, ScriptError> {
-        Self::load_with(script, source, scripts_dir, limits, required_hooks, None)
+        Self::load_in(
+            &Isolation::detect(),
+            script,
+            source,
+            scripts_dir,
+            limits,
+            required_hooks,
+            None,
+        )
     }
 
     /// Loads a script for a job: the whole `spool` API is there, confined to `scope`.
@@ -113,10 +131,20 @@ impl ScriptHost {
         scope: JobScope,
     ) -> Result<ScriptHost, ScriptError> {
         let dir = scripts_dir_of(script);
-        Self::load_with(script, source, &dir, limits, &[], Some((host, scope)))
+        Self::load_in(
+            &Isolation::detect(),
+            script,
+            source,
+            &dir,
+            limits,
+            &[],
+            Some((host, scope)),
+        )
     }
 
-    fn load_with(
+    /// Loads a script where `isolation` says.
+    pub fn load_in(
+        isolation: &Isolation,
         script: &Path,
         source: &str,
         scripts_dir: &Path,
@@ -124,116 +152,73 @@ impl ScriptHost {
         required_hooks: &[String],
         host: Option<(Arc<dyn HostApi>, JobScope)>,
     ) -> Result<ScriptHost, ScriptError> {
-        let name = script.display().to_string();
-        let (lua, watchdog) = sandbox::new_state(scripts_dir, limits)?;
-        api::install(&lua, &watchdog, &name, host)
-            .map_err(ScriptError::lua("installing the spool API"))?;
-        let chunk = lua
-            .load(source)
-            .set_name(format!("@{name}"))
-            .set_mode(ChunkMode::Text)
-            .into_function()
-            .map_err(|e| ScriptError::Compile(first_line(&e)))?;
-        watchdog.arm(limits.time_per_call);
-        let result = lua.create_thread(chunk).and_then(|t| t.resume::<Value>(()));
-        if watchdog.disarm() {
-            return Err(ScriptError::TimeLimit {
-                script: name,
-                hook: "(top level)".into(),
-                limit_s: limits.time_per_call.as_secs_f64(),
-            });
-        }
-        let value = result.map_err(|e| ScriptError::Runtime {
-            script: name.clone(),
-            context: "running the script".into(),
-            message: first_line(&e),
-        })?;
-        let Value::Table(hooks) = value else {
-            return Err(ScriptError::BadReply {
-                script: name,
-                hook: "(top level)".into(),
-                message: format!(
-                    "the script must return a table of hook functions, not {}",
-                    value.type_name()
-                ),
-            });
+        let inner = match isolation {
+            Isolation::InProcess => Inner::Local(Mutex::new(LuaHost::load(
+                script,
+                source,
+                scripts_dir,
+                limits,
+                required_hooks,
+                host,
+            )?)),
+            Isolation::Process(program) => Inner::Runner(RunnerHost::load(
+                program,
+                script,
+                source,
+                scripts_dir,
+                limits,
+                required_hooks,
+                host,
+            )?),
         };
-        for hook in required_hooks {
-            if !matches!(
-                hooks.raw_get::<Value>(hook.as_str()),
-                Ok(Value::Function(_))
-            ) {
-                return Err(ScriptError::MissingHook {
-                    script: name,
-                    hook: hook.clone(),
-                });
-            }
-        }
-        Ok(ScriptHost {
-            lua,
-            hooks,
-            watchdog,
-            limits,
-            script: name,
-        })
+        Ok(ScriptHost { inner })
     }
 
-    pub fn has_hook(&self, hook: &str) -> bool {
-        matches!(self.hooks.raw_get::<Value>(hook), Ok(Value::Function(_)))
-    }
-
-    /// Calls `hook(args...)` under the limits and deserializes its reply.
-    /// Ok(None) when the script does not define the hook.
+    /// Calls `hook(args...)` and checks its reply into `R`. Ok(None) when the script does
+    /// not define the hook.
     pub fn call<A: Serialize, R: DeserializeOwned>(
         &self,
         hook: &str,
         args: &[A],
     ) -> Result<Option<R>, ScriptError> {
-        let Ok(Value::Function(f)) = self.hooks.raw_get::<Value>(hook) else {
-            return Ok(None);
-        };
         let bad = |message: String| ScriptError::BadReply {
-            script: self.script.clone(),
+            script: self.script_name(),
             hook: hook.into(),
             message,
         };
-        let mut values = Vec::with_capacity(args.len());
-        // Absent values become nil, not a null sentinel, so scripts can test `if x then`.
-        let options = mlua::SerializeOptions::new()
-            .serialize_none_to_null(false)
-            .serialize_unit_to_null(false);
-        for a in args {
-            values.push(
-                self.lua
-                    .to_value_with(a, options)
-                    .map_err(|e| bad(format!("arguments: {e}")))?,
-            );
-        }
-        self.watchdog.arm(self.limits.time_per_call);
-        let result = self
-            .lua
-            .create_thread(f)
-            .and_then(|t| t.resume::<Value>(mlua::MultiValue::from_vec(values)));
-        if self.watchdog.disarm() {
-            return Err(ScriptError::TimeLimit {
-                script: self.script.clone(),
-                hook: hook.into(),
-                limit_s: self.limits.time_per_call.as_secs_f64(),
-            });
-        }
-        let value = result.map_err(|e| ScriptError::Runtime {
-            script: self.script.clone(),
-            context: format!("hook {hook}"),
-            message: first_line(&e),
-        })?;
-        let reply: R = serde_path_to_error::deserialize(mlua::serde::Deserializer::new(value))
+        let args: Vec<serde_json::Value> = args
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(format!("arguments: {e}")))?;
+        let reply = match &self.inner {
+            Inner::Local(host) => host
+                .lock()
+                .map_err(|_| ScriptError::Host {
+                    context: "the Lua state".into(),
+                    message: "poisoned by an earlier panic".into(),
+                })?
+                .call_value(hook, &args)?,
+            Inner::Runner(host) => host.call(hook, args)?,
+        };
+        let Some(reply) = reply else {
+            return Ok(None);
+        };
+        serde_path_to_error::deserialize(reply)
+            .map(Some)
             .map_err(|e| {
                 bad(describe_reply_error(
                     e.path().to_string(),
                     e.inner().to_string(),
                 ))
-            })?;
-        Ok(Some(reply))
+            })
+    }
+
+    fn script_name(&self) -> String {
+        match &self.inner {
+            Inner::Local(h) => h.lock().map(|h| h.script().to_string()).unwrap_or_default(),
+            Inner::Runner(h) => h.script().to_string(),
+        }
     }
 }
 

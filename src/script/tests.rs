@@ -5,27 +5,22 @@ use serde::Deserialize;
 use std::time::Duration;
 
 fn host_with(body: &str) -> Result<(tempfile::TempDir, ScriptHost), ScriptError> {
-    let dir = tempfile::tempdir().map_err(|error| ScriptError::Read {
+    let io = |error: std::io::Error| ScriptError::Read {
         script: "tmp".into(),
-        error,
-    })?;
+        error: error.to_string(),
+    };
+    let dir = tempfile::tempdir().map_err(io)?;
     let path = dir.path().join("hooks.lua");
     std::fs::write(
         &path,
         format!("local M = {{}}\nfunction M.run(arg)\n{body}\nend\nreturn M\n"),
     )
-    .map_err(|error| ScriptError::Read {
-        script: "tmp".into(),
-        error,
-    })?;
+    .map_err(io)?;
     let limits = Limits {
         memory_bytes: 16 << 20,
         time_per_call: Duration::from_millis(300),
     };
-    let source = std::fs::read_to_string(&path).map_err(|error| ScriptError::Read {
-        script: "tmp".into(),
-        error,
-    })?;
+    let source = std::fs::read_to_string(&path).map_err(io)?;
     let host = ScriptHost::load(&path, &source, dir.path(), limits, &["run".to_string()])?;
     Ok((dir, host))
 }
@@ -87,7 +82,7 @@ fn the_host_stays_usable_after_a_refusal_and_require_works_inside_the_dir(
     let (dir, host) = host_with("return require('lib.util').double(arg)")?;
     std::fs::create_dir_all(dir.path().join("lib")).map_err(|error| ScriptError::Read {
         script: "lib".into(),
-        error,
+        error: error.to_string(),
     })?;
     std::fs::write(
         dir.path().join("lib/util.lua"),
@@ -95,7 +90,7 @@ fn the_host_stays_usable_after_a_refusal_and_require_works_inside_the_dir(
     )
     .map_err(|error| ScriptError::Read {
         script: "lib".into(),
-        error,
+        error: error.to_string(),
     })?;
     assert_eq!(host.call::<i32, i32>("run", &[21])?, Some(42));
     assert!(run("while true do end").is_err());
