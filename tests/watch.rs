@@ -475,6 +475,43 @@ fn one_workflows_closed_window_pauses_only_its_own_encodes() -> TestResult {
 }
 
 #[test]
+fn a_hook_that_hangs_in_c_fails_its_file_and_the_daemon_goes_on() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // Backtracking inside string.find: C code, which no Lua clock can interrupt.
+    std::fs::write(
+        dir.path().join("hang.lua"),
+        "local M = {}\nfunction M.on_discover(file)\n\
+         if file.name:find('^stuck') then string.find(string.rep('a', 4000), '.-.-.-.-b') end\n\
+         return nil\nend\nreturn M\n",
+    )?;
+    let d = Daemon::start(
+        dir.path(),
+        "script: {path: hang.lua, hooks: [on_discover]}\n",
+        &[],
+    )?;
+    clip(&d.dir.join("in/stuck.mp4"), 2)?;
+    clip(&d.dir.join("in/fine.mp4"), 3)?;
+    d.wait_status("fine.mp4", "done", 60)?;
+    d.wait_status("stuck.mp4", "parked", 60)?;
+    let parked = d
+        .files()
+        .into_iter()
+        .find(|f| f["status"] == "parked")
+        .ok_or("no parked file")?;
+    assert!(
+        parked["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("time limit"),
+        "{parked}"
+    );
+    // Still serving, and stops cleanly.
+    assert_eq!(d.get("/v1/health")?["ok"], true);
+    assert_eq!(d.term()?, 0);
+    Ok(())
+}
+
+#[test]
 fn two_workflows_may_not_claim_one_folder() -> TestResult {
     let dir = tempfile::tempdir()?;
     std::fs::create_dir_all(dir.path().join("in/sub"))?;
