@@ -187,12 +187,22 @@ fn state_dir(arg: &StateArg) -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    let first = std::env::args_os().nth(1);
     // A job's hooks run in a child started as `spool __hook-runner` (see script::isolate).
-    if std::env::args_os()
-        .nth(1)
+    if first
+        .as_ref()
         .is_some_and(|a| a == spool::script::RUNNER_ARG)
     {
         return ExitCode::from(spool::script::isolate::child::run());
+    }
+    // Every ffmpeg of a job starts as `spool __confine …` (see media::confine).
+    if first
+        .as_ref()
+        .is_some_and(|a| a == spool::media::confine::CONFINE_ARG)
+    {
+        return ExitCode::from(spool::media::confine::launch(
+            std::env::args_os().skip(2).collect(),
+        ));
     }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")

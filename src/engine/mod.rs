@@ -209,7 +209,18 @@ impl Engine {
             ),
             None => None,
         };
-        let runner = Arc::new(Runner::new(tools, cfg.concurrency, trace));
+        let launcher = match crate::media::confine::detect_launcher() {
+            Some((launcher, crate::media::confine::Enforcement::Full)) => Some(launcher),
+            Some((launcher, crate::media::confine::Enforcement::Partial)) => {
+                tracing::warn!("this kernel enforces Landlock only in part: ffmpeg is confined as far as it allows");
+                Some(launcher)
+            }
+            None => {
+                tracing::warn!("ffmpeg runs unconfined (no Landlock here, or SPOOL_CONFINE=off): scripts' argv are checked by the parser alone");
+                None
+            }
+        };
+        let runner = Arc::new(Runner::new(tools, cfg.concurrency, trace, launcher));
         let artifacts = Arc::new(ArtifactStore::new(state_dir.join("cache")));
         let local = Arc::new(LocalQueue::new());
         let env = Arc::new(ExecEnv {

@@ -3,6 +3,7 @@
 pub mod argv_guard;
 pub mod chunk;
 pub mod command;
+pub mod confine;
 pub mod hash;
 pub mod hls;
 pub mod mp4;

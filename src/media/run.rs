@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 
@@ -113,6 +114,14 @@ pub struct Registration<'a> {
     pub tag: &'a str,
 }
 
+/// How a run is started beyond its arguments.
+#[derive(Clone, Copy, Default)]
+pub struct RunOptions<'a> {
+    pub registration: Option<Registration<'a>>,
+    /// Started through this launcher, confined to these paths (see [`super::confine`]).
+    pub confine: Option<(&'a Path, &'a super::confine::Paths)>,
+}
+
 /// Takes a process group out of the registry however the run ends.
 struct Registered<'a>(Option<&'a ProcessGroups>, Option<i32>);
 
@@ -156,19 +165,28 @@ pub async fn run_ffmpeg(
     cancel: &CancellationToken,
     on_progress: impl FnMut(&Progress) + Send,
 ) -> Result<RunOutcome, RunError> {
-    run_ffmpeg_registered(tools, args, cancel, None, on_progress).await
+    run_ffmpeg_with(tools, args, cancel, RunOptions::default(), on_progress).await
 }
 
-/// [`run_ffmpeg`], with the process group registered (for pausing) while it runs.
-pub async fn run_ffmpeg_registered(
+/// [`run_ffmpeg`], with the process group registered (for pausing) while it runs, and
+/// confined by the kernel when a launcher is given.
+pub async fn run_ffmpeg_with(
     tools: &Tools,
     args: &[OsString],
     cancel: &CancellationToken,
-    registration: Option<Registration<'_>>,
+    options: RunOptions<'_>,
     mut on_progress: impl FnMut(&Progress) + Send,
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
-    let argv = ffmpeg_command_line(tools, args);
+    let registration = options.registration;
+    let argv = match options.confine {
+        Some((launcher, paths)) => super::confine::confined_command_line(
+            launcher,
+            paths,
+            &ffmpeg_command_line(tools, args),
+        ),
+        None => ffmpeg_command_line(tools, args),
+    };
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())

@@ -28,6 +28,10 @@ impl FieldError {
 
 const NAMING_PLACEHOLDERS: &[&str] = &["stem", "profile", "codec", "height", "ext"];
 
+/// A ladder of more rungs than this is a mistake (a plan hook once returned 100,000).
+pub const MAX_PROFILES: usize = 32;
+pub const MAX_STEPS: usize = 32;
+
 pub fn validate(w: &Workflow) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut err = |path: &str, message: String| errors.push(FieldError::new(path, message));
@@ -102,6 +106,18 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
     }
     if w.profiles.is_empty() {
         err("profiles", "at least one profile is needed".into());
+    }
+    if w.profiles.len() > MAX_PROFILES {
+        err(
+            "profiles",
+            format!("{} profiles; at most {MAX_PROFILES}", w.profiles.len()),
+        );
+    }
+    if w.steps.len() > MAX_STEPS {
+        err(
+            "steps",
+            format!("{} steps; at most {MAX_STEPS}", w.steps.len()),
+        );
     }
     let mut names = HashSet::new();
     for (i, p) in w.profiles.iter().enumerate() {

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::slots::{Priority, SlotGuard, Slots};
+use crate::media::confine::Paths;
 use crate::media::progress::Progress;
 use crate::media::run::{
-    ffmpeg_command_line, run_ffmpeg_registered, ProcessGroups, Registration, RunError, RunOutcome,
+    ffmpeg_command_line, run_ffmpeg_with, ProcessGroups, Registration, RunError, RunOptions,
+    RunOutcome,
 };
 use crate::media::tools::Tools;
 
@@ -58,11 +60,13 @@ pub struct Command {
     pub args: Vec<OsString>,
 }
 
-/// Where a command waits: its priority, and the gate (workflow) it belongs to.
+/// Where a command waits (its priority, the gate of its workflow) and what it may touch.
 #[derive(Debug, Clone)]
 pub struct Placement {
     pub priority: Priority,
     pub gate: Arc<str>,
+    /// The files it may read and the directories it may write, once confined.
+    pub paths: Arc<Paths>,
 }
 
 pub struct Runner {
@@ -72,16 +76,29 @@ pub struct Runner {
     /// Every command line run, as JSON lines (the benchmark replays it; tests compare it
     /// with `spool plan`).
     trace: Option<Mutex<std::fs::File>>,
+    /// The launcher that confines each ffmpeg (spool itself), when the kernel enforces it.
+    launcher: Option<std::path::PathBuf>,
 }
 
 impl Runner {
-    pub fn new(tools: Tools, concurrency: usize, trace: Option<std::fs::File>) -> Runner {
+    pub fn new(
+        tools: Tools,
+        concurrency: usize,
+        trace: Option<std::fs::File>,
+        launcher: Option<std::path::PathBuf>,
+    ) -> Runner {
         Runner {
             tools,
             slots: Slots::new(concurrency),
             groups: ProcessGroups::default(),
             trace: trace.map(Mutex::new),
+            launcher,
         }
+    }
+
+    /// Whether each ffmpeg runs confined by the kernel.
+    pub fn confines(&self) -> bool {
+        self.launcher.is_some()
     }
 
     pub fn tools(&self) -> &Tools {
@@ -105,18 +122,14 @@ impl Runner {
             return Err(RunError::Cancelled);
         };
         self.record(command);
-        let registration = Registration {
-            groups: &self.groups,
-            tag: &at.gate,
+        let options = RunOptions {
+            registration: Some(Registration {
+                groups: &self.groups,
+                tag: &at.gate,
+            }),
+            confine: self.launcher.as_deref().map(|l| (l, at.paths.as_ref())),
         };
-        run_ffmpeg_registered(
-            &self.tools,
-            &command.args,
-            cancel,
-            Some(registration),
-            on_progress,
-        )
-        .await
+        run_ffmpeg_with(&self.tools, &command.args, cancel, options, on_progress).await
     }
 
     /// A slot for work that is not an ffmpeg process (Whisper takes the CPU like one).

@@ -28,6 +28,7 @@ use super::plan::chunks::{plan_chunking, ChunkContent};
 use super::plan::{plan_job, stem_of, PlanInputs};
 use super::steps::kind_of;
 use super::{Engine, Event, JobOutcome};
+use crate::media::confine::Paths;
 use crate::media::hash::FileDigest;
 use crate::script::JobScope;
 use crate::store::{now_ms, JobId, JobRecord, JobStatus, StoreError, TaskRecord};
@@ -90,12 +91,31 @@ impl Engine {
         }
         let seq = self.next_seq();
         let work = self.state_dir.join("work").join(id.as_str());
+        let gate: Arc<str> = Arc::from(wf.workflow.name.as_str());
+        // The job's own commands read its input, work files and cached chunks, and write
+        // only in its work and output directories; a script's ffmpeg less than that.
         let placement = Placement {
             priority: (seq, 0, 0),
-            gate: Arc::from(wf.workflow.name.as_str()),
+            gate: gate.clone(),
+            paths: Arc::new(Paths {
+                read: vec![
+                    input.to_path_buf(),
+                    work.clone(),
+                    self.artifacts.dir().to_path_buf(),
+                    out_dir.clone(),
+                ],
+                write: vec![work.clone(), out_dir.clone()],
+            }),
+        };
+        let script_placement = Placement {
+            paths: Arc::new(Paths {
+                read: vec![input.to_path_buf(), work.clone()],
+                write: vec![work.clone()],
+            }),
+            ..placement.clone()
         };
         let (script, loaded) = self
-            .load_script(wf, &id, input, &work, &out_dir, &cancel, &placement)
+            .load_script(wf, &id, input, &work, &out_dir, &cancel, &script_placement)
             .await;
         let decided = match (probed, loaded) {
             (Err(e), _) => Err(JobStop::from(e)),
@@ -145,6 +165,9 @@ impl Engine {
         if !self.keep_work {
             let _ = tokio::fs::remove_dir_all(&ctx.work).await;
         }
+        // An output directory the job made and left empty goes too (remove_dir keeps any
+        // that holds something).
+        let _ = tokio::fs::remove_dir(&ctx.out_dir).await;
         if let Ok(mut running) = self.running.lock() {
             running.remove(&id);
         }
@@ -212,7 +235,12 @@ impl Engine {
         cancel: &CancellationToken,
         placement: &Placement,
     ) -> (JobScript, Result<(), JobStop>) {
-        if let Err(e) = tokio::fs::create_dir_all(work.join("enc")).await {
+        // Both exist before the script does: its runner is confined to them.
+        let dirs = async {
+            tokio::fs::create_dir_all(work.join("enc")).await?;
+            tokio::fs::create_dir_all(out_dir).await
+        };
+        if let Err(e) = dirs.await {
             let error = JobError::Io {
                 context: format!("work dir {}", work.display()),
                 source: e,

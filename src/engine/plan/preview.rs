@@ -79,7 +79,7 @@ pub async fn plan_input(
     let job = JobId("plan".into());
     let out_dir = out_root.join(stem_of(input));
     std::fs::create_dir_all(work.join("enc")).map_err(JobError::io(work.display().to_string()))?;
-    let runner = Arc::new(Runner::new(tools.clone(), 1, None));
+    let runner = Arc::new(Runner::new(tools.clone(), 1, None, None));
     let deps = ScriptDeps {
         runner: runner.clone(),
         log: None,
@@ -87,6 +87,7 @@ pub async fn plan_input(
         placement: Placement {
             priority: (0, 0, 0),
             gate: Arc::from(wf.workflow.name.as_str()),
+            paths: Default::default(),
         },
     };
     let scope = JobScope {

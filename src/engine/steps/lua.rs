@@ -1,6 +1,8 @@
 //! The lua step: calls a function of the workflow's script with the job's context and
 //! publishes the files it names from the work directory.
 
+use std::path::Path;
+
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
@@ -47,6 +49,17 @@ impl StepKind for LuaStep {
                 .map_err(|e| StepError::Failed(e.0))?;
             let mut outputs = Vec::new();
             for o in reply.outputs {
+                // A step adds files; it never replaces what was verified and published.
+                let taken = Path::new(&o.path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .filter(|n| ctx.published.iter().any(|p| &p.path == n));
+                if let Some(name) = taken {
+                    return Err(StepError::Failed(format!(
+                        "output {:?}: {name} is already published by this job; a step may only add new files",
+                        o.path
+                    )));
+                }
                 let (name, bytes) = publish_step_file(ctx.work, ctx.out_dir, &o.path)?;
                 let kind: OutputKind = serde_json::from_value(Value::String(o.kind.clone()))
                     .unwrap_or(OutputKind::Other(o.kind));

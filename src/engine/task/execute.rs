@@ -11,6 +11,7 @@ use super::spec::{Bindings, EncodeTask, OutputPaths};
 use super::{TaskError, TaskProgress, TaskResult};
 use crate::engine::artifacts::{artifact_key, ArtifactStore};
 use crate::engine::exec::{Command, Phase, Placement, Runner};
+use crate::media::confine::Paths;
 use crate::media::verify::{verify_chunk, Expected};
 use crate::store::CacheRecord;
 
@@ -42,6 +43,10 @@ pub async fn execute(
     let at = Placement {
         priority: task.priority,
         gate: Arc::from(task.gate.as_str()),
+        paths: Arc::new(Paths {
+            read: vec![input.clone(), work.clone()],
+            write: vec![work.clone()],
+        }),
     };
     let passes = task.commands.len();
     let ran = async {

@@ -102,6 +102,7 @@ fn serve(io: &Arc<Mutex<Io>>) -> Result<(), String> {
         memory_bytes,
         time_per_call: Duration::from_millis(time_per_call_ms),
     };
+    confine(&scripts_dir, scope.as_ref());
     let host = scope.map(|s: Scope| {
         let api: Arc<dyn HostApi> = Arc::new(RemoteApi { io: io.clone() });
         let scope = JobScope {
@@ -135,6 +136,25 @@ fn serve(io: &Arc<Mutex<Io>>) -> Result<(), String> {
         reply(io, lua.call_value(&hook, &args))?;
     }
     Ok(())
+}
+
+/// The runner may read its scripts and the job's files, and write only where `spool.fs`
+/// may: the kernel holds what the path checks in `api.rs` decide, symlink races included.
+fn confine(scripts_dir: &std::path::Path, scope: Option<&Scope>) {
+    use crate::media::confine::{restrict_self, Paths};
+    let mut paths = Paths {
+        read: vec![scripts_dir.to_path_buf()],
+        write: Vec::new(),
+    };
+    if let Some(s) = scope {
+        paths
+            .read
+            .extend([s.input.clone(), s.work_dir.clone(), s.out_dir.clone()]);
+        paths.write.extend([s.work_dir.clone(), s.out_dir.clone()]);
+    }
+    if let Err(e) = restrict_self(&paths) {
+        eprintln!("spool hook runner: not confined by the kernel: {e}");
+    }
 }
 
 /// The script's host calls, done by the engine.

@@ -1,6 +1,11 @@
 //! Checks an ffmpeg argv that a script wrote or changed: it may only read the job's files,
 //! only write inside the job's work directory, and only use options from an allow-list.
-//! Options spool itself generated (present in the original argv) are always kept.
+//! Options spool itself generated (present in the original argv) are always kept. Filter
+//! graphs and encoder parameters are read with ffmpeg's own quoting rules (`tokens`).
+//! This is the first line; the kernel (Landlock, see `media::confine`) is the one that
+//! holds whatever a parser misreads.
+
+mod tokens;
 
 use std::path::{Path, PathBuf};
 
@@ -167,6 +172,87 @@ const FILE_KEYS: &[&str] = &[
     "m",
 ];
 
+/// Filters whose positional options are expressions, never file names.
+const EXPRESSION_FILTERS: &[&str] = &[
+    "scale",
+    "crop",
+    "pad",
+    "fps",
+    "format",
+    "setsar",
+    "setdar",
+    "trim",
+    "atrim",
+    "setpts",
+    "asetpts",
+    "hflip",
+    "vflip",
+    "transpose",
+    "rotate",
+    "overlay",
+    "eq",
+    "hue",
+    "unsharp",
+    "yadif",
+    "bwdif",
+    "split",
+    "asplit",
+    "null",
+    "anull",
+    "copy",
+    "aresample",
+    "volume",
+    "tonemap",
+    "zscale",
+    "colorspace",
+    "fade",
+    "afade",
+    "select",
+    "aselect",
+    "deband",
+    "gblur",
+    "boxblur",
+    "drawbox",
+    "tpad",
+    "apad",
+    "aformat",
+    "pan",
+    "loudnorm",
+    "dynaudnorm",
+];
+
+/// Encoder parameters that name files (x264, x265, SVT-AV1).
+const ENCODER_FILE_KEYS: &[&str] = &[
+    "dump-yuv",
+    "stats",
+    "qpfile",
+    "tcfile-in",
+    "tcfile-out",
+    "cqmfile",
+    "opencl-clbin",
+    "csv",
+    "analysis-save",
+    "analysis-load",
+    "analysis-reuse-file",
+    "recon",
+    "zonefile",
+    "dolby-vision-rpu",
+    "scaling-list",
+    "lambda-file",
+    "dhdr10-info",
+    "fgs-table",
+    "passlogfile",
+    "input",
+    "output",
+    "o",
+    "log-file",
+];
+
+/// What a script's argv may weigh at most.
+pub const MAX_ARGS: usize = 4096;
+pub const MAX_ARG_BYTES: usize = 64 << 10;
+pub const MAX_ARGV_BYTES: usize = 1 << 20;
+
 fn base_name(option: &str) -> &str {
     option.split(':').next().unwrap_or(option)
 }
@@ -177,6 +263,16 @@ pub fn check_argv(
     proposed: &[String],
     rules: &ArgvRules,
 ) -> Result<(), String> {
+    let size: usize = proposed.iter().map(String::len).sum();
+    if proposed.len() > MAX_ARGS
+        || size > MAX_ARGV_BYTES
+        || proposed.iter().any(|a| a.len() > MAX_ARG_BYTES)
+    {
+        return Err(format!(
+            "the argv is too large ({} arguments, {size} bytes; at most {MAX_ARGS} arguments of {MAX_ARG_BYTES} bytes, {MAX_ARGV_BYTES} in all)",
+            proposed.len()
+        ));
+    }
     let mut problems = Vec::new();
     let known: Vec<(&str, Option<&str>)> =
         pairs(original).into_iter().map(|p| (p.0, p.1)).collect();
@@ -206,7 +302,12 @@ pub fn check_argv(
                         problems.push(format!("format {v:?} is not on the allow-list"))
                     }
                     "-vf" | "-af" | "-filter" | "-filter_complex" | "-lavfi" => {
-                        if let Some(e) = file_filter(v) {
+                        for e in graph_problems(v, rules, original) {
+                            problems.push(format!("{o} {v:?}: {e}"));
+                        }
+                    }
+                    "-x264-params" | "-x265-params" | "-svtav1-params" => {
+                        for e in encoder_problems(v, rules, original) {
                             problems.push(format!("{o} {v:?}: {e}"));
                         }
                     }
@@ -292,25 +393,66 @@ fn check_path(
     }
 }
 
-/// Names a filter in `graph` that would open a file, if any.
-fn file_filter(graph: &str) -> Option<String> {
-    for filter in graph.split([',', ';']) {
-        let filter = filter.trim().trim_start_matches(['[', ']']);
-        let filter = filter.rsplit(']').next().unwrap_or(filter).trim();
-        let (name, args) = filter.split_once('=').unwrap_or((filter, ""));
-        let name = name.split('@').next().unwrap_or(name);
+/// Why a filter graph could open files it should not, as ffmpeg would read it.
+fn graph_problems(graph: &str, rules: &ArgvRules, original: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for f in tokens::filters(graph) {
+        let name = f.name.split('@').next().unwrap_or(&f.name);
         if FILE_FILTERS.contains(&name) {
-            return Some(format!("filter {name} opens files by name"));
+            problems.push(format!("filter {name} opens files by name"));
+            continue;
         }
-        for arg in args.split(':') {
-            if let Some((key, _)) = arg.split_once('=') {
-                if FILE_KEYS.contains(&key.trim()) {
-                    return Some(format!("filter option {key} names a file"));
+        for (key, value) in &f.options {
+            match key {
+                // A file option is allowed only inside the work directory.
+                Some(k) if FILE_KEYS.contains(&k.as_str()) => {
+                    if let Err(e) = check_path(value, false, rules, original) {
+                        problems.push(format!("filter {name} option {k} {value:?}: {e}"));
+                    }
                 }
+                Some(k) if looks_like_a_path(value) => problems.push(format!(
+                    "filter {name} option {k} {value:?} looks like a file outside the job"
+                )),
+                None if !EXPRESSION_FILTERS.contains(&name)
+                    && (looks_like_a_path(value) || value.contains('/') || value.contains('.')) =>
+                {
+                    problems.push(format!(
+                        "filter {name}: positional value {value:?} may name a file; give the option's name"
+                    ))
+                }
+                _ => {}
             }
         }
     }
-    None
+    problems
+}
+
+/// Why an encoder parameter string could open files it should not.
+fn encoder_problems(params: &str, rules: &ArgvRules, original: &[String]) -> Vec<String> {
+    tokens::encoder_params(params)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            if ENCODER_FILE_KEYS.contains(&key.as_str()) {
+                check_path(&value, false, rules, original)
+                    .err()
+                    .map(|e| format!("parameter {key} {value:?}: {e}"))
+            } else if looks_like_a_path(&value) {
+                Some(format!("parameter {key} {value:?} looks like a file"))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// An absolute, home-relative or parent-relative path, or a URL.
+fn looks_like_a_path(value: &str) -> bool {
+    value.starts_with('/')
+        || value.starts_with('~')
+        || value.starts_with("./")
+        || value.contains("../")
+        || value.contains("://")
+        || value.starts_with("file:")
 }
 
 #[cfg(test)]
@@ -338,7 +480,10 @@ mod tests {
             (vec!["-i", "file:/etc/passwd"], "not one of the job's files"),
             (vec!["-i", "http://example.com/x"], "no protocols"),
             (vec!["-vf", "movie=/etc/passwd"], "opens files"),
-            (vec!["-vf", "drawtext=textfile=/etc/shadow"], "names a file"),
+            (
+                vec!["-vf", "drawtext=textfile=/etc/shadow"],
+                "outside the job's",
+            ),
             (vec!["-f", "tee"], "not on the allow-list"),
             (vec!["-dump_attachment:t", "x"], "not on the allow-list"),
             (
@@ -354,6 +499,34 @@ mod tests {
                 .unwrap_or_default();
             assert!(e.contains(words), "{bad:?}: {e}");
         }
+        // Read as ffmpeg reads them: quoting, positional options, encoder parameters.
+        let stats = format!("{w}/t0-pass");
+        for (ok, extra) in [
+            (true, vec!["-vf", "scale=iw/2:ih/2,eq=contrast=1.1"]),
+            (
+                true,
+                vec!["-x264-params", "aq-mode=3:zones=0,10,q=20/11,20,b=0.5"],
+            ),
+            (true, vec!["-x264-params", &format!("pass=1:stats={stats}")]),
+            (false, vec!["-x264-params", "dump-yuv=/tmp/outside.yuv"]),
+            (false, vec!["-x264-params", "pass=1:stats=/tmp/stats.log"]),
+            (false, vec!["-x265-params", "csv=/tmp/x.csv"]),
+            (false, vec!["-vf", "split[a][b];[a][b]psnr=/tmp/psnr.log"]),
+            (false, vec!["-vf", "psnr=stats.log"]),
+            (false, vec!["-vf", "drawtext='textfile=/etc/passwd'"]),
+            (false, vec!["-vf", "'movie'=/etc/x.mp4[m];[in][m]overlay"]),
+            (false, vec!["-vf", "mov\\ie=/etc/x.mp4"]),
+            (false, vec!["-vf", "metadata=mode=print:file=/tmp/m.log"]),
+        ] {
+            let mut argv = original.clone();
+            argv.splice(5..5, extra.iter().map(|x| x.to_string()));
+            let verdict = check_argv(&original, &argv, &rules);
+            assert_eq!(verdict.is_ok(), ok, "{extra:?}: {verdict:?}");
+        }
+        let huge: Vec<String> = (0..MAX_ARGS + 1).map(|_| "-an".to_string()).collect();
+        assert!(check_argv(&original, &huge, &rules)
+            .err()
+            .is_some_and(|e| e.contains("too large")));
         Ok(())
     }
 }
