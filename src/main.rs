@@ -58,7 +58,7 @@ enum Command {
         #[arg(long, hide = true)]
         keep_work: bool,
     },
-    /// List jobs and their tasks from the state store.
+    /// List jobs (newest first) and their tasks from the state store.
     Status {
         /// Show one job with every task.
         job: Option<String>,
@@ -66,6 +66,9 @@ enum Command {
         state: StateArg,
         #[arg(long)]
         json: bool,
+        /// How many of the newest jobs to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
     /// Run as a service: take files dropped into the workflows' watched folders, encode
     /// them, and serve the local HTTP API. SIGTERM stops it cleanly.
@@ -305,8 +308,13 @@ async fn dispatch(command: Command) -> Result<u8> {
             cli::status::pause(&state_dir(&state), &folder, false)?;
             Ok(0)
         }
-        Command::Status { job, state, json } => {
-            cli::status::status(&state_dir(&state), job.as_deref(), json)?;
+        Command::Status {
+            job,
+            state,
+            json,
+            limit,
+        } => {
+            cli::status::status(&state_dir(&state), job.as_deref(), json, limit.max(1))?;
             Ok(0)
         }
         Command::Cancel { job, state } => {

@@ -511,6 +511,116 @@ fn a_hook_that_hangs_in_c_fails_its_file_and_the_daemon_goes_on() -> TestResult 
     Ok(())
 }
 
+/// A daemon over `dir/in` whose rescans are 10 minutes apart: what it finds, it finds by
+/// its events.
+fn start_eventful(dir: &Path) -> Result<Daemon, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir.join("in"))?;
+    std::fs::write(
+        dir.join("wf.yaml"),
+        "version: 1\nname: drop\nchunking: {segment_seconds: 1, min_duration_seconds: 0}\n\
+         encode: {mode: ladder, keyframe_interval_seconds: 1}\n\
+         profiles:\n- {name: p144, codec: h264, height: 144, always_encode: true, preset: ultrafast}\n\
+         watch: {folders: [in], output: out, settle_seconds: 1, rescan_seconds: 600, max_attempts: 1}\n",
+    )?;
+    std::fs::write(
+        dir.join("spool.yaml"),
+        "state: state\nlisten: 127.0.0.1:0\nworkflows: [wf.yaml]\nconcurrency: 2\n",
+    )?;
+    Daemon::spawn(dir, &[])
+}
+
+#[test]
+fn twins_dropped_at_once_are_encoded_once() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Daemon::start(dir.path(), "", &[])?;
+    let staging = dir.path().join("staging");
+    std::fs::create_dir_all(&staging)?;
+    let a = staging.join("a.mp4");
+    clip(&a, 3)?;
+    std::fs::copy(&a, staging.join("b.mp4"))?;
+    // Both appear in the same instant, and settle in the same window.
+    std::fs::rename(&a, d.dir.join("in/a.mp4"))?;
+    std::fs::rename(staging.join("b.mp4"), d.dir.join("in/b.mp4"))?;
+    wait_until("both files known", Duration::from_secs(60), || {
+        d.files()
+            .first()
+            .and_then(|f| f["paths"].as_array().map(|p| p.len()))
+            == Some(2)
+            && d.file_status("a.mp4").as_deref() == Some("done")
+    })?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        d.files().len(),
+        1,
+        "one content, one record: {:?}",
+        d.files()
+    );
+    assert_eq!(d.jobs().len(), 1, "encoded once: {:?}", d.jobs());
+    let outs: Vec<_> = std::fs::read_dir(dir.path().join("out"))?
+        .flatten()
+        .collect();
+    assert_eq!(outs.len(), 1, "one output folder");
+    assert_eq!(d.term()?, 0);
+    Ok(())
+}
+
+#[test]
+fn sidecars_are_left_alone_and_a_moved_in_folder_is_walked_at_once() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = start_eventful(dir.path())?;
+    for (name, text) in [
+        ("movie.nfo", "ANSI art\n"),
+        ("notes.txt", "hello\n"),
+        ("cover.jpg", "jpg"),
+    ] {
+        std::fs::write(d.dir.join("in").join(name), text)?;
+    }
+    // A folder made elsewhere, with a clip inside, then moved in whole.
+    let outside = dir.path().join("season1");
+    std::fs::create_dir_all(outside.join("disc1"))?;
+    clip(&outside.join("disc1/ep1.mp4"), 2)?;
+    std::fs::rename(&outside, d.dir.join("in/season1"))?;
+    d.wait_status("ep1.mp4", "done", 30)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let files = d.files();
+    assert_eq!(files.len(), 1, "only the video was taken: {files:?}");
+    assert!(
+        !dir.path().join("out/season1").exists(),
+        "the folder itself is no file"
+    );
+    assert_eq!(d.term()?, 0);
+    Ok(())
+}
+
+#[test]
+fn text_read_as_ansi_video_is_not_published() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let nfo = dir.path().join("release.nfo");
+    std::fs::write(&nfo, "   ___ ___\n  |  RELEASE  |\n  Video: 1080p\n")?;
+    let wf = write_workflow(dir.path(), "w", "")?;
+    let out = outcomes(
+        &spool()
+            .args(["run", "--json", "--workflow"])
+            .arg(&wf)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg(&nfo)
+            .assert()
+            .code(1)
+            .get_output()
+            .stdout,
+    );
+    let reason = out[0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("not a video") && reason.contains("tty"),
+        "{reason}"
+    );
+    assert!(!dir.path().join("out/release/manifest.json").exists());
+    Ok(())
+}
+
 #[test]
 fn two_workflows_may_not_claim_one_folder() -> TestResult {
     let dir = tempfile::tempdir()?;

@@ -8,47 +8,50 @@ use serde_json::json;
 use spool::engine::cancel_dir;
 use spool::store::watch::{retry_files, RetryTarget};
 use spool::store::{
-    now_ms, JobId, JobRecord, JobStatus, JobStore, Maintenance, SledRepo, StoreError, TaskRecord,
-    TaskStatus, TaskStore,
+    now_ms, JobId, JobRecord, JobStatus, JobStore, JobSummary, Maintenance, SledRepo, StoreError,
+    TaskCounts, TaskRecord, TaskStatus, TaskStore,
 };
 
 use super::client::Client;
 
-/// Jobs with their tasks, from the daemon's API when one holds the state.
-fn from_daemon(client: &Client, job: Option<&str>) -> Result<Vec<(JobRecord, Vec<TaskRecord>)>> {
-    let ids: Vec<String> = match job {
-        Some(id) => vec![id.to_string()],
-        None => {
-            let listed = client.get("/v1/jobs")?;
-            let jobs: Vec<JobRecord> = serde_json::from_value(listed["jobs"].clone())?;
-            // Many jobs: the list without task details, one request.
-            if jobs.len() > 50 {
-                return Ok(jobs.into_iter().map(|j| (j, Vec::new())).collect());
-            }
-            jobs.into_iter().map(|j| j.id.0).collect()
-        }
-    };
-    let mut out = Vec::new();
-    for id in ids {
-        let v = client.get(&format!("/v1/jobs/{id}"))?;
-        out.push((
-            serde_json::from_value(v["job"].clone())?,
-            serde_json::from_value(v["tasks"].clone())?,
-        ));
-    }
-    Ok(out)
+/// What `spool status` shows: a page of jobs (newest first), or one job with its tasks.
+enum Shown {
+    Page(Vec<JobSummary>),
+    Full(Vec<(JobRecord, Vec<TaskRecord>)>),
 }
 
-pub fn status(state: &Path, job: Option<&str>, as_json: bool) -> Result<()> {
-    let listed = match Client::find(state) {
-        Some(client) => from_daemon(&client, job)?,
-        None => from_store(state, job)?,
+/// `spool status [JOB]`: from the daemon's API when one holds the state, else from sled.
+/// A list shows the newest `limit` jobs with their tasks counted (with `--json`, every task).
+pub fn status(state: &Path, job: Option<&str>, as_json: bool, limit: usize) -> Result<()> {
+    let shown = match (Client::find(state), job, as_json) {
+        (Some(client), Some(id), _) => Shown::Full(vec![daemon_job(&client, id)?]),
+        (Some(client), None, false) => Shown::Page(daemon_page(&client, limit)?),
+        (Some(client), None, true) => Shown::Full(
+            daemon_page(&client, limit)?
+                .into_iter()
+                .map(|s| daemon_job(&client, s.job.id.as_str()))
+                .collect::<Result<_>>()?,
+        ),
+        (None, _, _) => from_store(state, job, as_json, limit)?,
     };
-    render(&listed, job.is_some(), as_json, state);
+    render(&shown, as_json, state);
     Ok(())
 }
 
-fn from_store(state: &Path, job: Option<&str>) -> Result<Vec<(JobRecord, Vec<TaskRecord>)>> {
+fn daemon_page(client: &Client, limit: usize) -> Result<Vec<JobSummary>> {
+    let listed = client.get(&format!("/v1/jobs?limit={limit}"))?;
+    Ok(serde_json::from_value(listed["jobs"].clone())?)
+}
+
+fn daemon_job(client: &Client, id: &str) -> Result<(JobRecord, Vec<TaskRecord>)> {
+    let v = client.get(&format!("/v1/jobs/{id}"))?;
+    Ok((
+        serde_json::from_value(v["job"].clone())?,
+        serde_json::from_value(v["tasks"].clone())?,
+    ))
+}
+
+fn from_store(state: &Path, job: Option<&str>, as_json: bool, limit: usize) -> Result<Shown> {
     let repo = match SledRepo::open_existing(state) {
         Ok(r) => r,
         Err(StoreError::Locked { dir }) => {
@@ -57,80 +60,101 @@ fn from_store(state: &Path, job: Option<&str>) -> Result<Vec<(JobRecord, Vec<Tas
         // Nothing was ever run with this state: no jobs, and nothing is created.
         Err(StoreError::NoState { dir }) => match job {
             Some(id) => bail!("no job {id}: there is no spool state in {dir}"),
-            None => return Ok(Vec::new()),
+            None => return Ok(Shown::Page(Vec::new())),
         },
         Err(e) => return Err(e.into()),
     };
     // We hold the lock, so nothing is running: show a crashed run's jobs as interrupted.
     repo.recover()?;
-    let mut jobs = repo.list_jobs()?;
-    if let Some(id) = job {
-        jobs.retain(|j| j.id.as_str() == id);
-        if jobs.is_empty() {
-            bail!("no job {id} in {}", state.display());
-        }
+    let jobs = match job {
+        Some(id) => vec![repo
+            .get_job(&JobId(id.to_string()))?
+            .with_context(|| format!("no job {id} in {}", state.display()))?],
+        None => repo.recent_jobs(None, limit, None)?,
+    };
+    if job.is_none() && !as_json {
+        return Ok(Shown::Page(
+            jobs.into_iter()
+                .map(|j| {
+                    let tasks = TaskCounts::of(&repo.tasks_of(&j.id)?);
+                    Ok(JobSummary { job: j, tasks })
+                })
+                .collect::<Result<_, StoreError>>()?,
+        ));
     }
-    let mut listed = Vec::new();
+    let mut full = Vec::new();
     for j in jobs {
         let tasks = repo.tasks_of(&j.id)?;
-        listed.push((j, tasks));
+        full.push((j, tasks));
     }
-    Ok(listed)
+    Ok(Shown::Full(full))
 }
 
-fn render(listed: &[(JobRecord, Vec<TaskRecord>)], one: bool, as_json: bool, state: &Path) {
-    if as_json {
-        for (j, tasks) in listed {
-            println!("{}", json!({ "job": j, "tasks": tasks }));
-        }
-        return;
-    }
-    if listed.is_empty() {
-        if state.join("db").exists() {
-            println!("no jobs in {}", state.display());
-        } else {
-            println!("no jobs: there is no spool state in {}", state.display());
-        }
-    }
-    for (j, tasks) in listed {
-        let count = |s: TaskStatus| tasks.iter().filter(|t| t.status == s).count();
-        println!(
-            "{}  {:<11} {:>3.0}%  {}  tasks: {} done, {} running, {} pending, {} failed{}",
-            j.id,
-            j.status.as_str(),
-            j.progress * 100.0,
-            j.input,
-            count(TaskStatus::Done),
-            count(TaskStatus::Running),
-            count(TaskStatus::Pending),
-            count(TaskStatus::Failed),
-            j.error
-                .as_ref()
-                .map(|e| format!("\n    error: {e}"))
-                .unwrap_or_default()
-        );
-        if one {
-            for t in tasks {
-                println!(
-                    "    task {:>4}  {:<9} chunk {:<6} {:>3.0}%  attempts {}  reused {}  [{}]{}",
-                    t.index,
-                    t.status.as_str(),
-                    t.chunk.map_or("whole".into(), |c| c.to_string()),
-                    t.progress * 100.0,
-                    t.attempts,
-                    t.reused_rungs,
-                    t.rungs.join(","),
-                    t.error
-                        .as_ref()
-                        .map(|e| format!("  {e}"))
-                        .unwrap_or_default()
-                );
+fn render(shown: &Shown, as_json: bool, state: &Path) {
+    match shown {
+        Shown::Page(page) if page.is_empty() => {
+            if state.join("db").exists() {
+                println!("no jobs in {}", state.display());
+            } else {
+                println!("no jobs: there is no spool state in {}", state.display());
             }
-            for line in &j.stderr_tail {
-                println!("    ffmpeg: {line}");
+        }
+        Shown::Page(page) => {
+            for s in page {
+                if as_json {
+                    println!("{}", json!(s));
+                } else {
+                    print_job(&s.job, &s.tasks);
+                }
+            }
+        }
+        Shown::Full(jobs) => {
+            for (j, tasks) in jobs {
+                if as_json {
+                    println!("{}", json!({ "job": j, "tasks": tasks }));
+                    continue;
+                }
+                print_job(j, &TaskCounts::of(tasks));
+                for t in tasks {
+                    println!(
+                        "    task {:>4}  {:<9} chunk {:<6} {:>3.0}%  attempts {}  reused {}  [{}]{}",
+                        t.index,
+                        t.status.as_str(),
+                        t.chunk.map_or("whole".into(), |c| c.to_string()),
+                        t.progress * 100.0,
+                        t.attempts,
+                        t.reused_rungs,
+                        t.rungs.join(","),
+                        t.error
+                            .as_ref()
+                            .map(|e| format!("  {e}"))
+                            .unwrap_or_default()
+                    );
+                }
+                for line in &j.stderr_tail {
+                    println!("    ffmpeg: {line}");
+                }
             }
         }
     }
+}
+
+fn print_job(j: &JobRecord, c: &TaskCounts) {
+    println!(
+        "{}  {:<11} {:>3.0}%  {}  tasks: {} done, {} running, {} pending, {} failed{}",
+        j.id,
+        j.status.as_str(),
+        j.progress * 100.0,
+        j.input,
+        c.done,
+        c.running,
+        c.pending,
+        c.failed,
+        j.error
+            .as_ref()
+            .map(|e| format!("\n    error: {e}"))
+            .unwrap_or_default()
+    );
 }
 
 pub fn cancel(state: &Path, id: &str) -> Result<()> {

@@ -36,6 +36,23 @@ pub fn ignored_reason(name: &str) -> Option<&'static str> {
     None
 }
 
+/// Files that travel with videos and are never videos themselves: taken only when a
+/// workflow's `include` names them.
+pub const SIDECAR_EXTENSIONS: &[&str] = &[
+    "nfo", "txt", "srt", "vtt", "ass", "ssa", "sub", "idx", "sup", "lrc", "jpg", "jpeg", "png",
+    "bmp", "webp", "tif", "tiff", "xml", "json", "yaml", "yml", "md5", "sha1", "sha256", "sfv",
+    "par2", "log", "url", "ini", "db", "ds_store", "torrent", "nzb", "pdf", "html", "htm", "cue",
+    "m3u", "m3u8", "pls", "md",
+];
+
+/// Why a name is, by default, a sidecar rather than a video.
+pub fn sidecar_reason(name: &str) -> Option<&'static str> {
+    let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+    SIDECAR_EXTENSIONS
+        .contains(&ext.as_str())
+        .then_some("a sidecar or text file (watch.include can name it)")
+}
+
 /// What identifies a file's current state on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint {
@@ -152,6 +169,22 @@ mod tests {
         }
         for name in ["movie.mp4", "my part.mov", "tmp.mkv"] {
             assert_eq!(ignored_reason(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn sidecars_are_known_by_extension() {
+        for name in [
+            "movie.nfo",
+            "Movie.SRT",
+            "poster.jpg",
+            "notes.txt",
+            "Thumbs.db",
+        ] {
+            assert!(sidecar_reason(name).is_some(), "{name}");
+        }
+        for name in ["movie.mkv", "clip.mp4", "noext", "a.txt.mp4"] {
+            assert_eq!(sidecar_reason(name), None, "{name}");
         }
     }
 

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::Daemon;
 use crate::engine::metrics::Metrics;
 use crate::store::watch::RetryTarget;
-use crate::store::{JobId, JobStatus};
+use crate::store::{JobId, JobStatus, JobSummary, TaskCounts};
 
 type Shared = State<Arc<Daemon>>;
 
@@ -82,12 +83,40 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-async fn jobs(State(d): Shared) -> Response {
+/// `GET /v1/jobs?state=&cursor=&limit=`: a page of jobs, newest first.
+#[derive(Deserialize)]
+struct JobsQuery {
+    state: Option<JobStatus>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+const PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+
+async fn jobs(State(d): Shared, query: Result<Query<JobsQuery>, QueryRejection>) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let limit = q.limit.unwrap_or(PAGE).clamp(1, MAX_PAGE);
     let repo = d.repo.clone();
-    match blocking(move || repo.list_jobs()).await {
-        Ok(Ok(mut jobs)) => {
-            jobs.sort_by_key(|j| std::cmp::Reverse(j.created_ms));
-            Json(json!({ "jobs": jobs })).into_response()
+    let page = blocking(move || {
+        let cursor = q.cursor.map(JobId);
+        let jobs = repo.recent_jobs(cursor.as_ref(), limit, q.state)?;
+        jobs.into_iter()
+            .map(|job| {
+                let tasks = TaskCounts::of(&repo.tasks_of(&job.id)?);
+                Ok(JobSummary { job, tasks })
+            })
+            .collect::<Result<Vec<_>, crate::store::StoreError>>()
+    })
+    .await;
+    match page {
+        Ok(Ok(jobs)) => {
+            // A full page may have more behind it: its last id is the next cursor.
+            let next = (jobs.len() == limit).then(|| jobs.last().map(|j| j.job.id.clone()));
+            Json(json!({ "jobs": jobs, "next": next.flatten() })).into_response()
         }
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(r) => r,

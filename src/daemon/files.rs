@@ -93,6 +93,9 @@ impl Daemon {
                 }
             }
         };
+        // Decided by content, one file at a time: a twin waits here, then finds it done.
+        let claim = self.claim_content(&entry.name, &content);
+        let _held = claim.lock.lock().await;
         let existing = match self.repo.get_file(&entry.name, &content) {
             Ok(existing) => existing,
             Err(e) => {
@@ -170,5 +173,36 @@ impl Daemon {
         };
         log_store(&file, self.repo.put_file(&record));
         log_store(&file, self.repo.flush());
+    }
+
+    fn claim_content(&self, workflow: &str, content: &str) -> ContentClaim<'_> {
+        let key = format!("{workflow}/{content}");
+        let lock = match self.contents.lock() {
+            Ok(mut map) => map.entry(key.clone()).or_default().clone(),
+            Err(_) => Arc::default(),
+        };
+        ContentClaim {
+            daemon: self,
+            key,
+            lock,
+        }
+    }
+}
+
+/// A hold on one content's lock; the map forgets the lock when its last holder goes.
+struct ContentClaim<'a> {
+    daemon: &'a Daemon,
+    key: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for ContentClaim<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.daemon.contents.lock() {
+            // The map's reference and this one: nobody else waits for it.
+            if Arc::strong_count(&self.lock) <= 2 {
+                map.remove(&self.key);
+            }
+        }
     }
 }

@@ -11,13 +11,15 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::admission::{ignored_reason, Fingerprint, Settler, Verdict};
+use super::admission::{ignored_reason, sidecar_reason, Fingerprint, Settler, Verdict};
 use super::{Daemon, Entry};
 
 /// What the loop hears from notify.
 enum Heard {
     Changed(PathBuf),
     Closed(PathBuf),
+    /// Events were lost (the kernel's queue overflowed): only a rescan finds them.
+    Overflow,
 }
 
 pub struct Filter {
@@ -55,6 +57,10 @@ impl Filter {
     pub fn refuse(&self, path: &Path) -> Option<String> {
         let name = path.file_name()?.to_string_lossy().into_owned();
         if let Some(why) = ignored_reason(&name) {
+            return Some(why.into());
+        }
+        let included = self.include.as_ref().is_some_and(|g| g.is_match(&name));
+        if let Some(why) = sidecar_reason(&name).filter(|_| !included) {
             return Some(why.into());
         }
         if self
@@ -106,6 +112,26 @@ fn scan(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Candidates in every folder being watched now.
+fn scan_folders(
+    watching: &HashMap<PathBuf, bool>,
+    recursive: bool,
+    filter: &Filter,
+) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for (folder, on) in watching {
+        if *on {
+            scan(folder, recursive, &mut found);
+        }
+    }
+    found.retain(|p| filter.refuse(p).is_none());
+    found
+}
+
+fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
 /// Watches one workflow's folders until the daemon stops admitting.
 pub async fn watch_loop(daemon: Arc<Daemon>, index: usize) -> Result<(), String> {
     let entry = &daemon.entries[index];
@@ -119,7 +145,17 @@ pub async fn watch_loop(daemon: Arc<Daemon>, index: usize) -> Result<(), String>
         let tx = tx.clone();
         Some(
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let Ok(event) = event else { return };
+                let event = match event {
+                    Ok(e) => e,
+                    // An error may mean lost events, too.
+                    Err(_) => {
+                        let _ = tx.send(Heard::Overflow);
+                        return;
+                    }
+                };
+                if event.need_rescan() {
+                    let _ = tx.send(Heard::Overflow);
+                }
                 for path in event.paths {
                     let heard = match event.kind {
                         EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
@@ -178,17 +214,21 @@ pub async fn watch_loop(daemon: Arc<Daemon>, index: usize) -> Result<(), String>
             }
         }
         if rescan {
-            for (folder, on) in &watching {
-                if *on {
-                    let mut found = Vec::new();
-                    scan(folder, entry.watch.recursive, &mut found);
-                    candidates.extend(found.into_iter().filter(|p| filter.refuse(p).is_none()));
-                }
-            }
+            candidates.extend(scan_folders(&watching, entry.watch.recursive, &filter));
             last_scan = Some(Instant::now());
         }
+        let mut overflowed = false;
         while let Ok(heard) = rx.try_recv() {
             match heard {
+                Heard::Overflow => overflowed = true,
+                // A directory moved (or made) in: walked at once, never taken as a file.
+                Heard::Changed(p) if is_real_dir(&p) => {
+                    if entry.watch.recursive {
+                        let mut found = Vec::new();
+                        scan(&p, true, &mut found);
+                        candidates.extend(found.into_iter().filter(|f| filter.refuse(f).is_none()));
+                    }
+                }
                 Heard::Changed(p) if filter.refuse(&p).is_none() => {
                     candidates.insert(p);
                 }
@@ -208,9 +248,19 @@ pub async fn watch_loop(daemon: Arc<Daemon>, index: usize) -> Result<(), String>
                 Heard::Closed(_) => {}
             }
         }
+        if overflowed {
+            tracing::warn!(workflow = %entry.name, "file events were lost (queue overflow): rescanning now");
+            candidates.extend(scan_folders(&watching, entry.watch.recursive, &filter));
+            last_scan = Some(Instant::now());
+        }
         let now = Instant::now();
         let mut admitted = Vec::new();
         candidates.retain(|path| {
+            // Only regular files (not a directory, nor a symlink to somewhere else).
+            if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+                settler.forget(path);
+                return false;
+            }
             let Ok(print) = Fingerprint::of(path) else {
                 // Gone (renamed, moved, deleted): nothing to do; the new name gets its own event.
                 settler.forget(path);

@@ -53,6 +53,9 @@ pub struct Daemon {
     jobs: Arc<tokio::sync::Semaphore>,
     /// Files admitted whose job has not finished, by fingerprint (never admitted twice).
     in_flight: Mutex<HashSet<Fingerprint>>,
+    /// One lock per content being handled (`<workflow>/<content>`): twins dropped at once
+    /// under two names wait for each other instead of both being encoded.
+    contents: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     queued: AtomicU64,
     admitted: AtomicU64,
     paused: Mutex<HashSet<PathBuf>>,
@@ -112,6 +115,7 @@ impl Daemon {
             admitting: CancellationToken::new(),
             jobs: Arc::new(tokio::sync::Semaphore::new(max_jobs.max(1))),
             in_flight: Mutex::new(HashSet::new()),
+            contents: Mutex::new(HashMap::new()),
             queued: AtomicU64::new(0),
             admitted: AtomicU64::new(0),
             paused: Mutex::new(HashSet::new()),

@@ -70,6 +70,15 @@ pub trait JobStore: Send + Sync {
     fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
     /// Every job of this input content (MD5) into this output directory, by index.
     fn jobs_for_input(&self, md5: &str, out_dir: &str) -> Result<Vec<JobRecord>, StoreError>;
+    /// Up to `limit` jobs older than `before` (all when None), newest first, only those in
+    /// `status` when given. Ids are time-ordered, so this reads no more than it returns
+    /// (plus what the filter skips).
+    fn recent_jobs(
+        &self,
+        before: Option<&JobId>,
+        limit: usize,
+        status: Option<JobStatus>,
+    ) -> Result<Vec<JobRecord>, StoreError>;
 }
 
 /// The tasks of each job's plan.

@@ -184,6 +184,40 @@ impl TaskRecord {
     }
 }
 
+/// How many of a job's tasks are in each state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskCounts {
+    pub done: u32,
+    pub running: u32,
+    pub pending: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+}
+
+impl TaskCounts {
+    pub fn of(tasks: &[TaskRecord]) -> TaskCounts {
+        let mut c = TaskCounts::default();
+        for t in tasks {
+            match t.status {
+                TaskStatus::Done => c.done += 1,
+                TaskStatus::Running => c.running += 1,
+                TaskStatus::Pending => c.pending += 1,
+                TaskStatus::Failed => c.failed += 1,
+                TaskStatus::Cancelled => c.cancelled += 1,
+            }
+        }
+        c
+    }
+}
+
+/// A job as a list shows it: the record and its tasks counted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSummary {
+    #[serde(flatten)]
+    pub job: JobRecord,
+    pub tasks: TaskCounts,
+}
+
 /// One encoded chunk in the content-addressed cache.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheRecord {

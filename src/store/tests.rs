@@ -169,3 +169,50 @@ fn transition_tables() {
     assert!(!T::Done.may_become(T::Running));
     assert!(!T::Cancelled.may_become(T::Pending));
 }
+
+#[test]
+fn recent_jobs_page_newest_first_with_a_cursor_and_a_filter() -> Result<(), StoreError> {
+    let dir = tmp()?;
+    let repo = SledRepo::open(dir.path())?;
+    for i in 0..10u32 {
+        let status = if i % 3 == 0 {
+            JobStatus::Failed
+        } else {
+            JobStatus::Running
+        };
+        repo.begin_job(&job(&format!("{i:016x}"), JobStatus::Running))?;
+        repo.save_job(&job(&format!("{i:016x}"), status))?;
+    }
+    let ids = |jobs: Vec<JobRecord>| -> Vec<String> { jobs.into_iter().map(|j| j.id.0).collect() };
+    let first = repo.recent_jobs(None, 4, None)?;
+    assert_eq!(
+        ids(first.clone()),
+        [
+            "0000000000000009",
+            "0000000000000008",
+            "0000000000000007",
+            "0000000000000006"
+        ]
+    );
+    let next = repo.recent_jobs(first.last().map(|j| &j.id), 4, None)?;
+    assert_eq!(
+        ids(next),
+        [
+            "0000000000000005",
+            "0000000000000004",
+            "0000000000000003",
+            "0000000000000002"
+        ]
+    );
+    let failed = repo.recent_jobs(None, 10, Some(JobStatus::Failed))?;
+    assert_eq!(
+        ids(failed),
+        [
+            "0000000000000009",
+            "0000000000000006",
+            "0000000000000003",
+            "0000000000000000"
+        ]
+    );
+    Ok(())
+}

@@ -47,6 +47,24 @@ pub async fn analyse(
     }
 }
 
+/// What ffprobe reads as "video" but is not: text shown as ANSI art (`.nfo`, `.txt`), single
+/// images and image sequences, subtitle and metadata files.
+const NOT_VIDEO_FORMATS: &[&str] = &[
+    "tty",
+    "image2",
+    "lavfi",
+    "ffmetadata",
+    "srt",
+    "webvtt",
+    "ass",
+    "subviewer",
+    "microdvd",
+];
+const NOT_VIDEO_CODECS: &[&str] = &["ansi", "text", "subrip"];
+
+/// Fewer frames than this is a picture, not something to encode as a ladder.
+const MIN_FRAMES: u64 = 2;
+
 const STILL: &[&str] = &[
     "png", "mjpeg", "bmp", "tiff", "webp", "jpeg2000", "jpegls", "pam", "ppm", "qoi",
 ];
@@ -87,6 +105,25 @@ pub async fn probe_source(tools: &Tools, input: &Path) -> Result<Source, JobErro
     if frames <= 1 && STILL.contains(&video.codec.as_str()) {
         return Err(JobError::Input(format!(
             "{}: a still image ({}), not a video",
+            input.display(),
+            video.codec
+        )));
+    }
+    let pipe = media.format.ends_with("_pipe");
+    if pipe
+        || NOT_VIDEO_FORMATS.contains(&media.format.as_str())
+        || NOT_VIDEO_CODECS.contains(&video.codec.as_str())
+    {
+        return Err(JobError::Input(format!(
+            "{}: not a video: ffprobe reads it as {} ({}), which is a text, subtitle or image file",
+            input.display(),
+            media.format,
+            video.codec
+        )));
+    }
+    if frames < MIN_FRAMES {
+        return Err(JobError::Input(format!(
+            "{}: a single frame ({}), not a video",
             input.display(),
             video.codec
         )));

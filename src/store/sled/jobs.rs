@@ -139,6 +139,30 @@ impl JobStore for SledRepo {
         Self::scan(&self.jobs, "")
     }
 
+    fn recent_jobs(
+        &self,
+        before: Option<&JobId>,
+        limit: usize,
+        status: Option<JobStatus>,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let range = match before {
+            Some(id) => self.jobs.range(..id.as_str().as_bytes()),
+            None => self.jobs.range::<&[u8], _>(..),
+        };
+        let mut out = Vec::new();
+        for item in range.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = item?;
+            let job: JobRecord = decode(&v)?;
+            if status.is_none_or(|s| s == job.status) {
+                out.push(job);
+            }
+        }
+        Ok(out)
+    }
+
     fn jobs_for_input(&self, md5: &str, out_dir: &str) -> Result<Vec<JobRecord>, StoreError> {
         let prefix = index_prefix(md5, out_dir);
         let mut jobs = Vec::new();
