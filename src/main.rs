@@ -243,6 +243,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// An operation that could not be done (nothing matched, no daemon, a refused call) exits
+/// 1; exit 2 is for a wrong command line or configuration.
+fn done(result: Result<()>) -> u8 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("spool: {e:#}");
+            EXIT_FAILED
+        }
+    }
+}
+
 fn load_workflow(path: Option<&Path>) -> Result<LoadedWorkflow> {
     Ok(match path {
         Some(p) => workflow::load_file(p)?,
@@ -296,17 +308,12 @@ async fn dispatch(command: Command) -> Result<u8> {
             }
             watch(&config).await
         }
-        Command::Retry { what, state } => {
-            cli::status::retry(&state_dir(&state), &what)?;
-            Ok(0)
-        }
+        Command::Retry { what, state } => Ok(done(cli::status::retry(&state_dir(&state), &what))),
         Command::Pause { folder, state } => {
-            cli::status::pause(&state_dir(&state), &folder, true)?;
-            Ok(0)
+            Ok(done(cli::status::pause(&state_dir(&state), &folder, true)))
         }
         Command::Resume { folder, state } => {
-            cli::status::pause(&state_dir(&state), &folder, false)?;
-            Ok(0)
+            Ok(done(cli::status::pause(&state_dir(&state), &folder, false)))
         }
         Command::Status {
             job,
@@ -314,12 +321,24 @@ async fn dispatch(command: Command) -> Result<u8> {
             json,
             limit,
         } => {
-            cli::status::status(&state_dir(&state), job.as_deref(), json, limit.max(1))?;
-            Ok(0)
+            if job
+                .as_deref()
+                .is_some_and(|j| !spool::store::JobId::looks_valid(j))
+            {
+                anyhow::bail!("{job:?} is not a job id (see `spool status`)");
+            }
+            Ok(done(cli::status::status(
+                &state_dir(&state),
+                job.as_deref(),
+                json,
+                limit.max(1),
+            )))
         }
         Command::Cancel { job, state } => {
-            cli::status::cancel(&state_dir(&state), &job)?;
-            Ok(0)
+            if !spool::store::JobId::looks_valid(&job) {
+                anyhow::bail!("{job:?} is not a job id (see `spool status`)");
+            }
+            Ok(done(cli::status::cancel(&state_dir(&state), &job)))
         }
         Command::Gif {
             input,

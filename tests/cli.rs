@@ -163,5 +163,30 @@ fn status_of_an_empty_state_and_unknown_jobs() -> TestResult {
         .arg(&state)
         .assert()
         .code(2);
+    // Well-formed, but nothing there: the operation fails (1); the command line was fine.
+    spool()
+        .args(["status", "0123456789abcdef", "--state"])
+        .arg(&state)
+        .assert()
+        .code(1);
+    spool()
+        .args(["retry", "0123456789abcdef", "--state"])
+        .arg(&state)
+        .assert()
+        .code(1);
+    spool()
+        .args(["pause", "/nowhere", "--state"])
+        .arg(&state)
+        .assert()
+        .code(1);
+    // A state directory that does not exist is said so, and not created.
+    let missing = dir.path().join("missing");
+    let out = spool()
+        .args(["status", "--state"])
+        .arg(&missing)
+        .assert()
+        .success();
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("no spool state"));
+    assert!(!missing.exists(), "status created a state directory");
     Ok(())
 }

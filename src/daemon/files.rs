@@ -161,6 +161,14 @@ impl Daemon {
                     Some("cancelled through the API; `spool retry` to try again".into());
                 FileStatus::Parked
             }
+            // A full disk is not the file's fault: no attempt is counted, and nothing is
+            // taken until space returns.
+            JobStatus::Failed if outcome.waiting_for_space.is_some() => {
+                if let Some(place) = &outcome.waiting_for_space {
+                    self.wait_for_space(place);
+                }
+                FileStatus::Failed
+            }
             _ => {
                 record.attempts += 1;
                 if record.attempts >= entry.watch.max_attempts {

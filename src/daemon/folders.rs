@@ -255,6 +255,7 @@ pub async fn watch_loop(daemon: Arc<Daemon>, index: usize) -> Result<(), String>
         }
         let now = Instant::now();
         let mut admitted = Vec::new();
+        let no_room = daemon.waiting_for_space();
         candidates.retain(|path| {
             // Only regular files (not a directory, nor a symlink to somewhere else).
             if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
@@ -279,7 +280,7 @@ pub async fn watch_loop(daemon: Arc<Daemon>, index: usize) -> Result<(), String>
             } else {
                 settler.observe(path, print, now) == Verdict::Ready
             };
-            if ready && !paused {
+            if ready && !paused && !no_room {
                 settler.forget(path);
                 admitted.push((path.clone(), print));
                 return false;

@@ -56,6 +56,9 @@ pub struct Daemon {
     /// One lock per content being handled (`<workflow>/<content>`): twins dropped at once
     /// under two names wait for each other instead of both being encoded.
     contents: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// A directory whose disk filled up, and its free bytes then: no file is taken until
+    /// it has room again.
+    full_disk: Mutex<Option<(PathBuf, u64)>>,
     queued: AtomicU64,
     admitted: AtomicU64,
     paused: Mutex<HashSet<PathBuf>>,
@@ -116,6 +119,7 @@ impl Daemon {
             jobs: Arc::new(tokio::sync::Semaphore::new(max_jobs.max(1))),
             in_flight: Mutex::new(HashSet::new()),
             contents: Mutex::new(HashMap::new()),
+            full_disk: Mutex::new(None),
             queued: AtomicU64::new(0),
             admitted: AtomicU64::new(0),
             paused: Mutex::new(HashSet::new()),
@@ -150,6 +154,31 @@ impl Daemon {
                 u.remove(folder);
             }
         }
+    }
+
+    /// Holds every new file until the disk holding `place` has room again.
+    fn wait_for_space(&self, place: &Path) {
+        let free = crate::engine::exec::disk::free_bytes(place).unwrap_or(0);
+        tracing::warn!(place = %place.display(), free, "a disk is full: no new file is taken until it has room again");
+        if let Ok(mut f) = self.full_disk.lock() {
+            *f = Some((place.to_path_buf(), free));
+        }
+    }
+
+    /// Whether admission waits for space; clears the wait once the disk has room.
+    fn waiting_for_space(&self) -> bool {
+        let Ok(mut f) = self.full_disk.lock() else {
+            return false;
+        };
+        let Some((place, free_then)) = f.clone() else {
+            return false;
+        };
+        if !crate::engine::exec::disk::has_room_again(&place, free_then) {
+            return true;
+        }
+        tracing::info!(place = %place.display(), "the disk has room again: taking files");
+        *f = None;
+        false
     }
 
     pub fn is_paused(&self, folder: &Path) -> bool {

@@ -64,6 +64,33 @@ impl JobError {
         move |source| JobError::Io { context, source }
     }
 
+    /// The directory whose disk refused a write, when that is why the job failed (the
+    /// output directory when an error of ours does not say).
+    pub fn disk_trouble(&self, fallback: &std::path::Path) -> Option<PathBuf> {
+        let from_run = |e: &RunError| match e {
+            RunError::Disk { place, .. } => Some(place.clone().unwrap_or_else(|| fallback.into())),
+            _ => None,
+        };
+        match self {
+            JobError::Run { source, .. } => from_run(source),
+            JobError::Task {
+                source: TaskError::Run(e),
+                ..
+            } => from_run(e),
+            JobError::Task {
+                source: TaskError::Artifact(e),
+                ..
+            }
+            | JobError::Io { source: e, .. } => {
+                crate::media::run::DiskProblem::of(e).map(|_| fallback.to_path_buf())
+            }
+            JobError::Store(StoreError::Sled(sled::Error::Io(e))) => {
+                crate::media::run::DiskProblem::of(e).map(|_| fallback.to_path_buf())
+            }
+            _ => None,
+        }
+    }
+
     /// The last lines ffmpeg wrote, when an ffmpeg run is the cause.
     pub fn stderr_tail(&self) -> Vec<String> {
         match self {

@@ -88,6 +88,10 @@ pub struct JobOutcome {
     pub chunks: u32,
     pub reused_chunks: u32,
     pub elapsed_s: f64,
+    /// Set when the job failed because a disk refused a write: the directory whose disk it
+    /// is. Retrying before space returns would fail the same way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for_space: Option<PathBuf>,
 }
 
 impl JobOutcome {
@@ -102,6 +106,7 @@ impl JobOutcome {
             chunks: 0,
             reused_chunks: 0,
             elapsed_s: started.elapsed().as_secs_f64(),
+            waiting_for_space: None,
         }
     }
 }

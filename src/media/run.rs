@@ -26,11 +26,50 @@ const FATAL_MESSAGES: &[&str] = &[
     "Permission denied",
     "moov atom not found",
     "does not contain any stream",
-    "No space left on device",
     "Error while opening encoder",
 ];
 
 const STDERR_TAIL_LINES: usize = 25;
+
+/// The storage failures ffmpeg reports, wherever they appear in its output.
+const DISK_MESSAGES: &[(&str, DiskProblem)] = &[
+    ("No space left on device", DiskProblem::Full),
+    ("Disk quota exceeded", DiskProblem::Quota),
+    ("Read-only file system", DiskProblem::ReadOnly),
+    ("Input/output error", DiskProblem::Io),
+];
+
+/// Why a disk refused a write. Retrying does not help until an operator acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskProblem {
+    Full,
+    Quota,
+    ReadOnly,
+    Io,
+}
+
+impl DiskProblem {
+    pub fn of(e: &std::io::Error) -> Option<DiskProblem> {
+        match e.raw_os_error() {
+            Some(nix::libc::ENOSPC) => Some(DiskProblem::Full),
+            Some(nix::libc::EDQUOT) => Some(DiskProblem::Quota),
+            Some(nix::libc::EROFS) => Some(DiskProblem::ReadOnly),
+            Some(nix::libc::EIO) => Some(DiskProblem::Io),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DiskProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DiskProblem::Full => "the disk is full",
+            DiskProblem::Quota => "the disk quota is exceeded",
+            DiskProblem::ReadOnly => "the file system is read-only",
+            DiskProblem::Io => "the disk reports an I/O error",
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -45,6 +84,14 @@ pub enum RunError {
         message: String,
         stderr_tail: Vec<String>,
     },
+    /// A disk refused ffmpeg's writes; `place` is the directory whose disk it is, when known.
+    #[error("{}{}: {line}", .problem, .place.as_ref().map(|p| format!(" (holding {})", p.display())).unwrap_or_default())]
+    Disk {
+        problem: DiskProblem,
+        place: Option<std::path::PathBuf>,
+        line: String,
+        stderr_tail: Vec<String>,
+    },
     #[error("ffmpeg was cancelled")]
     Cancelled,
     #[error("could not start ffmpeg: {0}")]
@@ -55,14 +102,17 @@ impl RunError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            RunError::Fatal { .. } | RunError::Cancelled | RunError::Spawn(_)
+            RunError::Fatal { .. }
+                | RunError::Disk { .. }
+                | RunError::Cancelled
+                | RunError::Spawn(_)
         )
     }
     pub fn stderr_tail(&self) -> &[String] {
         match self {
-            RunError::Fatal { stderr_tail, .. } | RunError::Failed { stderr_tail, .. } => {
-                stderr_tail
-            }
+            RunError::Fatal { stderr_tail, .. }
+            | RunError::Failed { stderr_tail, .. }
+            | RunError::Disk { stderr_tail, .. } => stderr_tail,
             _ => &[],
         }
     }
@@ -207,16 +257,25 @@ pub async fn run_ffmpeg_with(
         )));
     };
 
+    // The tail, and the first storage failure wherever it appears: a full disk makes ffmpeg
+    // print many more lines after it, which would push it out of the tail.
     let stderr_task = tokio::spawn(async move {
         let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
+        let mut disk: Option<(DiskProblem, String)> = None;
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
+            if disk.is_none() {
+                disk = DISK_MESSAGES
+                    .iter()
+                    .find(|(m, _)| line.contains(m))
+                    .map(|(_, p)| (*p, line.clone()));
+            }
             if tail.len() == STDERR_TAIL_LINES {
                 tail.pop_front();
             }
             tail.push_back(line);
         }
-        Vec::from(tail)
+        (Vec::from(tail), disk)
     });
 
     let mut parser = ProgressParser::default();
@@ -252,11 +311,19 @@ pub async fn run_ffmpeg_with(
             last_progress = Some(p);
         }
     }
-    let stderr_tail = stderr_task.await.unwrap_or_default();
+    let (stderr_tail, disk) = stderr_task.await.unwrap_or_default();
     if status.success() {
         return Ok(RunOutcome {
             elapsed_s: started.elapsed().as_secs_f64(),
             last_progress,
+        });
+    }
+    if let Some((problem, line)) = disk {
+        return Err(RunError::Disk {
+            problem,
+            place: None,
+            line,
+            stderr_tail,
         });
     }
     let message = stderr_tail

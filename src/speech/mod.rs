@@ -235,11 +235,15 @@ fn tighten(cues: &mut [Cue], samples: &[f32]) {
     let floor = sorted[sorted.len() / 10];
     let threshold = (floor * 4.0).max(0.005);
     let frame_s = FRAME as f64 / SAMPLE_RATE as f64;
+    // Pauses inside a sentence are shorter; a longer silence separates two speeches, and a
+    // cue is narrowed to its own speech, not to a neighbour's first or last syllable.
+    let max_pause = (MAX_PAUSE_S / frame_s) as usize;
     for cue in cues.iter_mut() {
         let first = (cue.start / frame_s) as usize;
         let last = ((cue.end / frame_s).ceil() as usize).min(rms.len());
         let loud: Vec<usize> = (first..last).filter(|i| rms[*i] >= threshold).collect();
-        if let (Some(a), Some(b)) = (loud.first(), loud.last()) {
+        let run = main_run(&loud, max_pause);
+        if let (Some(a), Some(b)) = (run.first(), run.last()) {
             // A little air either side, as subtitles usually have.
             cue.start = (*a as f64 * frame_s - 0.1).max(cue.start);
             cue.end = ((*b + 1) as f64 * frame_s + 0.1)
@@ -247,6 +251,25 @@ fn tighten(cues: &mut [Cue], samples: &[f32]) {
                 .max(cue.start + 0.2);
         }
     }
+}
+
+/// The longest silence within one speech; a longer one ends it.
+const MAX_PAUSE_S: f64 = 0.8;
+
+/// Of the loud frames, the run (split at gaps over `max_pause` frames) holding the most.
+fn main_run(loud: &[usize], max_pause: usize) -> &[usize] {
+    let mut best: &[usize] = &[];
+    let mut start = 0;
+    for i in 1..=loud.len() {
+        let split = i == loud.len() || loud[i] - loud[i - 1] > max_pause;
+        if split {
+            if i - start > best.len() {
+                best = &loud[start..i];
+            }
+            start = i;
+        }
+    }
+    best
 }
 
 /// A segment of one window, in seconds from the window's start.
@@ -355,6 +378,29 @@ mod tests {
         tighten(&mut cues, &samples);
         assert!((cues[0].start - 0.9).abs() < 0.03, "{cues:?}");
         assert!((cues[0].end - 2.1).abs() < 0.03, "{cues:?}");
+    }
+
+    #[test]
+    fn a_cue_ends_with_its_speech_not_at_the_next_ones_onset() {
+        // Speech from 1 s to 5 s (with a 0.3 s pause), the next speech from 9.9 s; Whisper
+        // said 0 → 10 for the first cue.
+        let mut samples = vec![0.0f32; 11 * SAMPLE_RATE];
+        let tone = |s: &mut [f32]| {
+            for (i, x) in s.iter_mut().enumerate() {
+                *x = (i as f32 * 0.3).sin() * 0.3;
+            }
+        };
+        tone(&mut samples[SAMPLE_RATE..3 * SAMPLE_RATE]);
+        tone(&mut samples[(3.3 * SAMPLE_RATE as f64) as usize..5 * SAMPLE_RATE]);
+        tone(&mut samples[(9.9 * SAMPLE_RATE as f64) as usize..11 * SAMPLE_RATE]);
+        let mut cues = vec![Cue {
+            start: 0.0,
+            end: 10.0,
+            text: "first".into(),
+        }];
+        tighten(&mut cues, &samples);
+        assert!((cues[0].start - 0.9).abs() < 0.03, "{cues:?}");
+        assert!((cues[0].end - 5.1).abs() < 0.03, "{cues:?}");
     }
 
     #[test]

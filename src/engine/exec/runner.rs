@@ -129,7 +129,22 @@ impl Runner {
             }),
             confine: self.launcher.as_deref().map(|l| (l, at.paths.as_ref())),
         };
-        run_ffmpeg_with(&self.tools, &command.args, cancel, options, on_progress).await
+        run_ffmpeg_with(&self.tools, &command.args, cancel, options, on_progress)
+            .await
+            .map_err(|e| match e {
+                RunError::Disk {
+                    problem,
+                    place: None,
+                    line,
+                    stderr_tail,
+                } => RunError::Disk {
+                    problem,
+                    place: super::disk::fullest(&at.paths.write).map(|(p, _)| p),
+                    line,
+                    stderr_tail,
+                },
+                other => other,
+            })
     }
 
     /// A slot for work that is not an ffmpeg process (Whisper takes the CPU like one).

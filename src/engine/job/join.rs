@@ -21,6 +21,22 @@ pub(super) struct Staged {
 }
 
 impl JobCtx<'_> {
+    /// A broken output on a full disk is the disk's fault: said so (and which disk).
+    fn disk_or(&self, e: JobError) -> JobError {
+        match crate::engine::exec::disk::full_disk(&[self.out_dir.clone(), self.work.clone()]) {
+            Some((place, free)) => JobError::Run {
+                context: "verifying the output".into(),
+                source: crate::media::run::RunError::Disk {
+                    problem: crate::media::run::DiskProblem::Full,
+                    place: Some(place),
+                    line: format!("{free} bytes free; {e}"),
+                    stderr_tail: Vec::new(),
+                },
+            },
+            None => e,
+        }
+    }
+
     pub(super) async fn join_and_verify(
         &self,
         plan: &JobPlan,
@@ -72,9 +88,11 @@ impl JobCtx<'_> {
         };
         let info = verify_output(self.engine.runner.tools(), &join.tmp, &want)
             .await
-            .map_err(|source| JobError::Verify {
-                what: rung.name.clone(),
-                source,
+            .map_err(|source| {
+                self.disk_or(JobError::Verify {
+                    what: rung.name.clone(),
+                    source,
+                })
             })?;
         let bytes = tokio::fs::metadata(&join.tmp)
             .await

@@ -280,6 +280,7 @@ impl Engine {
             chunks: done.chunks,
             reused_chunks: done.chunks,
             elapsed_s: started.elapsed().as_secs_f64(),
+            waiting_for_space: None,
         }
     }
 }

@@ -39,6 +39,10 @@ impl Engine {
             m.insert("reason".into(), json!(record.error));
             m.insert("manifest".into(), json!(record.manifest));
         }
+        let waiting_for_space = match &end {
+            JobEnd::Failed(e) => e.disk_trouble(&ctx.out_dir),
+            _ => None,
+        };
         let event = match end {
             JobEnd::Succeeded(_) => WebhookEvent::Succeeded,
             JobEnd::Skipped(_) => WebhookEvent::Skipped,
@@ -55,6 +59,7 @@ impl Engine {
             chunks: record.chunks,
             reused_chunks: record.reused_chunks,
             elapsed_s: started.elapsed().as_secs_f64(),
+            waiting_for_space,
         };
         self.emit(Event::JobFinished(outcome.clone()));
         outcome

@@ -73,7 +73,7 @@ pub async fn execute(
         for o in &outputs {
             let _ = tokio::fs::remove_file(&o.path).await;
         }
-        return Err(e);
+        return Err(disk_first(e, work));
     }
     let mut artifacts: Vec<CacheRecord> = Vec::with_capacity(outputs.len());
     for (r, o) in task.rungs.iter().zip(&outputs) {
@@ -87,6 +87,22 @@ pub async fn execute(
         artifacts.push(record);
     }
     Ok(TaskResult { artifacts })
+}
+
+/// A broken output on a full disk is the disk's fault: said so, and not retried.
+fn disk_first(e: TaskError, work: &Path) -> TaskError {
+    let TaskError::Verify { rung, source } = &e else {
+        return e;
+    };
+    match crate::engine::exec::disk::full_disk(&[work.to_path_buf()]) {
+        Some((place, free)) => TaskError::Run(crate::media::run::RunError::Disk {
+            problem: crate::media::run::DiskProblem::Full,
+            place: Some(place),
+            line: format!("{rung} came out broken with {free} bytes free: {source}"),
+            stderr_tail: Vec::new(),
+        }),
+        None => e,
+    }
 }
 
 async fn check_input(input: &Path, size: u64) -> Result<(), TaskError> {
