@@ -22,6 +22,15 @@ fn index_prefix(md5: &str, out_dir: &str) -> Vec<u8> {
     key
 }
 
+/// Keeps `active` in step with a job's status: recovery reads only what is there.
+pub(super) fn mark_active(active: &sled::Tree, job: &JobRecord) -> Result<(), StoreError> {
+    match job.status {
+        JobStatus::Running | JobStatus::Queued => active.insert(job.id.as_str(), &[])?,
+        _ => active.remove(job.id.as_str())?,
+    };
+    Ok(())
+}
+
 fn task_key(job: &JobId, index: u32) -> String {
     format!("{job}/{index:06}")
 }
@@ -60,18 +69,12 @@ fn checked_swap<T: serde::de::DeserializeOwned>(
 
 impl JobStore for SledRepo {
     fn begin_job(&self, job: &JobRecord) -> Result<(), StoreError> {
-        let bytes = encode(job)?;
-        checked_swap(
-            &self.jobs,
-            job.id.as_str().as_bytes(),
-            &bytes,
-            |old| match old.map(|o: JobRecord| o.status) {
-                Some(from) if from == JobStatus::Running || !from.may_become(job.status) => {
-                    Err(job_refused(job, from))
-                }
-                _ => Ok(()),
-            },
-        )?;
+        self.write_job(job, |from| match from {
+            Some(from) if from == JobStatus::Running || !from.may_become(job.status) => {
+                Err(job_refused(job, from))
+            }
+            _ => Ok(()),
+        })?;
         self.jobs_by_input.insert(index_key(job), &[])?;
         Ok(())
     }
@@ -116,19 +119,13 @@ impl JobStore for SledRepo {
     }
 
     fn save_job(&self, job: &JobRecord) -> Result<(), StoreError> {
-        let bytes = encode(job)?;
-        checked_swap(
-            &self.jobs,
-            job.id.as_str().as_bytes(),
-            &bytes,
-            |old| match old.map(|o: JobRecord| o.status) {
-                None => Err(StoreError::Missing {
-                    what: format!("job {}", job.id),
-                }),
-                Some(from) if !from.may_become(job.status) => Err(job_refused(job, from)),
-                Some(_) => Ok(()),
-            },
-        )
+        self.write_job(job, |from| match from {
+            None => Err(StoreError::Missing {
+                what: format!("job {}", job.id),
+            }),
+            Some(from) if !from.may_become(job.status) => Err(job_refused(job, from)),
+            Some(_) => Ok(()),
+        })
     }
 
     fn get_job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -174,6 +171,39 @@ impl JobStore for SledRepo {
             }
         }
         Ok(jobs)
+    }
+}
+
+impl SledRepo {
+    /// Writes a job and its place in the `active` index in one transaction, if `allowed`
+    /// accepts the stored status: a crash never leaves a running job that recovery misses.
+    fn write_job(
+        &self,
+        job: &JobRecord,
+        allowed: impl Fn(Option<JobStatus>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(job)?;
+        let key = job.id.as_str().as_bytes();
+        let active = matches!(job.status, JobStatus::Running | JobStatus::Queued);
+        (&self.jobs, &self.active)
+            .transaction(|(jobs, act)| {
+                let from = match jobs.get(key)? {
+                    Some(old) => Some(
+                        decode::<JobRecord>(&old)
+                            .map_err(ConflictableTransactionError::Abort)?
+                            .status,
+                    ),
+                    None => None,
+                };
+                allowed(from).map_err(ConflictableTransactionError::Abort)?;
+                jobs.insert(key, bytes.as_slice())?;
+                match active {
+                    true => act.insert(key, &[])?,
+                    false => act.remove(key)?,
+                };
+                Ok(())
+            })
+            .map_err(tx_error)
     }
 }
 

@@ -19,6 +19,10 @@ pub struct SledRepo {
     jobs: sled::Tree,
     /// `<md5>\0<out dir>\0<job id>` → (): finds the jobs of one input without a scan.
     jobs_by_input: sled::Tree,
+    /// `<job id>` → () for every job running or queued: what recovery must look at.
+    active: sled::Tree,
+    /// Which indexes this store has (`indexes` → version), so an older store gets them once.
+    meta: sled::Tree,
     tasks: sled::Tree,
     cache: sled::Tree,
     hooks: sled::Tree,
@@ -66,6 +70,8 @@ impl SledRepo {
         let repo = SledRepo {
             jobs: db.open_tree("jobs")?,
             jobs_by_input: db.open_tree("jobs_by_input")?,
+            active: db.open_tree("active")?,
+            meta: db.open_tree("meta")?,
             tasks: db.open_tree("tasks")?,
             cache: db.open_tree("cache")?,
             hooks: db.open_tree("hooks")?,
@@ -88,14 +94,17 @@ impl SledRepo {
         Self::open(dir)
     }
 
-    /// Stores written before the index existed get it once.
+    /// Stores written before the indexes existed get them once.
     fn build_missing_index(&self) -> Result<(), StoreError> {
-        if !self.jobs_by_input.is_empty() || self.jobs.is_empty() {
+        const VERSION: &[u8] = b"2";
+        if self.meta.get("indexes")?.as_deref() == Some(VERSION) {
             return Ok(());
         }
         for job in self.list_jobs()? {
             self.jobs_by_input.insert(jobs::index_key(&job), &[])?;
+            jobs::mark_active(&self.active, &job)?;
         }
+        self.meta.insert("indexes", VERSION)?;
         Ok(())
     }
 
@@ -189,7 +198,19 @@ impl WatchRecords for SledRepo {
 impl Maintenance for SledRepo {
     fn recover(&self) -> Result<u32, StoreError> {
         let mut fixed = 0;
-        for mut job in self.list_jobs()? {
+        let active: Vec<JobRecord> = self
+            .active
+            .iter()
+            .keys()
+            .map(|k| {
+                let id = JobId(String::from_utf8_lossy(&k?).into_owned());
+                self.get_job(&id)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        for mut job in active {
             if matches!(job.status, JobStatus::Running | JobStatus::Queued) {
                 job.status = JobStatus::Interrupted;
                 job.updated_ms = now_ms();
