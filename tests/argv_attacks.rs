@@ -267,3 +267,75 @@ fn a_step_cannot_replace_a_verified_output_and_plans_are_capped() -> TestResult 
     assert!(reason.contains("100000 profiles; at most 32"), "{reason}");
     Ok(())
 }
+
+/// The rule: structured edits that spool renders and quotes itself, checked like any argv.
+#[test]
+fn structured_edits_reach_the_encoder_and_hostile_values_stay_values() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("edits.lua"),
+        r#"local M = {}
+function M.before_task(task, argv)
+  return {
+    options = { ["-tune"] = "film" },
+    encoder_params = { ["aq-mode"] = 3 },
+    filters = {
+      { name = "eq", args = { contrast = 1.2 } },
+      -- A value full of ffmpeg's separators stays one value.
+      { name = "metadata", args = { mode = "add", key = "k", value = "a'b:c,d;e[f]g\\h=i,movie=/etc/x" } },
+    },
+  }
+end
+return M
+"#,
+    )?;
+    let wf = write_workflow(
+        dir.path(),
+        "edits",
+        "script: {path: edits.lua, hooks: [before_task]}\n",
+    )?;
+    let src = dir.path().join("c.mp4");
+    make_clip(&src, "256x144", 25, 2, Audio::None)?;
+    run_succeeds(&wf, dir.path(), &src)?;
+    for rung in ["p144"] {
+        let bytes = std::fs::read(dir.path().join(format!("out/c/c.{rung}.mp4")))?;
+        let settings = String::from_utf8_lossy(&bytes);
+        assert!(
+            settings.contains(" aq=3:"),
+            "{rung}: aq-mode=3 did not reach x264"
+        );
+        assert!(
+            settings.contains("psy_rd=1.00:0.15"),
+            "{rung}: -tune film did not reach x264"
+        );
+    }
+    // Both at once is refused.
+    std::fs::write(
+        dir.path().join("both.lua"),
+        "local M = {}\nfunction M.before_task(t, argv) return { argv = argv, options = { ['-tune'] = 'film' } } end\nreturn M\n",
+    )?;
+    let both = write_workflow(
+        dir.path(),
+        "both",
+        "script: {path: both.lua, hooks: [before_task]}\n",
+    )?;
+    let out = outcomes(
+        &spool()
+            .args(["run", "--json", "--workflow"])
+            .arg(&both)
+            .arg("--out")
+            .arg(dir.path().join("o2"))
+            .arg("--state")
+            .arg(dir.path().join("s2"))
+            .arg(&src)
+            .assert()
+            .code(1)
+            .get_output()
+            .stdout,
+    );
+    assert!(
+        out[0]["reason"].as_str().unwrap_or("").contains("not both"),
+        "{out:?}"
+    );
+    Ok(())
+}

@@ -4,6 +4,7 @@ pub mod argv_guard;
 pub mod chunk;
 pub mod command;
 pub mod confine;
+pub mod edits;
 pub mod hash;
 pub mod hls;
 pub mod mp4;

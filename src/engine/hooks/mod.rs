@@ -17,6 +17,7 @@ pub use replies::{ErrorAction, ErrorReply, PlanDoc, StepReply};
 
 use super::exec::{Placement, Runner};
 use crate::media::argv_guard::{check_argv, ArgvRules};
+use crate::media::edits::{apply as apply_edits, Edits};
 use crate::media::probe::MediaInfo;
 use crate::script::{describe_reply_error, JobScope, Limits, ScriptHost};
 use crate::store::{HookLog, JobId};
@@ -288,15 +289,32 @@ impl JobScript {
         let Some(reply) = reply else {
             return Ok(argv);
         };
-        check_argv(&original, &reply.argv, &self.rules).map_err(|e| {
+        let refuse = |e: String| {
             HookError(format!(
                 "{}: hook before_task returned an argv spool will not run: {e}",
                 self.script
             ))
-        })?;
+        };
+        let edits = Edits {
+            options: reply.options,
+            encoder_params: reply.encoder_params,
+            filters: reply.filters,
+        };
+        let proposed: Vec<String> = match reply.argv {
+            Some(_) if edits != Edits::default() => {
+                return Err(refuse("give argv or structured edits, not both".into()))
+            }
+            Some(raw) => raw,
+            None => apply_edits(&argv, &edits)
+                .map_err(refuse)?
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+        };
+        // Rendered by spool or written by the script: checked the same way.
+        check_argv(&original, &proposed, &self.rules).map_err(refuse)?;
         // Arguments spool wrote keep their exact bytes (names need not be UTF-8).
-        Ok(reply
-            .argv
+        Ok(proposed
             .into_iter()
             .map(|a| match original.iter().position(|o| *o == a) {
                 Some(i) => argv[i].clone(),

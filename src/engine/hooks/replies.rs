@@ -31,11 +31,20 @@ pub struct PlanDoc {
     pub encode: EncodeSettings,
 }
 
-/// before_task's reply: the argv to run, or nil to keep spool's.
+/// before_task's reply: structured edits, or a whole argv, or nil to keep spool's.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TaskReply {
-    pub argv: Vec<String>,
+    /// A whole argv (checked): the exception.
+    #[serde(default)]
+    pub argv: Option<Vec<String>>,
+    /// Structured changes spool renders and quotes itself: the rule.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, crate::media::edits::Scalar>,
+    #[serde(default)]
+    pub encoder_params: std::collections::BTreeMap<String, crate::media::edits::Scalar>,
+    #[serde(default)]
+    pub filters: Vec<crate::media::edits::FilterEdit>,
 }
 
 /// on_error's reply; nil means spool's own policy (retry up to retries.max_attempts).

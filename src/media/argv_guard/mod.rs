@@ -5,7 +5,7 @@
 //! This is the first line; the kernel (Landlock, see `media::confine`) is the one that
 //! holds whatever a parser misreads.
 
-mod tokens;
+pub mod tokens;
 
 use std::path::{Path, PathBuf};
 
