@@ -29,6 +29,18 @@ fn task(job: &str, index: u32, status: TaskStatus) -> TaskRecord {
     }
 }
 
+fn reopen(dir: &std::path::Path) -> Result<SledRepo, StoreError> {
+    for _ in 0..50 {
+        match SledRepo::open(dir) {
+            Err(StoreError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other,
+        }
+    }
+    SledRepo::open(dir)
+}
+
 fn tmp() -> Result<tempfile::TempDir, StoreError> {
     tempfile::tempdir().map_err(|e| StoreError::Open {
         dir: "tmp".into(),
@@ -68,7 +80,8 @@ fn jobs_tasks_cache_survive_reopen_and_recovery() -> Result<(), StoreError> {
         );
         repo.flush()?;
     }
-    let repo = SledRepo::open(dir.path())?;
+    // sled's flusher thread lets go of the lock a moment after the drop.
+    let repo = reopen(dir.path())?;
     assert_eq!(repo.recover()?, 1);
     let j = repo.get_job(&"j1".into())?.map(|j| j.status);
     assert_eq!(j, Some(JobStatus::Interrupted));
