@@ -57,6 +57,18 @@ pub async fn plan(input: &Path, wf: &LoadedWorkflow, out: &Path, json: bool) -> 
         }
     }
     let _ = writeln!(text, "outputs:  {}", report.outputs.join(", "));
+    for d in &report.dropped {
+        let _ = writeln!(
+            text,
+            "  dropped: stream {} ({} {}{}){}: {}",
+            d.stream,
+            d.kind,
+            d.codec,
+            d.language.as_ref().map(|l| format!(", {l}")).unwrap_or_default(),
+            d.output.as_ref().map(|o| format!(" from {o}")).unwrap_or_default(),
+            d.reason
+        );
+    }
     let _ = writeln!(
         text,
         "work dir: {} (a run uses <state>/work/<job>)",

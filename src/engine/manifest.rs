@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::plan::streams::Dropped;
+use crate::media::probe::MediaInfo;
 use crate::store::JobId;
 use crate::workflow::Original;
 
@@ -28,6 +30,9 @@ pub struct Manifest {
     pub reused_chunks: usize,
     pub original: Original,
     pub elapsed_s: f64,
+    /// Source streams left out of some output or of all, each with why.
+    #[serde(default)]
+    pub dropped: Vec<Dropped>,
 }
 
 impl Manifest {
@@ -89,6 +94,65 @@ pub struct OutputEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<u64>,
     pub bytes: u64,
+    /// Every stream of the file, as verified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamEntry>,
+}
+
+/// One stream of a published file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamEntry {
+    pub kind: String,
+    pub codec: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bit_depth: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<String>,
+}
+
+impl StreamEntry {
+    /// The streams of a probed file: video, audio, subtitles.
+    pub fn all_of(info: &MediaInfo) -> Vec<StreamEntry> {
+        let blank = |kind: &str, codec: &str| StreamEntry {
+            kind: kind.into(),
+            codec: codec.into(),
+            language: None,
+            title: None,
+            channels: None,
+            bit_depth: None,
+            transfer: None,
+        };
+        let mut out = Vec::new();
+        if let Some(v) = &info.video {
+            out.push(StreamEntry {
+                bit_depth: Some(v.colour.bit_depth),
+                transfer: v.colour.transfer.clone(),
+                ..blank("video", &v.codec)
+            });
+        }
+        for a in &info.audio {
+            out.push(StreamEntry {
+                language: a.label.language.clone(),
+                title: a.label.title.clone(),
+                channels: Some(a.channels),
+                ..blank("audio", &a.codec)
+            });
+        }
+        for s in &info.subtitles {
+            out.push(StreamEntry {
+                language: s.label.language.clone(),
+                title: s.label.title.clone(),
+                ..blank("subtitle", &s.codec)
+            });
+        }
+        out
+    }
 }
 
 impl OutputEntry {
@@ -104,6 +168,7 @@ impl OutputEntry {
             duration: None,
             frames: None,
             bytes,
+            streams: Vec::new(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::profiles::{Codec, RateControl, Rung};
+use super::profiles::{Codec, Container, RateControl, Rung, SubtitleCodec};
 use super::tools::{file_url, os_args};
 
 /// One encoded output of an encode command.
@@ -207,12 +207,15 @@ fn encode_command(input: &Path, outputs: &[&RungOutput<'_>], pass: Option<u8>) -
     a
 }
 
-/// The source audio, encoded once per distinct setting and shared by every rung's join.
+/// One source audio track, encoded once per distinct setting and shared by every rung's join.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioEncode {
+    /// Which audio track of the source (`0:a:N`).
+    pub track: usize,
     pub encoder: &'static str,
     pub kbps: u32,
-    pub channels: u32,
+    /// The channel count to mix down to, if any.
+    pub channels: Option<u32>,
     /// Audio before the first video frame, trimmed so both start together.
     pub lead_in_s: f64,
 }
@@ -230,7 +233,7 @@ impl AudioEncode {
     }
 }
 
-/// Encodes the first audio stream of `source` into an audio-only file (see [`AudioEncode::container`]).
+/// Encodes one audio track of `source` into an audio-only file (see [`AudioEncode::container`]).
 pub fn audio_args(source: &Path, audio: &AudioEncode, out: &Path) -> Vec<OsString> {
     let mut a = os_args(["-y"]);
     if audio.lead_in_s > 0.0005 {
@@ -241,7 +244,7 @@ pub fn audio_args(source: &Path, audio: &AudioEncode, out: &Path) -> Vec<OsStrin
     a.push(file_url(source));
     a.extend(os_args([
         "-map",
-        "0:a:0",
+        &format!("0:a:{}", audio.track),
         "-vn",
         "-sn",
         "-dn",
@@ -250,8 +253,8 @@ pub fn audio_args(source: &Path, audio: &AudioEncode, out: &Path) -> Vec<OsStrin
         "-b:a",
         &format!("{}k", audio.kbps),
     ]));
-    if audio.channels > 2 {
-        a.extend(os_args(["-ac", "2"]));
+    if let Some(n) = audio.channels {
+        a.extend(os_args(["-ac", &n.to_string()]));
     }
     // Opus takes 48 kHz only; AAC gets the same so every rung's audio is alike.
     a.extend(os_args([
@@ -266,38 +269,121 @@ pub fn audio_args(source: &Path, audio: &AudioEncode, out: &Path) -> Vec<OsStrin
     a
 }
 
-/// Joins encoded chunks (concat demuxer) and the encoded audio into one file, all copied.
-pub fn join_args(
-    concat_list: &Path,
-    audio: Option<&Path>,
-    codec: Codec,
-    out: &Path,
-) -> Vec<OsString> {
+/// A kept track's name, language and flags, written on the output stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrackTags {
+    pub language: Option<String>,
+    pub title: Option<String>,
+    pub default: bool,
+    pub forced: bool,
+}
+
+/// A subtitle track of the source to carry into a joined output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubtitleCopy {
+    /// Which subtitle track of the source (`s:N`).
+    pub track: usize,
+    pub codec: SubtitleCodec,
+    pub tags: TrackTags,
+}
+
+/// Everything a join puts together.
+pub struct Join<'a> {
+    /// The concat list of the encoded video chunks.
+    pub list: &'a Path,
+    /// The encoded audio tracks, in output order.
+    pub audio: Vec<(&'a Path, TrackTags)>,
+    /// The source, for subtitles, attachments, chapters and tags.
+    pub source: &'a Path,
+    /// Added to the source's timestamps so its subtitles and chapters line up with the
+    /// output, whose video starts at 0.
+    pub source_offset_s: f64,
+    pub subtitles: Vec<SubtitleCopy>,
+    pub attachments: bool,
+    pub chapters: bool,
+    pub metadata: bool,
+    pub container: Container,
+    pub out: &'a Path,
+}
+
+fn tag_args(a: &mut Vec<OsString>, kind: char, n: usize, tags: &TrackTags) {
+    let spec = format!("{kind}:{n}");
+    a.extend(os_args([
+        format!("-metadata:s:{spec}"),
+        format!("language={}", tags.language.as_deref().unwrap_or("und")),
+    ]));
+    if let Some(t) = &tags.title {
+        a.extend(os_args([format!("-metadata:s:{spec}"), format!("title={t}")]));
+    }
+    let mut flags: Vec<&str> = Vec::new();
+    if tags.default {
+        flags.push("default");
+    }
+    if tags.forced {
+        flags.push("forced");
+    }
+    let flags = if flags.is_empty() { "0".to_string() } else { flags.join("+") };
+    a.extend(os_args([format!("-disposition:{spec}"), flags]));
+}
+
+/// Joins encoded chunks (concat demuxer), the encoded audio tracks and what the source
+/// carries besides (subtitles, attachments, chapters, tags) into one file. Video and audio
+/// are copied; text subtitles are converted to what the container takes.
+pub fn join_args(j: &Join<'_>) -> Vec<OsString> {
     let mut a = os_args(["-y", "-f", "concat", "-safe", "0", "-i"]);
-    a.push(concat_list.as_os_str().to_owned());
-    if let Some(audio) = audio {
+    a.push(j.list.as_os_str().to_owned());
+    for (file, _) in &j.audio {
         a.push("-i".into());
-        a.push(file_url(audio));
+        a.push(file_url(file));
+    }
+    let uses_source = !j.subtitles.is_empty() || j.attachments || j.chapters || j.metadata;
+    let source = j.audio.len() + 1;
+    if uses_source {
+        if j.source_offset_s.abs() > 0.0005 {
+            a.extend(os_args(["-itsoffset", &format!("{:.6}", j.source_offset_s)]));
+        }
+        a.push("-i".into());
+        a.push(file_url(j.source));
     }
     a.extend(os_args(["-map", "0:v:0"]));
-    if audio.is_some() {
-        a.extend(os_args(["-map", "1:a:0"]));
+    for (i, _) in j.audio.iter().enumerate() {
+        a.extend(os_args(["-map", &format!("{}:a:0", i + 1)]));
     }
-    a.extend(os_args([
-        "-c",
-        "copy",
-        "-fps_mode",
-        "passthrough",
-        "-map_metadata",
-        "-1",
-        "-map_chapters",
-        "-1",
-    ]));
-    if codec.is_mp4() {
+    for s in &j.subtitles {
+        a.extend(os_args(["-map", &format!("{source}:s:{}", s.track)]));
+    }
+    if j.attachments {
+        a.extend(os_args(["-map", &format!("{source}:t?")]));
+    }
+    a.extend(os_args(["-c:v", "copy", "-c:a", "copy", "-fps_mode", "passthrough"]));
+    for (n, s) in j.subtitles.iter().enumerate() {
+        a.extend(os_args([format!("-c:s:{n}"), s.codec.encoder().to_string()]));
+    }
+    if j.attachments {
+        a.extend(os_args(["-c:t", "copy"]));
+    }
+    // Tags are written, not inherited: what the output says is what the plan says.
+    a.extend(os_args(["-map_metadata", "-1"]));
+    if j.metadata && uses_source {
+        a.extend(os_args(["-map_metadata:g", &format!("{source}:g")]));
+    }
+    let chapters = if j.chapters && uses_source {
+        source.to_string()
+    } else {
+        "-1".to_string()
+    };
+    a.extend(os_args(["-map_chapters", &chapters]));
+    for (n, (_, tags)) in j.audio.iter().enumerate() {
+        tag_args(&mut a, 'a', n, tags);
+    }
+    for (n, s) in j.subtitles.iter().enumerate() {
+        tag_args(&mut a, 's', n, &s.tags);
+    }
+    if j.container.is_mp4() {
         a.extend(os_args(["-movflags", "+faststart"]));
     }
-    a.extend(os_args(["-f", codec.muxer()]));
-    a.push(out.as_os_str().to_owned());
+    a.extend(os_args(["-f", j.container.muxer()]));
+    a.push(j.out.as_os_str().to_owned());
     a
 }
 

@@ -183,6 +183,20 @@ pub struct Rung {
     pub audio_kbps: u32,
     /// Keyframe interval in frames.
     pub gop: u32,
+    pub container: Container,
+    pub audio_channels: AudioChannels,
+}
+
+impl Rung {
+    /// Everything that decides the encoded video (and nothing else: not the rung's name,
+    /// its container or its audio), as the cache fingerprints it.
+    pub fn video_settings(&self) -> serde_json::Value {
+        serde_json::json!({
+            "codec": self.codec, "height": self.height, "rate_control": self.rate_control,
+            "crf": self.crf, "preset": self.preset, "bitrate_kbps": self.bitrate_kbps,
+            "maxrate_kbps": self.maxrate_kbps, "bufsize_kbps": self.bufsize_kbps, "gop": self.gop,
+        })
+    }
 }
 
 /// A plain H.264 CRF rung, for tests.
@@ -200,5 +214,117 @@ pub(crate) fn sample_rung(name: &str, height: u32) -> Rung {
         bufsize_kbps: 600,
         audio_kbps: 128,
         gop: 25,
+        container: Container::Mp4,
+        audio_channels: AudioChannels::Stereo,
+    }
+}
+
+/// The file a rung is published as. What each can carry decides what a job keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Container {
+    Mp4,
+    Webm,
+    Mkv,
+}
+
+/// How text subtitles go into a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubtitleCodec {
+    MovText,
+    WebVtt,
+    Copy,
+}
+
+impl SubtitleCodec {
+    pub fn encoder(self) -> &'static str {
+        match self {
+            SubtitleCodec::MovText => "mov_text",
+            SubtitleCodec::WebVtt => "webvtt",
+            SubtitleCodec::Copy => "copy",
+        }
+    }
+}
+
+impl Container {
+    pub fn ext(self) -> &'static str {
+        match self {
+            Container::Mp4 => "mp4",
+            Container::Webm => "webm",
+            Container::Mkv => "mkv",
+        }
+    }
+    pub fn muxer(self) -> &'static str {
+        match self {
+            Container::Mp4 => "mp4",
+            Container::Webm => "webm",
+            Container::Mkv => "matroska",
+        }
+    }
+    /// How text subtitles are written.
+    pub fn text_subtitles(self) -> SubtitleCodec {
+        match self {
+            Container::Mp4 => SubtitleCodec::MovText,
+            Container::Webm => SubtitleCodec::WebVtt,
+            Container::Mkv => SubtitleCodec::Copy,
+        }
+    }
+    /// Whether bitmap subtitles (PGS, DVD, DVB) fit, copied.
+    pub fn carries_bitmap_subtitles(self) -> bool {
+        match self {
+            Container::Mkv => true,
+            Container::Mp4 | Container::Webm => false,
+        }
+    }
+    /// Whether attachments (fonts) fit.
+    pub fn carries_attachments(self) -> bool {
+        match self {
+            Container::Mkv => true,
+            Container::Mp4 | Container::Webm => false,
+        }
+    }
+    /// Whether `codec`'s video can go in.
+    pub fn takes(self, codec: Codec) -> bool {
+        match (self, codec) {
+            (Container::Mp4 | Container::Mkv, _) => true,
+            (Container::Webm, Codec::Vp9 | Codec::Av1) => true,
+            (Container::Webm, Codec::H264 | Codec::H265) => false,
+        }
+    }
+    pub fn is_mp4(self) -> bool {
+        self == Container::Mp4
+    }
+}
+
+/// A rung's audio channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioChannels {
+    /// At most two (a web player's usual).
+    #[default]
+    Stereo,
+    Mono,
+    /// As the source has them (5.1 stays 5.1).
+    Keep,
+}
+
+impl AudioChannels {
+    /// The channel count to ask the encoder for, if it must change.
+    pub fn downmix(self, source: u32) -> Option<u32> {
+        match self {
+            AudioChannels::Stereo if source > 2 => Some(2),
+            AudioChannels::Mono if source > 1 => Some(1),
+            _ => None,
+        }
+    }
+}
+
+impl Codec {
+    /// The container a rung of this codec is published in unless the profile says.
+    pub fn default_container(self) -> Container {
+        match self {
+            Codec::H264 | Codec::H265 | Codec::Av1 => Container::Mp4,
+            Codec::Vp9 => Container::Webm,
+        }
     }
 }

@@ -10,6 +10,17 @@ fn is_mp4(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "mp4")
 }
 
+/// The streams a joined output must hold besides its video.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExpectedStreams {
+    /// Each audio track's language, in order (None: untagged).
+    pub audio_languages: Vec<Option<String>>,
+    pub subtitles: usize,
+    /// Chapter start times.
+    pub chapters: Vec<f64>,
+    pub title: Option<String>,
+}
+
 /// What an output must match.
 #[derive(Debug, Clone)]
 pub struct Expected<'a> {
@@ -21,6 +32,8 @@ pub struct Expected<'a> {
     pub has_audio: bool,
     /// Longest allowed gap between the audio and video start (one audio frame).
     pub max_av_start_gap_s: f64,
+    /// Beyond the video and the first audio track, when the output must carry them.
+    pub streams: Option<&'a ExpectedStreams>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +104,53 @@ pub async fn verify_output(
             return fail(format!("{got} video frames, expected {frames}"));
         }
     }
+    if let Some(streams) = want.streams {
+        check_streams(&info, streams, want.duration.map_or(0.04, |d| d.1))
+            .map_err(VerifyError::Mismatch)?;
+    }
     Ok(info)
+}
+
+/// Every audio track with its language, the subtitles, the chapters (within a frame) and
+/// the title, named when one is missing.
+fn check_streams(info: &MediaInfo, want: &ExpectedStreams, frame_s: f64) -> Result<(), String> {
+    let got: Vec<Option<String>> = info.audio.iter().map(|a| a.label.language.clone()).collect();
+    if got != want.audio_languages {
+        let show = |l: &[Option<String>]| {
+            l.iter()
+                .map(|x| x.as_deref().unwrap_or("und"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(format!(
+            "audio tracks [{}], expected [{}]",
+            show(&got),
+            show(&want.audio_languages)
+        ));
+    }
+    if info.subtitles.len() != want.subtitles {
+        return Err(format!(
+            "{} subtitle tracks, expected {}",
+            info.subtitles.len(),
+            want.subtitles
+        ));
+    }
+    if info.chapters.len() != want.chapters.len() {
+        return Err(format!(
+            "{} chapters, expected {}",
+            info.chapters.len(),
+            want.chapters.len()
+        ));
+    }
+    for (i, (c, start)) in info.chapters.iter().zip(&want.chapters).enumerate() {
+        if (c.start - start).abs() > frame_s + 1e-3 {
+            return Err(format!("chapter {i} starts at {:.3}s, expected {start:.3}s", c.start));
+        }
+    }
+    if info.title != want.title {
+        return Err(format!("title {:?}, expected {:?}", info.title, want.title));
+    }
+    Ok(())
 }
 
 /// The cheaper check for an encoded chunk: MP4s are read from their sample table in-process

@@ -5,6 +5,7 @@ mod parse;
 pub mod reload;
 pub mod schedule;
 pub mod schema;
+pub mod streams;
 pub mod validate;
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::media::profiles::{Codec, RateControl};
+use crate::media::profiles::{AudioChannels, Codec, Container, RateControl};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +37,9 @@ pub struct Workflow {
     pub schedule: Option<Schedule>,
     /// Lua hooks that customise this workflow.
     pub script: Option<Script>,
+    /// Which audio tracks, subtitles, chapters and tags the outputs keep (all, by default).
+    #[serde(default)]
+    pub streams: super::streams::Streams,
 }
 
 /// One step after the ladder. Each is a one-key map, e.g. `- lua: { function: sidecar }`.
@@ -451,6 +454,11 @@ pub struct Profile {
     /// Overrides the bitrate table (2-pass target, and the cap for CRF).
     pub bitrate_kbps: Option<u32>,
     pub audio_kbps: Option<u32>,
+    /// mp4, webm or mkv; by default mp4 (webm for vp9).
+    pub container: Option<Container>,
+    /// stereo (default: at most two channels), mono, or keep (5.1 stays 5.1).
+    #[serde(default)]
+    pub audio_channels: AudioChannels,
 }
 
 fn default_rate_control() -> RateControl {

@@ -184,6 +184,12 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
         if p.audio_kbps.is_some_and(|b| !(16..=512).contains(&b)) {
             err(&at("audio_kbps"), "must be 16 to 512".into());
         }
+        if let Some(c) = p.container.filter(|c| !c.takes(p.codec)) {
+            err(
+                &at("container"),
+                format!("{} cannot hold {} video; use mp4 or mkv", c.ext(), p.codec.name()),
+            );
+        }
     }
     let mut step_names = HashSet::new();
     for (i, step) in w.steps.iter().enumerate() {
@@ -299,6 +305,21 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
                 &format!("webhooks[{i}].events"),
                 "name at least one event, or leave it out for all".into(),
             );
+        }
+    }
+    for (field, select) in [("audio", &w.streams.audio), ("subtitles", &w.streams.subtitles)] {
+        if let super::streams::Select::Languages(langs) = select {
+            if langs.is_empty() {
+                err(&format!("streams.{field}.languages"), "name at least one language, or use none".into());
+            }
+            for (j, l) in langs.iter().enumerate() {
+                if !(2..=3).contains(&l.len()) || !l.chars().all(|c| c.is_ascii_alphabetic()) {
+                    err(
+                        &format!("streams.{field}.languages[{j}]"),
+                        format!("{l:?}: an ISO 639 code such as eng or fra"),
+                    );
+                }
+            }
         }
     }
     if let super::schema::Original::MoveTo(dir) = &w.original {

@@ -59,6 +59,7 @@ pub async fn lookup(
                 duration: None,
                 has_audio: false,
                 max_av_start_gap_s: 0.0,
+                streams: None,
             };
             verify_chunk(tools, &path, &want)
                 .await

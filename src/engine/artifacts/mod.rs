@@ -12,7 +12,7 @@ use crate::store::{now_ms, CacheRecord};
 
 /// Fingerprint of a rung's settings plus any change a hook made to its commands.
 pub fn settings_print(rung: &Rung, hook_change: Option<&str>) -> String {
-    let settings = serde_json::to_string(rung).unwrap_or_default();
+    let settings = rung.video_settings().to_string();
     sha256_hex(format!("{settings}\n{}", hook_change.unwrap_or("")).as_bytes())
 }
 

@@ -236,6 +236,7 @@ impl JobScript {
             profiles: workflow.profiles.clone(),
             chunking: workflow.chunking.clone(),
             encode: workflow.encode.clone(),
+            streams: workflow.streams.clone(),
         };
         let doc = serde_json::to_value(&doc).map_err(|e| HookError(e.to_string()))?;
         let Some(plan) = self
@@ -248,6 +249,7 @@ impl JobScript {
         changed.profiles = plan.profiles;
         changed.chunking = plan.chunking;
         changed.encode = plan.encode;
+        changed.streams = plan.streams;
         let problems = validate(&changed);
         if !problems.is_empty() {
             let list: Vec<String> = problems

@@ -29,6 +29,8 @@ pub struct PlanDoc {
     pub profiles: Vec<Profile>,
     pub chunking: Chunking,
     pub encode: EncodeSettings,
+    #[serde(default)]
+    pub streams: crate::workflow::streams::Streams,
 }
 
 /// before_task's reply: structured edits, or a whole argv, or nil to keep spool's.

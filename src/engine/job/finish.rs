@@ -66,6 +66,7 @@ impl JobCtx<'_> {
             reused_chunks: record.reused_chunks as usize,
             original: self.workflow.original.clone(),
             elapsed_s: (now_ms().saturating_sub(record.created_ms)) as f64 / 1000.0,
+            dropped: plan.dropped.clone(),
         };
         let path = self.out_dir.join("manifest.json");
         let bytes = serde_json::to_vec_pretty(&manifest)

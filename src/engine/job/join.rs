@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::encode::Encoded;
 use super::JobCtx;
 use crate::engine::error::{JobError, JobStop};
-use crate::engine::manifest::{OutputEntry, OutputKind};
+use crate::engine::manifest::{OutputEntry, OutputKind, StreamEntry};
 use crate::engine::plan::analysis::Source;
 use crate::engine::plan::{JobPlan, PlannedGif, PlannedJoin};
 use crate::media::chunk::concat_list;
@@ -83,8 +83,9 @@ impl JobCtx<'_> {
             height: Some(rung.height),
             frames: Some(source.frames),
             duration: Some((media.duration - lead_in, 1.0 / video.fps.as_f64())),
-            has_audio: first_audio.is_some(),
+            has_audio: !join.audio.is_empty(),
             max_av_start_gap_s: source_gap + 1024.0 / 48000.0,
+            streams: Some(&join.expect),
         };
         let info = verify_output(self.engine.runner.tools(), &join.tmp, &want)
             .await
@@ -98,7 +99,7 @@ impl JobCtx<'_> {
             .await
             .map_err(JobError::io(join.tmp.display().to_string()))?
             .len();
-        let (w, h) = info.video.as_ref().map_or((0, 0), |v| (v.width, v.height));
+        let (w, h) = info.video.as_ref().map_or((0, 0), |v| v.display_size());
         Ok(Staged {
             entry: OutputEntry {
                 profile: rung.name.clone(),
@@ -110,6 +111,7 @@ impl JobCtx<'_> {
                 duration: Some(info.duration),
                 frames: Some(source.frames),
                 bytes,
+                streams: StreamEntry::all_of(&info),
             },
             tmp: join.tmp.clone(),
             dest: join.dest.clone(),
@@ -129,6 +131,7 @@ impl JobCtx<'_> {
             duration: None,
             has_audio: false,
             max_av_start_gap_s: 0.0,
+            streams: None,
         };
         let info = verify_output(self.engine.runner.tools(), &gif.tmp, &want)
             .await
@@ -152,6 +155,7 @@ impl JobCtx<'_> {
                 duration: Some(gif.length),
                 frames: None,
                 bytes,
+                streams: Vec::new(),
             },
             tmp: gif.tmp.clone(),
             dest: gif.dest.clone(),

@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod chunks;
 pub mod preview;
 pub mod rungs;
+pub mod streams;
 
 use std::path::{Path, PathBuf};
 
@@ -17,8 +18,10 @@ use super::publish::temp_name;
 use super::steps::{self, RungFile, StepPlan};
 use super::task::OutputPaths;
 use crate::media::command::{
-    audio_args, encode_commands, gif_args, join_args, AudioEncode, RungOutput,
+    audio_args, encode_commands, gif_args, join_args, AudioEncode, Join, RungOutput,
 };
+use crate::media::verify::ExpectedStreams;
+use streams::Kept;
 use crate::media::probe::{MediaInfo, VideoStream};
 use crate::media::profiles::Rung;
 use crate::workflow::{EncodeMode, Workflow};
@@ -58,6 +61,8 @@ pub struct JobPlan {
     pub joins: Vec<PlannedJoin>,
     pub gif: Option<PlannedGif>,
     pub steps: Vec<StepPlan>,
+    /// Source streams left out of some or every output, with why.
+    pub dropped: Vec<streams::Dropped>,
 }
 
 /// One encode task: a chunk into one or more rungs.
@@ -95,9 +100,11 @@ pub struct PlannedJoin {
     pub dest: PathBuf,
     /// The concat list, written once the chunks' files are known.
     pub list: PathBuf,
-    /// Index into `JobPlan::audio`.
-    pub audio: Option<usize>,
+    /// Indexes into `JobPlan::audio`, in output order.
+    pub audio: Vec<usize>,
     pub command: Command,
+    /// What the joined file must carry besides the video (checked before it is published).
+    pub expect: ExpectedStreams,
 }
 
 #[derive(Debug, Clone)]
@@ -132,8 +139,10 @@ pub fn plan_job(
     let rung_plan = plan_rungs(inputs.workflow, inputs.video)?;
     let rungs = rung_plan.rungs;
     let tasks = plan_tasks(inputs, &rungs, &chunks);
-    let audio = plan_audio(inputs, &rungs);
-    let joins = plan_joins(inputs, &rungs, &audio);
+    let kept = streams::kept(&inputs.workflow.streams, inputs.media);
+    let audio = plan_audio(inputs, &rungs, &kept);
+    let (joins, mut dropped) = plan_joins(inputs, &rungs, &audio, &kept);
+    dropped.splice(0..0, kept.dropped.clone());
     let files: Vec<RungFile> = joins
         .iter()
         .map(|j| RungFile {
@@ -157,6 +166,7 @@ pub fn plan_job(
         audio,
         joins,
         steps,
+        dropped,
     })
 }
 
@@ -230,32 +240,41 @@ fn plan_tasks(inputs: &PlanInputs<'_>, rungs: &[Rung], chunks: &[ChunkRef]) -> V
         .collect()
 }
 
-/// Each distinct audio setting the rungs need, encoded once from the source.
-fn plan_audio(inputs: &PlanInputs<'_>, rungs: &[Rung]) -> Vec<PlannedAudio> {
-    let Some(first) = inputs.media.audio.first() else {
-        return Vec::new();
-    };
-    let mut planned: Vec<PlannedAudio> = Vec::new();
-    for rung in rungs {
-        let encode = AudioEncode {
+/// The audio encodes a rung's join uses: each kept track in the rung's setting.
+fn rung_audio(inputs: &PlanInputs<'_>, rung: &Rung, kept: &Kept) -> Vec<AudioEncode> {
+    kept.audio
+        .iter()
+        .map(|(track, _)| AudioEncode {
+            track: *track,
             encoder: rung.codec.audio_encoder(),
             kbps: rung.audio_kbps,
-            channels: first.channels,
+            channels: rung
+                .audio_channels
+                .downmix(inputs.media.audio[*track].channels),
             // Audio starts where the first video frame does: trim any audio before it.
             lead_in_s: (inputs.video.start_time - inputs.media.start_time).max(0.0),
-        };
+        })
+        .collect()
+}
+
+/// Each distinct audio encode the rungs need, once: a track in one setting.
+fn plan_audio(inputs: &PlanInputs<'_>, rungs: &[Rung], kept: &Kept) -> Vec<PlannedAudio> {
+    let mut planned: Vec<PlannedAudio> = Vec::new();
+    for encode in rungs.iter().flat_map(|r| rung_audio(inputs, r, kept)) {
         if planned.iter().any(|p| p.encode == encode) {
             continue;
         }
+        let layout = encode.channels.map_or("src".to_string(), |c| format!("{c}ch"));
         let out = inputs.work.join(format!(
-            "audio-{}-{}k.{}",
+            "audio-{}-{}-{}k-{layout}.{}",
+            encode.track,
             encode.encoder,
             encode.kbps,
             encode.container().0
         ));
         let command = Command {
             phase: Phase::Audio,
-            label: format!("{} {}k", encode.encoder, encode.kbps),
+            label: format!("track {} {} {}k", encode.track, encode.encoder, encode.kbps),
             args: audio_args(inputs.input, &encode, &out),
         };
         planned.push(PlannedAudio {
@@ -267,36 +286,73 @@ fn plan_audio(inputs: &PlanInputs<'_>, rungs: &[Rung]) -> Vec<PlannedAudio> {
     planned
 }
 
-fn plan_joins(inputs: &PlanInputs<'_>, rungs: &[Rung], audio: &[PlannedAudio]) -> Vec<PlannedJoin> {
+fn plan_joins(
+    inputs: &PlanInputs<'_>,
+    rungs: &[Rung],
+    audio: &[PlannedAudio],
+    kept: &Kept,
+) -> (Vec<PlannedJoin>, Vec<streams::Dropped>) {
     let stem = inputs.stem();
-    rungs
+    let media = inputs.media;
+    let mut dropped = Vec::new();
+    let joins = rungs
         .iter()
         .enumerate()
         .map(|(r, rung)| {
             let final_name = output_name(&inputs.workflow.output.naming, &stem, rung);
             let tmp = inputs
                 .out_dir
-                .join(temp_name(&final_name, rung.codec.container_ext()));
+                .join(temp_name(&final_name, rung.container.ext()));
             let list = inputs.work.join(format!("join-{}.txt", rung.name));
-            let audio_index = audio.iter().position(|a| {
-                a.encode.encoder == rung.codec.audio_encoder() && a.encode.kbps == rung.audio_kbps
-            });
-            let audio_file = audio_index.map(|i| audio[i].out.as_path());
+            let tracks: Vec<usize> = rung_audio(inputs, rung, kept)
+                .iter()
+                .filter_map(|e| audio.iter().position(|p| p.encode == *e))
+                .collect();
+            let (subtitles, missing) = streams::subtitles_for(rung, kept, media);
+            dropped.extend(missing);
+            let expect = ExpectedStreams {
+                audio_languages: kept.audio.iter().map(|(_, t)| t.language.clone()).collect(),
+                subtitles: subtitles.len(),
+                chapters: match kept.chapters {
+                    true => media.chapters.iter().map(|c| c.start).collect(),
+                    false => Vec::new(),
+                },
+                title: media.title.clone().filter(|_| kept.metadata),
+            };
+            let join = Join {
+                list: &list,
+                audio: tracks
+                    .iter()
+                    .zip(&kept.audio)
+                    .map(|(i, (_, tags))| (audio[*i].out.as_path(), tags.clone()))
+                    .collect(),
+                source: inputs.input,
+                source_offset_s: media.start_time - inputs.video.start_time,
+                subtitles,
+                attachments: streams::keeps_attachments(rung.container, media),
+                chapters: kept.chapters,
+                metadata: kept.metadata,
+                container: rung.container,
+                out: &tmp,
+            };
+            let command = Command {
+                phase: Phase::Join,
+                label: rung.name.clone(),
+                args: join_args(&join),
+            };
             PlannedJoin {
                 rung: r,
-                command: Command {
-                    phase: Phase::Join,
-                    label: rung.name.clone(),
-                    args: join_args(&list, audio_file, rung.codec, &tmp),
-                },
+                command,
                 dest: inputs.out_dir.join(&final_name),
                 final_name,
                 tmp,
                 list,
-                audio: audio_index,
+                audio: tracks,
+                expect,
             }
         })
-        .collect()
+        .collect();
+    (joins, dropped)
 }
 
 fn plan_gif(inputs: &PlanInputs<'_>) -> Option<PlannedGif> {

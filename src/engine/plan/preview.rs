@@ -38,6 +38,8 @@ pub struct PlanReport {
     pub commands: Vec<PlannedCommand>,
     /// The files the job publishes, relative to its output directory.
     pub outputs: Vec<String>,
+    /// Source streams left out, with why.
+    pub dropped: Vec<super::streams::Dropped>,
     /// The work directory the paths above use; a run uses `<state>/work/<job id>`.
     pub work_dir: String,
 }
@@ -112,6 +114,7 @@ pub async fn plan_input(
         chunks: 0,
         commands: Vec::new(),
         outputs: Vec::new(),
+        dropped: Vec::new(),
         work_dir: work.display().to_string(),
     };
     if decision.skip.is_some() {
@@ -155,6 +158,7 @@ pub async fn plan_input(
     report.skipped_rungs = plan.skipped_rungs.clone();
     report.whole_file_reason = plan.whole_file_reason.clone();
     report.chunks = plan.chunks.len();
+    report.dropped = plan.dropped.clone();
     report.outputs = plan
         .joins
         .iter()

@@ -52,6 +52,8 @@ pub fn plan_rungs(w: &Workflow, video: &VideoStream) -> Result<RungPlan, NoRungF
                 bufsize_kbps: bitrate * 2,
                 audio_kbps: p.audio_kbps.unwrap_or_else(|| p.codec.default_audio_kbps()),
                 gop: (fps * w.encode.keyframe_interval_seconds).round().max(1.0) as u32,
+                container: p.container.unwrap_or_else(|| p.codec.default_container()),
+                audio_channels: p.audio_channels,
             },
         ));
     }
@@ -75,7 +77,7 @@ pub fn output_name(template: &str, stem: &str, rung: &Rung) -> String {
         .replace("{profile}", &rung.name)
         .replace("{codec}", rung.codec.name())
         .replace("{height}", &rung.height.to_string())
-        .replace("{ext}", rung.codec.container_ext())
+        .replace("{ext}", rung.container.ext())
 }
 
 /// Relative cost of a rung, for weighting job progress.
@@ -102,6 +104,8 @@ mod tests {
             bit_rate: None,
             start_time: 0.0,
             frames: None,
+            colour: Default::default(),
+            field_order: None,
         }
     }
 

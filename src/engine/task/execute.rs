@@ -133,6 +133,7 @@ async fn verify_outputs(
             duration: None,
             has_audio: false,
             max_av_start_gap_s: 0.0,
+            streams: None,
         };
         verify_chunk(tools, &o.path, &want)
             .await

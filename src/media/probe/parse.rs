@@ -1,98 +1,16 @@
-//! ffprobe JSON → typed [`MediaInfo`].
+//! Parsing `ffprobe -print_format json -show_format -show_streams -show_chapters`.
+//! Pure, so it can be fuzzed.
 
-use serde::{Deserialize, Serialize};
-use std::path::Path;
+use serde::Deserialize;
 
-use super::tools::{FfmpegError, Tools};
-
-/// A frame rate kept as a rational, so 30000/1001 stays exact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rational {
-    pub num: u32,
-    pub den: u32,
-}
-
-impl Rational {
-    pub fn parse(s: &str) -> Option<Rational> {
-        let (n, d) = s.split_once('/')?;
-        let (num, den) = (n.trim().parse().ok()?, d.trim().parse().ok()?);
-        (num > 0 && den > 0).then_some(Rational { num, den })
-    }
-    pub fn as_f64(self) -> f64 {
-        f64::from(self.num) / f64::from(self.den)
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VideoStream {
-    pub index: u32,
-    pub codec: String,
-    /// Coded size, before rotation.
-    pub width: u32,
-    pub height: u32,
-    pub fps: Rational,
-    pub pix_fmt: String,
-    /// Degrees from the display matrix or the legacy `rotate` tag.
-    pub rotation: i32,
-    pub interlaced: bool,
-    pub bit_rate: Option<u64>,
-    pub start_time: f64,
-    /// Packet count, when probed with frame counting.
-    pub frames: Option<u64>,
-}
-
-impl VideoStream {
-    /// Size as displayed, after rotation.
-    pub fn display_size(&self) -> (u32, u32) {
-        if self.rotation.rem_euclid(180) == 90 {
-            (self.height, self.width)
-        } else {
-            (self.width, self.height)
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AudioStream {
-    pub index: u32,
-    pub codec: String,
-    pub sample_rate: u32,
-    pub channels: u32,
-    pub start_time: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MediaInfo {
-    pub format: String,
-    pub duration: f64,
-    pub start_time: f64,
-    pub bit_rate: Option<u64>,
-    pub video: Option<VideoStream>,
-    pub audio: Vec<AudioStream>,
-    /// Every stream's type, in file order (subtitle and data streams included).
-    pub stream_types: Vec<String>,
-}
-
-impl MediaInfo {
-    pub fn has_audio(&self) -> bool {
-        !self.audio.is_empty()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    #[error("{path}: not a media file ffprobe can read: {reason}")]
-    NotMedia { path: String, reason: String },
-    #[error("ffprobe gave output spool cannot read: {0}")]
-    BadJson(String),
-    #[error(transparent)]
-    Tool(#[from] FfmpegError),
-}
+use super::*;
 
 #[derive(Deserialize)]
 struct RawProbe {
     #[serde(default)]
     streams: Vec<RawStream>,
+    #[serde(default)]
+    chapters: Vec<RawChapter>,
     format: Option<RawFormat>,
 }
 
@@ -102,6 +20,25 @@ struct RawFormat {
     duration: Option<String>,
     start_time: Option<String>,
     bit_rate: Option<String>,
+    tags: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawChapter {
+    start_time: Option<String>,
+    end_time: Option<String>,
+    tags: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A tag, by name in any case (Matroska writes `TITLE`, MP4 `title`).
+fn tag(tags: &Option<serde_json::Map<String, serde_json::Value>>, name: &str) -> Option<String> {
+    tags.as_ref()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
+        .map(String::from)
+        .filter(|v| !v.is_empty())
 }
 
 #[derive(Deserialize, Default)]
@@ -116,6 +53,12 @@ struct RawStream {
     r_frame_rate: Option<String>,
     pix_fmt: Option<String>,
     field_order: Option<String>,
+    color_primaries: Option<String>,
+    color_transfer: Option<String>,
+    color_space: Option<String>,
+    color_range: Option<String>,
+    bits_per_raw_sample: Option<String>,
+    channel_layout: Option<String>,
     bit_rate: Option<String>,
     start_time: Option<String>,
     duration: Option<String>,
@@ -148,6 +91,44 @@ impl RawStream {
         from_side_data
             .or(from_tag)
             .map_or(0, |r| (r.round() as i64).rem_euclid(360) as i32)
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.disposition
+            .as_ref()
+            .and_then(|d| d.get(name)?.as_i64())
+            == Some(1)
+    }
+
+    fn label(&self) -> Label {
+        Label {
+            language: tag(&self.tags, "language").filter(|l| l != "und"),
+            title: tag(&self.tags, "title"),
+            default: self.flag("default"),
+            forced: self.flag("forced"),
+        }
+    }
+
+    fn colour(&self) -> Colour {
+        let known = |v: &Option<String>| v.clone().filter(|v| v != "unknown" && v != "reserved");
+        let from_format = self.pix_fmt.as_deref().map_or(8, |f| {
+            if f.contains("16") {
+                16
+            } else if f.contains("12") {
+                12
+            } else if f.contains("10") || f.starts_with("p010") {
+                10
+            } else {
+                8
+            }
+        });
+        Colour {
+            primaries: known(&self.color_primaries),
+            transfer: known(&self.color_transfer),
+            matrix: known(&self.color_space),
+            range: known(&self.color_range),
+            bit_depth: num(&self.bits_per_raw_sample).unwrap_or(from_format),
+        }
     }
 
     fn is_attached_picture(&self) -> bool {
@@ -218,6 +199,8 @@ pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError>
                 bit_rate: num(&s.bit_rate),
                 start_time: finite(num(&s.start_time)).unwrap_or(0.0),
                 frames: num(&s.nb_read_packets),
+                colour: s.colour(),
+                field_order: s.field_order.clone().filter(|f| f != "unknown"),
             })
         })
         .transpose()?;
@@ -231,6 +214,39 @@ pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError>
             sample_rate: num(&s.sample_rate).unwrap_or(0),
             channels: s.channels.unwrap_or(0),
             start_time: finite(num(&s.start_time)).unwrap_or(0.0),
+            channel_layout: s.channel_layout.clone(),
+            label: s.label(),
+        })
+        .collect();
+    let subtitles = raw
+        .streams
+        .iter()
+        .filter(|s| s.codec_type.as_deref() == Some("subtitle"))
+        .map(|s| SubtitleStream {
+            index: s.index,
+            codec: s.codec_name.clone().unwrap_or_default(),
+            label: s.label(),
+        })
+        .collect();
+    let attachments = raw
+        .streams
+        .iter()
+        .filter(|s| s.codec_type.as_deref() == Some("attachment"))
+        .map(|s| Attachment {
+            index: s.index,
+            filename: tag(&s.tags, "filename"),
+            mimetype: tag(&s.tags, "mimetype"),
+        })
+        .collect();
+    let chapters = raw
+        .chapters
+        .iter()
+        .filter_map(|c| {
+            Some(Chapter {
+                start: finite(num(&c.start_time))?,
+                end: finite(num(&c.end_time))?,
+                title: tag(&c.tags, "title"),
+            })
         })
         .collect();
     let duration = media_span(&raw.streams)
@@ -241,8 +257,12 @@ pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError>
         duration: duration.max(0.0),
         start_time: finite(num(&format.start_time)).unwrap_or(0.0),
         bit_rate: num(&format.bit_rate),
+        title: tag(&format.tags, "title"),
         video,
         audio,
+        subtitles,
+        attachments,
+        chapters,
         stream_types: raw
             .streams
             .iter()
@@ -251,118 +271,55 @@ pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError>
     })
 }
 
-/// Probes a file with ffprobe.
-pub async fn probe(tools: &Tools, path: &Path) -> Result<MediaInfo, ProbeError> {
-    probe_inner(tools, path, false).await
-}
 
-/// Probes a file and counts its video packets (the frame count) in the same ffprobe run:
-/// one process instead of two, which matters at ~80 ms per ffprobe start.
-pub async fn probe_counting_frames(
-    tools: &Tools,
-    path: &Path,
-) -> Result<(MediaInfo, u64), ProbeError> {
-    let info = probe_inner(tools, path, true).await?;
-    // No video stream: 0 frames, and the caller says what the file holds instead.
-    let Some(video) = info.video.as_ref() else {
-        return Ok((info, 0));
+/// The mastering display and light levels from a frame's side data.
+pub fn mastering(json: &str) -> Result<Option<Mastering>, ProbeError> {
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Frames {
+        frames: Vec<serde_json::Map<String, serde_json::Value>>,
+    }
+    let f: Frames = serde_json::from_str(json).map_err(|e| ProbeError::BadJson(e.to_string()))?;
+    let Some(side) = f
+        .frames
+        .first()
+        .and_then(|fr| fr.get("side_data_list")?.as_array().cloned())
+    else {
+        return Ok(None);
     };
-    let frames = video.frames.ok_or_else(|| ProbeError::NotMedia {
-        path: path.display().to_string(),
-        reason: "could not count its video frames".into(),
-    })?;
-    Ok((info, frames))
-}
-
-async fn probe_inner(tools: &Tools, path: &Path, count: bool) -> Result<MediaInfo, ProbeError> {
-    let display = path.display().to_string();
-    let mut args = vec![
-        "-v",
-        "error",
-        "-print_format",
-        "json",
-        "-show_format",
-        "-show_streams",
-    ];
-    if count {
-        args.push("-count_packets");
-    }
-    let out = tools.ffprobe(&args, path).await?;
-    if !out.status.success() {
-        let reason = String::from_utf8_lossy(&out.stderr);
-        let reason = reason.lines().last().unwrap_or("ffprobe failed").trim();
-        let reason = reason
-            .trim_start_matches(&format!("file:{display}: "))
-            .to_string();
-        return Err(ProbeError::NotMedia {
-            path: display,
-            reason,
-        });
-    }
-    parse_probe_json(&display, &String::from_utf8_lossy(&out.stdout))
-}
-
-/// Counts the packets of the first video stream: the frame count, without decoding.
-pub async fn count_video_frames(tools: &Tools, path: &Path) -> Result<u64, ProbeError> {
-    let args = [
-        "-v",
-        "error",
-        "-select_streams",
-        "v:0",
-        "-count_packets",
-        "-show_entries",
-        "stream=nb_read_packets",
-        "-of",
-        "csv=p=0",
-    ];
-    let out = tools.ffprobe(&args, path).await?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .trim_end_matches(',')
-        .parse()
-        .map_err(|_| ProbeError::NotMedia {
-            path: path.display().to_string(),
-            reason: format!(
-                "could not count its video frames: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        })
-}
-
-/// Presentation times of the first video stream's keyframes, read from packet flags
-/// (nothing is decoded). Used to predict where the segment muxer will cut.
-pub async fn keyframe_times(tools: &Tools, path: &Path) -> Result<Vec<f64>, ProbeError> {
-    let args = [
-        "-v",
-        "error",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "packet=pts_time,flags",
-        "-of",
-        "csv=p=0",
-    ];
-    let out = tools.ffprobe(&args, path).await?;
-    if !out.status.success() {
-        return Err(ProbeError::NotMedia {
-            path: path.display().to_string(),
-            reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    let mut times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (t, flags) = l.split_once(',')?;
-            flags.starts_with('K').then(|| t.parse().ok()).flatten()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    Ok(times)
+    let find = |kind: &str| {
+        side.iter()
+            .find(|d| d["side_data_type"].as_str().is_some_and(|t| t.starts_with(kind)))
+            .cloned()
+    };
+    // "34000/50000" → 34000 in x265's 0.00002 units; luminance "10000000/10000" → 0.0001 cd/m².
+    let units = |v: &serde_json::Value, scale: f64| -> Option<u64> {
+        let (n, d) = v.as_str()?.split_once('/')?;
+        let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+        (d > 0.0).then(|| (n / d * scale).round() as u64)
+    };
+    let display = find("Mastering display").and_then(|m| {
+        let xy = |x: &str, y: &str| Some(format!("({},{})", units(&m[x], 50000.0)?, units(&m[y], 50000.0)?));
+        Some(format!(
+            "G{}B{}R{}WP{}L({},{})",
+            xy("green_x", "green_y")?,
+            xy("blue_x", "blue_y")?,
+            xy("red_x", "red_y")?,
+            xy("white_point_x", "white_point_y")?,
+            units(&m["max_luminance"], 10000.0)?,
+            units(&m["min_luminance"], 10000.0)?,
+        ))
+    });
+    let light = find("Content light level").and_then(|c| {
+        Some((c["max_content"].as_u64()? as u32, c["max_average"].as_u64()? as u32))
+    });
+    Ok((display.is_some() || light.is_some()).then_some(Mastering { display, light }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::probe::Rational;
 
     #[test]
     fn reads_streams_rotation_and_interlacing() {
@@ -407,6 +364,56 @@ mod tests {
             parse_probe_json("x.mkv", mkv).map(|i| i.duration).ok(),
             Some(4.0)
         );
+    }
+
+    #[test]
+    fn reads_tracks_labels_chapters_title_and_colour() {
+        let json = r#"{"streams":[
+          {"index":0,"codec_type":"video","codec_name":"hevc","width":320,"height":180,
+           "avg_frame_rate":"25/1","pix_fmt":"yuv420p10le","color_transfer":"smpte2084",
+           "color_primaries":"bt2020","color_space":"bt2020nc","color_range":"tv"},
+          {"index":1,"codec_type":"audio","codec_name":"aac","channels":2,"channel_layout":"stereo",
+           "tags":{"language":"eng"},"disposition":{"default":1,"forced":0}},
+          {"index":2,"codec_type":"audio","codec_name":"aac","channels":6,
+           "tags":{"LANGUAGE":"fra","title":"Français"},"disposition":{"default":0}},
+          {"index":3,"codec_type":"subtitle","codec_name":"subrip","tags":{"language":"eng"}},
+          {"index":4,"codec_type":"subtitle","codec_name":"hdmv_pgs_subtitle","tags":{"language":"und"}},
+          {"index":5,"codec_type":"attachment","codec_name":"ttf","tags":{"filename":"a.ttf","mimetype":"font/ttf"}}],
+          "chapters":[{"start_time":"0.000000","end_time":"2.000000","tags":{"title":"One"}},
+                      {"start_time":"2.000000","end_time":"4.000000"}],
+          "format":{"format_name":"matroska,webm","duration":"4.0","tags":{"TITLE":"My film"}}}"#;
+        let info = parse_probe_json("x.mkv", json).expect("valid probe");
+        let v = info.video.as_ref().expect("video");
+        assert_eq!(v.colour.bit_depth, 10);
+        assert_eq!(v.colour.hdr(), Some(Hdr::Pq));
+        assert_eq!(info.audio[0].label.language.as_deref(), Some("eng"));
+        assert!(info.audio[0].label.default && !info.audio[1].label.default);
+        assert_eq!(info.audio[1].label.title.as_deref(), Some("Français"));
+        assert_eq!(info.audio[1].label.language.as_deref(), Some("fra"));
+        assert_eq!(info.subtitles.len(), 2);
+        assert!(!info.subtitles[0].is_bitmap() && info.subtitles[1].is_bitmap());
+        assert_eq!(info.subtitles[1].label.language, None, "und is no language");
+        assert_eq!(info.attachments[0].filename.as_deref(), Some("a.ttf"));
+        assert_eq!(info.chapters.len(), 2);
+        assert_eq!(info.chapters[0].title.as_deref(), Some("One"));
+        assert_eq!(info.title.as_deref(), Some("My film"));
+    }
+
+    #[test]
+    fn reads_mastering_metadata_in_x265_units() -> Result<(), ProbeError> {
+        let json = r#"{"frames":[{"side_data_list":[{"side_data_type":"Mastering display metadata",
+          "red_x":"34000/50000","red_y":"16000/50000","green_x":"13250/50000","green_y":"34500/50000",
+          "blue_x":"7500/50000","blue_y":"3000/50000","white_point_x":"15635/50000","white_point_y":"16450/50000",
+          "min_luminance":"1/10000","max_luminance":"10000000/10000"},
+          {"side_data_type":"Content light level metadata","max_content":1000,"max_average":400}]}]}"#;
+        let m = mastering(json)?.expect("mastering data");
+        assert_eq!(
+            m.display.as_deref(),
+            Some("G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)")
+        );
+        assert_eq!(m.light, Some((1000, 400)));
+        assert_eq!(mastering(r#"{"frames":[{}]}"#)?, None);
+        Ok(())
     }
 
     #[test]
