@@ -64,8 +64,14 @@ pub async fn plan(input: &Path, wf: &LoadedWorkflow, out: &Path, json: bool) -> 
             d.stream,
             d.kind,
             d.codec,
-            d.language.as_ref().map(|l| format!(", {l}")).unwrap_or_default(),
-            d.output.as_ref().map(|o| format!(" from {o}")).unwrap_or_default(),
+            d.language
+                .as_ref()
+                .map(|l| format!(", {l}"))
+                .unwrap_or_default(),
+            d.output
+                .as_ref()
+                .map(|o| format!(" from {o}"))
+                .unwrap_or_default(),
             d.reason
         );
     }

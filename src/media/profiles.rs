@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::probe::SubtitleKind;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Codec {
@@ -233,6 +235,7 @@ pub enum Container {
 pub enum SubtitleCodec {
     MovText,
     WebVtt,
+    SubRip,
     Copy,
 }
 
@@ -241,6 +244,7 @@ impl SubtitleCodec {
         match self {
             SubtitleCodec::MovText => "mov_text",
             SubtitleCodec::WebVtt => "webvtt",
+            SubtitleCodec::SubRip => "srt",
             SubtitleCodec::Copy => "copy",
         }
     }
@@ -261,19 +265,43 @@ impl Container {
             Container::Mkv => "matroska",
         }
     }
-    /// How text subtitles are written.
-    pub fn text_subtitles(self) -> SubtitleCodec {
-        match self {
-            Container::Mp4 => SubtitleCodec::MovText,
-            Container::Webm => SubtitleCodec::WebVtt,
-            Container::Mkv => SubtitleCodec::Copy,
+    /// How a source subtitle track of `kind` and `codec` is written, or why it cannot be:
+    /// text becomes mov_text in MP4 and WebVTT in WebM and is copied into Matroska (but
+    /// mov_text, which Matroska does not take, becomes SubRip); bitmaps are copied into
+    /// Matroska only.
+    pub fn subtitle_codec(self, kind: SubtitleKind, codec: &str) -> Result<SubtitleCodec, String> {
+        match (self, kind) {
+            (Container::Mp4, SubtitleKind::Text) => Ok(SubtitleCodec::MovText),
+            (Container::Webm, SubtitleKind::Text) => Ok(SubtitleCodec::WebVtt),
+            (Container::Mkv, SubtitleKind::Text) if codec == "mov_text" => {
+                Ok(SubtitleCodec::SubRip)
+            }
+            (Container::Mkv, SubtitleKind::Text | SubtitleKind::Bitmap) => Ok(SubtitleCodec::Copy),
+            (Container::Mp4 | Container::Webm, SubtitleKind::Bitmap) => Err(format!(
+                "bitmap subtitles ({codec}) cannot go into {}; an mkv profile keeps them",
+                self.ext()
+            )),
+            (Container::Mkv, SubtitleKind::Other) if codec != "none" && !codec.is_empty() => {
+                Ok(SubtitleCodec::Copy)
+            }
+            (_, SubtitleKind::Other) => Err(format!(
+                "subtitles in {} cannot be converted for {}",
+                if codec.is_empty() {
+                    "an unknown codec"
+                } else {
+                    codec
+                },
+                self.ext()
+            )),
         }
     }
-    /// Whether bitmap subtitles (PGS, DVD, DVB) fit, copied.
-    pub fn carries_bitmap_subtitles(self) -> bool {
-        match self {
-            Container::Mkv => true,
-            Container::Mp4 | Container::Webm => false,
+    /// How far the muxer moves every packet (subtitles too) but not the chapters: Matroska
+    /// takes no negative timestamps and shifts the whole file by AAC's 1024-sample priming
+    /// (the audio is always encoded at 48 kHz); MP4 keeps the priming in an edit list.
+    pub fn packet_shift_s(self, audio_encoder: Option<&str>) -> f64 {
+        match (self, audio_encoder) {
+            (Container::Mkv | Container::Webm, Some("aac")) => 1024.0 / 48_000.0,
+            (Container::Mkv | Container::Webm | Container::Mp4, _) => 0.0,
         }
     }
     /// Whether attachments (fonts) fit.

@@ -16,7 +16,7 @@ pub struct ExpectedStreams {
     /// Each audio track's language, in order (None: untagged).
     pub audio_languages: Vec<Option<String>>,
     pub subtitles: usize,
-    /// Chapter start times.
+    /// Chapter start times, from the first video frame.
     pub chapters: Vec<f64>,
     pub title: Option<String>,
 }
@@ -114,7 +114,11 @@ pub async fn verify_output(
 /// Every audio track with its language, the subtitles, the chapters (within a frame) and
 /// the title, named when one is missing.
 fn check_streams(info: &MediaInfo, want: &ExpectedStreams, frame_s: f64) -> Result<(), String> {
-    let got: Vec<Option<String>> = info.audio.iter().map(|a| a.label.language.clone()).collect();
+    let got: Vec<Option<String>> = info
+        .audio
+        .iter()
+        .map(|a| a.label.language.clone())
+        .collect();
     if got != want.audio_languages {
         let show = |l: &[Option<String>]| {
             l.iter()
@@ -142,9 +146,14 @@ fn check_streams(info: &MediaInfo, want: &ExpectedStreams, frame_s: f64) -> Resu
             want.chapters.len()
         ));
     }
+    let first_frame = info.video.as_ref().map_or(0.0, |v| v.start_time);
     for (i, (c, start)) in info.chapters.iter().zip(&want.chapters).enumerate() {
-        if (c.start - start).abs() > frame_s + 1e-3 {
-            return Err(format!("chapter {i} starts at {:.3}s, expected {start:.3}s", c.start));
+        let at = c.start - first_frame;
+        if (at - start).abs() > frame_s + 1e-3 {
+            return Err(format!(
+                "chapter {} starts {at:.3}s after the first frame, expected {start:.3}s",
+                i + 1
+            ));
         }
     }
     if info.title != want.title {

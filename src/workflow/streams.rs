@@ -33,11 +33,43 @@ impl Select {
             Select::None => Vec::new(),
             Select::Languages(wanted) => (0..languages.len())
                 .filter(|i| {
-                    languages[*i].is_some_and(|l| wanted.iter().any(|w| w.eq_ignore_ascii_case(l)))
+                    languages[*i].is_some_and(|l| wanted.iter().any(|w| same_language(w, l)))
                 })
                 .collect(),
         }
     }
+}
+
+/// ISO 639-1 codes and the ISO 639-2 bibliographic codes files often carry (`fre`, `ger`),
+/// each with the terminological code they mean.
+#[rustfmt::skip]
+const ALIASES: &[(&str, &str)] = &[
+    ("en", "eng"), ("fr", "fra"), ("fre", "fra"), ("de", "deu"), ("ger", "deu"),
+    ("es", "spa"), ("it", "ita"), ("pt", "por"), ("nl", "nld"), ("dut", "nld"),
+    ("ru", "rus"), ("ja", "jpn"), ("zh", "zho"), ("chi", "zho"), ("ko", "kor"),
+    ("ar", "ara"), ("hi", "hin"), ("sv", "swe"), ("no", "nor"), ("da", "dan"),
+    ("fi", "fin"), ("pl", "pol"), ("cs", "ces"), ("cze", "ces"), ("el", "ell"),
+    ("gre", "ell"), ("tr", "tur"), ("he", "heb"), ("hu", "hun"), ("ro", "ron"),
+    ("rum", "ron"), ("uk", "ukr"), ("fa", "fas"), ("per", "fas"), ("sk", "slk"),
+    ("slo", "slk"), ("is", "isl"), ("ice", "isl"), ("cy", "cym"), ("wel", "cym"),
+    ("eu", "eus"), ("baq", "eus"), ("hy", "hye"), ("arm", "hye"), ("ka", "kat"),
+    ("geo", "kat"), ("mk", "mkd"), ("mac", "mkd"), ("ms", "msa"), ("may", "msa"),
+    ("sq", "sqi"), ("alb", "sqi"), ("my", "mya"), ("bur", "mya"), ("bo", "bod"),
+    ("tib", "bod"), ("mi", "mri"), ("mao", "mri"), ("ca", "cat"), ("th", "tha"),
+    ("vi", "vie"), ("id", "ind"), ("bg", "bul"), ("hr", "hrv"), ("sr", "srp"),
+];
+
+fn canonical(code: &str) -> String {
+    let lower = code.to_ascii_lowercase();
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == lower)
+        .map_or(lower, |(_, code)| code.to_string())
+}
+
+/// Whether two language codes name the same language (`en`, `eng`; `fre`, `fra`).
+pub fn same_language(a: &str, b: &str) -> bool {
+    canonical(a) == canonical(b)
 }
 
 const SELECT_WORDS: &[&str] = &["all", "first", "none", "languages"];
@@ -101,6 +133,9 @@ mod tests {
         assert!(Select::None.pick(&langs).is_empty());
         let some = Select::Languages(vec!["FRA".into(), "eng".into()]);
         assert_eq!(some.pick(&langs), [0, 2], "file order, case ignored");
+        let aliases = Select::Languages(vec!["en".into(), "deu".into()]);
+        assert_eq!(aliases.pick(&langs), [0, 3], "en is eng, ger is deu");
+        assert!(same_language("fre", "fra") && !same_language("fra", "eng"));
         assert!(Select::First.pick(&[]).is_empty());
         let yaml: Streams =
             serde_yaml::from_str("audio: {languages: [eng]}\nsubtitles: none\nchapters: drop\n")

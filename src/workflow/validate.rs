@@ -187,7 +187,11 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
         if let Some(c) = p.container.filter(|c| !c.takes(p.codec)) {
             err(
                 &at("container"),
-                format!("{} cannot hold {} video; use mp4 or mkv", c.ext(), p.codec.name()),
+                format!(
+                    "{} cannot hold {} video; use mp4 or mkv",
+                    c.ext(),
+                    p.codec.name()
+                ),
             );
         }
     }
@@ -307,10 +311,16 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
             );
         }
     }
-    for (field, select) in [("audio", &w.streams.audio), ("subtitles", &w.streams.subtitles)] {
+    for (field, select) in [
+        ("audio", &w.streams.audio),
+        ("subtitles", &w.streams.subtitles),
+    ] {
         if let super::streams::Select::Languages(langs) = select {
             if langs.is_empty() {
-                err(&format!("streams.{field}.languages"), "name at least one language, or use none".into());
+                err(
+                    &format!("streams.{field}.languages"),
+                    "name at least one language, or use none".into(),
+                );
             }
             for (j, l) in langs.iter().enumerate() {
                 if !(2..=3).contains(&l.len()) || !l.chars().all(|c| c.is_ascii_alphabetic()) {

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod sources;
+
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 pub enum Audio {
@@ -144,12 +146,16 @@ pub fn probe_value(path: &Path, stream: &str, key: &str) -> Option<f64> {
 
 /// Decodes the audio and returns where each tone burst starts, in seconds (1 ms windows).
 pub fn burst_onsets(path: &Path) -> Result<Vec<f64>, String> {
+    burst_onsets_of(path, 0)
+}
+
+/// [`burst_onsets`] of audio track `track`.
+pub fn burst_onsets_of(path: &Path, track: usize) -> Result<Vec<f64>, String> {
+    let map = format!("0:a:{track}");
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
-        .args([
-            "-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "f32le", "-",
-        ])
+        .args(["-map", &map, "-ac", "1", "-ar", "48000", "-f", "f32le", "-"])
         .output()
         .map_err(|e| e.to_string())?;
     let samples: Vec<f32> = out

@@ -20,11 +20,11 @@ use super::task::OutputPaths;
 use crate::media::command::{
     audio_args, encode_commands, gif_args, join_args, AudioEncode, Join, RungOutput,
 };
-use crate::media::verify::ExpectedStreams;
-use streams::Kept;
 use crate::media::probe::{MediaInfo, VideoStream};
-use crate::media::profiles::Rung;
+use crate::media::profiles::{Container, Rung};
+use crate::media::verify::ExpectedStreams;
 use crate::workflow::{EncodeMode, Workflow};
+use streams::Kept;
 
 /// Everything a plan is made from.
 pub struct PlanInputs<'a> {
@@ -240,6 +240,20 @@ fn plan_tasks(inputs: &PlanInputs<'_>, rungs: &[Rung], chunks: &[ChunkRef]) -> V
         .collect()
 }
 
+/// Where each kept chapter starts in an output, from its first video frame. MP4's chapter
+/// track always starts at zero.
+fn chapter_starts(media: &MediaInfo, v_src: f64, container: Container) -> Vec<f64> {
+    media
+        .chapters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match (i, container) {
+            (0, Container::Mp4) => 0.0,
+            _ => (c.start - v_src).max(0.0),
+        })
+        .collect()
+}
+
 /// The audio encodes a rung's join uses: each kept track in the rung's setting.
 fn rung_audio(inputs: &PlanInputs<'_>, rung: &Rung, kept: &Kept) -> Vec<AudioEncode> {
     kept.audio
@@ -264,7 +278,9 @@ fn plan_audio(inputs: &PlanInputs<'_>, rungs: &[Rung], kept: &Kept) -> Vec<Plann
         if planned.iter().any(|p| p.encode == encode) {
             continue;
         }
-        let layout = encode.channels.map_or("src".to_string(), |c| format!("{c}ch"));
+        let layout = encode
+            .channels
+            .map_or("src".to_string(), |c| format!("{c}ch"));
         let out = inputs.work.join(format!(
             "audio-{}-{}-{}k-{layout}.{}",
             encode.track,
@@ -295,6 +311,9 @@ fn plan_joins(
     let stem = inputs.stem();
     let media = inputs.media;
     let mut dropped = Vec::new();
+    // The output's timeline starts at the source's first video frame; ffmpeg already counts
+    // an input's times from its start (the offsets below make up the difference).
+    let v_src = inputs.video.start_time;
     let joins = rungs
         .iter()
         .enumerate()
@@ -314,7 +333,7 @@ fn plan_joins(
                 audio_languages: kept.audio.iter().map(|(_, t)| t.language.clone()).collect(),
                 subtitles: subtitles.len(),
                 chapters: match kept.chapters {
-                    true => media.chapters.iter().map(|c| c.start).collect(),
+                    true => chapter_starts(media, v_src, rung.container),
                     false => Vec::new(),
                 },
                 title: media.title.clone().filter(|_| kept.metadata),
@@ -327,9 +346,13 @@ fn plan_joins(
                     .map(|(i, (_, tags))| (audio[*i].out.as_path(), tags.clone()))
                     .collect(),
                 source: inputs.input,
-                source_offset_s: media.start_time - inputs.video.start_time,
+                source_offset_s: media.start_time - v_src,
+                chapter_offset_s: media.start_time - v_src
+                    + rung
+                        .container
+                        .packet_shift_s((!tracks.is_empty()).then(|| rung.codec.audio_encoder())),
                 subtitles,
-                attachments: streams::keeps_attachments(rung.container, media),
+                attachments: streams::attachments_for(rung.container, media),
                 chapters: kept.chapters,
                 metadata: kept.metadata,
                 container: rung.container,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::media::command::{SubtitleCopy, TrackTags};
-use crate::media::probe::{Label, MediaInfo};
+use crate::media::probe::{Attachment, Label, MediaInfo};
 use crate::media::profiles::{Container, Rung};
 use crate::workflow::streams::{Keep, Streams};
 
@@ -55,7 +55,11 @@ fn one_default(tracks: &mut [TrackTags]) {
 
 pub fn kept(streams: &Streams, media: &MediaInfo) -> Kept {
     let mut dropped = Vec::new();
-    let langs: Vec<Option<&str>> = media.audio.iter().map(|a| a.label.language.as_deref()).collect();
+    let langs: Vec<Option<&str>> = media
+        .audio
+        .iter()
+        .map(|a| a.label.language.as_deref())
+        .collect();
     let audio_pick = streams.audio.pick(&langs);
     for (i, a) in media.audio.iter().enumerate() {
         if !audio_pick.contains(&i) {
@@ -69,10 +73,16 @@ pub fn kept(streams: &Streams, media: &MediaInfo) -> Kept {
             });
         }
     }
-    let mut audio_tags: Vec<TrackTags> = audio_pick.iter().map(|i| tags(&media.audio[*i].label)).collect();
+    let mut audio_tags: Vec<TrackTags> = audio_pick
+        .iter()
+        .map(|i| tags(&media.audio[*i].label))
+        .collect();
     one_default(&mut audio_tags);
-    let sub_langs: Vec<Option<&str>> =
-        media.subtitles.iter().map(|s| s.label.language.as_deref()).collect();
+    let sub_langs: Vec<Option<&str>> = media
+        .subtitles
+        .iter()
+        .map(|s| s.label.language.as_deref())
+        .collect();
     let subtitles = streams.subtitles.pick(&sub_langs);
     for (i, s) in media.subtitles.iter().enumerate() {
         if !subtitles.contains(&i) {
@@ -106,28 +116,19 @@ pub fn subtitles_for(
     let mut dropped = Vec::new();
     for &i in &kept.subtitles {
         let s = &media.subtitles[i];
-        let codec = match (s.is_bitmap(), container.carries_bitmap_subtitles()) {
-            (false, _) => Some(container.text_subtitles()),
-            (true, true) => Some(crate::media::profiles::SubtitleCodec::Copy),
-            (true, false) => None,
-        };
-        match codec {
-            Some(codec) => copies.push(SubtitleCopy {
+        match container.subtitle_codec(s.kind(), &s.codec) {
+            Ok(codec) => copies.push(SubtitleCopy {
                 track: i,
                 codec,
                 tags: tags(&s.label),
             }),
-            None => dropped.push(Dropped {
+            Err(reason) => dropped.push(Dropped {
                 stream: s.index,
                 kind: "subtitle".into(),
                 codec: s.codec.clone(),
                 language: s.label.language.clone(),
                 output: Some(rung.name.clone()),
-                reason: format!(
-                    "bitmap subtitles ({}) cannot go into {}; an mkv profile keeps them",
-                    s.codec,
-                    container.ext()
-                ),
+                reason,
             }),
         }
     }
@@ -145,16 +146,22 @@ pub fn subtitles_for(
                 codec: a.mimetype.clone().unwrap_or_default(),
                 language: None,
                 output: Some(rung.name.clone()),
-                reason: format!("{} cannot carry attachments; an mkv profile keeps them", container.ext()),
+                reason: format!(
+                    "{} cannot carry attachments; an mkv profile keeps them",
+                    container.ext()
+                ),
             });
         }
     }
     (copies, dropped)
 }
 
-/// Whether a rung keeps the source's attachments.
-pub fn keeps_attachments(container: Container, media: &MediaInfo) -> bool {
-    container.carries_attachments() && !media.attachments.is_empty()
+/// The source's attachments a rung keeps: all, where its container takes them.
+pub fn attachments_for(container: Container, media: &MediaInfo) -> Vec<Attachment> {
+    match container.carries_attachments() {
+        true => media.attachments.clone(),
+        false => Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -183,7 +190,11 @@ mod tests {
         let k = kept(&Streams::default(), &m);
         assert_eq!(k.audio.iter().map(|a| a.0).collect::<Vec<_>>(), [0, 1, 2]);
         let defaults: Vec<bool> = k.audio.iter().map(|a| a.1.default).collect();
-        assert_eq!(defaults, [false, true, false], "the source's default stays the default");
+        assert_eq!(
+            defaults,
+            [false, true, false],
+            "the source's default stays the default"
+        );
         assert!(k.dropped.is_empty());
         // An mp4 rung keeps the text subtitle and says why the bitmap one and the font go.
         let (subs, dropped) = subtitles_for(&sample_rung("p", 144), &k, &m);
@@ -197,7 +208,10 @@ mod tests {
         let (subs, dropped) = subtitles_for(&mkv, &k, &m);
         assert_eq!(subs.len(), 2);
         assert!(dropped.is_empty());
-        assert!(keeps_attachments(Container::Mkv, &m));
+        assert_eq!(
+            attachments_for(Container::Mkv, &m).len(),
+            m.attachments.len()
+        );
     }
 
     #[test]
@@ -210,7 +224,11 @@ mod tests {
         };
         let k = kept(&streams, &m);
         assert_eq!(k.audio.iter().map(|a| a.0).collect::<Vec<_>>(), [0, 1]);
-        let dropped: Vec<(u32, &str)> = k.dropped.iter().map(|d| (d.stream, d.reason.as_str())).collect();
+        let dropped: Vec<(u32, &str)> = k
+            .dropped
+            .iter()
+            .map(|d| (d.stream, d.reason.as_str()))
+            .collect();
         assert_eq!(
             dropped,
             [

@@ -94,6 +94,7 @@ impl VideoStream {
 
 /// What a track is called and how players treat it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Label {
     /// ISO 639-2 language tag, as the file has it.
     pub language: Option<String>,
@@ -111,7 +112,8 @@ pub struct AudioStream {
     pub start_time: f64,
     #[serde(default)]
     pub channel_layout: Option<String>,
-    #[serde(default)]
+    /// Flattened: a hook reads `media.audio[2].language`.
+    #[serde(flatten)]
     pub label: Label,
 }
 
@@ -119,16 +121,30 @@ pub struct AudioStream {
 pub struct SubtitleStream {
     pub index: u32,
     pub codec: String,
+    #[serde(flatten)]
     pub label: Label,
 }
 
+/// What a subtitle track is made of, which decides where it can go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubtitleKind {
+    /// Text ffmpeg can decode and write as mov_text, WebVTT or SubRip.
+    Text,
+    /// Pictures (PGS, DVD, DVB): copied or nothing.
+    Bitmap,
+    /// A codec ffmpeg cannot convert.
+    Other,
+}
+
 impl SubtitleStream {
-    /// Bitmap subtitles (PGS, DVD, DVB) cannot become text formats.
-    pub fn is_bitmap(&self) -> bool {
-        matches!(
-            self.codec.as_str(),
-            "hdmv_pgs_subtitle" | "dvd_subtitle" | "dvb_subtitle" | "xsub" | "dvb_teletext"
-        )
+    pub fn kind(&self) -> SubtitleKind {
+        match self.codec.as_str() {
+            "hdmv_pgs_subtitle" | "dvd_subtitle" | "dvb_subtitle" | "xsub" => SubtitleKind::Bitmap,
+            "subrip" | "srt" | "ass" | "ssa" | "mov_text" | "webvtt" | "text" | "microdvd"
+            | "subviewer" | "subviewer1" | "sami" | "realtext" | "jacosub" | "mpl2" | "pjs"
+            | "vplayer" | "stl" | "eia_608" => SubtitleKind::Text,
+            _ => SubtitleKind::Other,
+        }
     }
 }
 
@@ -293,7 +309,6 @@ pub async fn keyframe_times(tools: &Tools, path: &Path) -> Result<Vec<f64>, Prob
     times.sort_by(f64::total_cmp);
     Ok(times)
 }
-
 
 /// HDR10 mastering metadata, as x265's `master-display` and `max-cll` want it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

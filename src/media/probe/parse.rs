@@ -31,6 +31,17 @@ struct RawChapter {
     tags: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// MP4 names a track only by its handler; these are the muxers' placeholders, not names.
+fn is_default_handler(name: &str) -> bool {
+    name.ends_with("Handler")
+        || name.starts_with("Core Media")
+        || name.starts_with("Mainconcept")
+        || matches!(
+            name,
+            "" | "ISO Media file produced by Google Inc." | "L-SMASH Audio Handler"
+        )
+}
+
 /// A tag, by name in any case (Matroska writes `TITLE`, MP4 `title`).
 fn tag(tags: &Option<serde_json::Map<String, serde_json::Value>>, name: &str) -> Option<String> {
     tags.as_ref()?
@@ -103,7 +114,8 @@ impl RawStream {
     fn label(&self) -> Label {
         Label {
             language: tag(&self.tags, "language").filter(|l| l != "und"),
-            title: tag(&self.tags, "title"),
+            title: tag(&self.tags, "title")
+                .or_else(|| tag(&self.tags, "handler_name").filter(|h| !is_default_handler(h))),
             default: self.flag("default"),
             forced: self.flag("forced"),
         }
@@ -156,6 +168,21 @@ fn media_span(streams: &[RawStream]) -> Option<f64> {
     let first = spans.iter().map(|s| s.0).reduce(f64::min)?;
     let last = spans.iter().map(|s| s.1).reduce(f64::max)?;
     Some(last - first)
+}
+
+/// The format's duration. Matroska's segment duration runs from time zero, so a file whose
+/// timestamps start late (cut from a broadcast) reports its end, not its length.
+fn format_span(format: &RawFormat) -> Option<f64> {
+    let duration = finite(num(&format.duration))?;
+    let matroska = format
+        .format_name
+        .as_deref()
+        .is_some_and(|f| f.starts_with("matroska"));
+    let start = finite(num(&format.start_time)).unwrap_or(0.0);
+    Some(match matroska && start > 0.0 && duration > start {
+        true => duration - start,
+        false => duration,
+    })
 }
 
 /// Parses `ffprobe -print_format json -show_format -show_streams` output.
@@ -250,7 +277,7 @@ pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError>
         })
         .collect();
     let duration = media_span(&raw.streams)
-        .or_else(|| finite(num(&format.duration)))
+        .or_else(|| format_span(&format))
         .unwrap_or(0.0);
     Ok(MediaInfo {
         format: format.format_name.unwrap_or_default(),
@@ -271,7 +298,6 @@ pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError>
     })
 }
 
-
 /// The mastering display and light levels from a frame's side data.
 pub fn mastering(json: &str) -> Result<Option<Mastering>, ProbeError> {
     #[derive(Deserialize, Default)]
@@ -289,7 +315,11 @@ pub fn mastering(json: &str) -> Result<Option<Mastering>, ProbeError> {
     };
     let find = |kind: &str| {
         side.iter()
-            .find(|d| d["side_data_type"].as_str().is_some_and(|t| t.starts_with(kind)))
+            .find(|d| {
+                d["side_data_type"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(kind))
+            })
             .cloned()
     };
     // "34000/50000" → 34000 in x265's 0.00002 units; luminance "10000000/10000" → 0.0001 cd/m².
@@ -299,7 +329,13 @@ pub fn mastering(json: &str) -> Result<Option<Mastering>, ProbeError> {
         (d > 0.0).then(|| (n / d * scale).round() as u64)
     };
     let display = find("Mastering display").and_then(|m| {
-        let xy = |x: &str, y: &str| Some(format!("({},{})", units(&m[x], 50000.0)?, units(&m[y], 50000.0)?));
+        let xy = |x: &str, y: &str| {
+            Some(format!(
+                "({},{})",
+                units(&m[x], 50000.0)?,
+                units(&m[y], 50000.0)?
+            ))
+        };
         Some(format!(
             "G{}B{}R{}WP{}L({},{})",
             xy("green_x", "green_y")?,
@@ -311,7 +347,10 @@ pub fn mastering(json: &str) -> Result<Option<Mastering>, ProbeError> {
         ))
     });
     let light = find("Content light level").and_then(|c| {
-        Some((c["max_content"].as_u64()? as u32, c["max_average"].as_u64()? as u32))
+        Some((
+            c["max_content"].as_u64()? as u32,
+            c["max_average"].as_u64()? as u32,
+        ))
     });
     Ok((display.is_some() || light.is_some()).then_some(Mastering { display, light }))
 }
@@ -391,7 +430,14 @@ mod tests {
         assert_eq!(info.audio[1].label.title.as_deref(), Some("Français"));
         assert_eq!(info.audio[1].label.language.as_deref(), Some("fra"));
         assert_eq!(info.subtitles.len(), 2);
-        assert!(!info.subtitles[0].is_bitmap() && info.subtitles[1].is_bitmap());
+        assert_eq!(
+            info.subtitles[0].kind(),
+            crate::media::probe::SubtitleKind::Text
+        );
+        assert_eq!(
+            info.subtitles[1].kind(),
+            crate::media::probe::SubtitleKind::Bitmap
+        );
         assert_eq!(info.subtitles[1].label.language, None, "und is no language");
         assert_eq!(info.attachments[0].filename.as_deref(), Some("a.ttf"));
         assert_eq!(info.chapters.len(), 2);
