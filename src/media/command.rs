@@ -3,8 +3,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::probe::Attachment;
-use super::profiles::{Codec, Container, RateControl, Rung, SubtitleCodec};
+use super::profiles::{Codec, RateControl, Rung};
 use super::tools::{file_url, os_args};
 
 /// One encoded output of an encode command.
@@ -65,8 +64,9 @@ fn video_codec_args(rung: &Rung, pass: Option<(u8, &Path)>) -> Vec<String> {
         "-c:v".into(),
         rung.codec.encoder().into(),
         "-pix_fmt".into(),
-        "yuv420p".into(),
+        rung.colour.pix_fmt().into(),
     ];
+    a.extend(rung.colour.tag_args());
     let two_pass = rung.rate_control == RateControl::TwoPass;
     match rung.codec {
         Codec::H264 => {
@@ -85,8 +85,10 @@ fn video_codec_args(rung: &Rung, pass: Option<(u8, &Path)>) -> Vec<String> {
             );
         }
         Codec::H265 => {
-            let mut params =
-                format!("log-level=error:keyint={g}:min-keyint={g}:scenecut=0:open-gop=0");
+            let mut params = format!(
+                "log-level=error:keyint={g}:min-keyint={g}:scenecut=0:open-gop=0{}",
+                rung.colour.x265_params()
+            );
             if let Some((n, log)) = pass {
                 params.push_str(&format!(":pass={n}:stats={}", log.display()));
             }
@@ -119,7 +121,12 @@ fn video_codec_args(rung: &Rung, pass: Option<(u8, &Path)>) -> Vec<String> {
                 .map(String::from),
             );
         }
-        Codec::Av1 => a.extend(["-preset", &rung.preset, "-g", &g].map(String::from)),
+        Codec::Av1 => {
+            a.extend(["-preset", &rung.preset, "-g", &g].map(String::from));
+            if let Some(params) = rung.colour.svtav1_params() {
+                a.extend(["-svtav1-params".into(), params]);
+            }
+        }
     }
     if two_pass {
         a.extend(["-b:v".into(), kbps(rung.bitrate_kbps)]);
@@ -171,29 +178,77 @@ pub fn encode_commands(input: &Path, outputs: &[RungOutput<'_>]) -> Vec<Vec<OsSt
     commands
 }
 
+/// A rung's own filters: the scale to its height, with an SD matrix converted to BT.709.
+fn rung_chain(o: &RungOutput) -> String {
+    let matrix = o.rung.colour.convert_matrix_from.as_deref();
+    match (o.scale, matrix) {
+        (false, None) => "null".to_string(),
+        (true, None) => format!("scale=-2:{}:flags=bicubic", o.rung.height),
+        (scale, Some(from)) => {
+            let size = if scale {
+                format!("-2:{}", o.rung.height)
+            } else {
+                "iw:ih".into()
+            };
+            format!("scale={size}:flags=bicubic:in_color_matrix={from}:out_color_matrix=bt709")
+        }
+    }
+}
+
+/// The filter graph feeding `[oN]` for each output: the source is split once per colour
+/// branch (a tone-map chain runs once for every rung that wants SDR), then once per rung.
+fn ladder_graph(outputs: &[&RungOutput<'_>]) -> String {
+    let mut branches: Vec<Option<&str>> = Vec::new();
+    for o in outputs {
+        let t = o.rung.colour.tonemap.as_deref();
+        if !branches.contains(&t) {
+            branches.push(t);
+        }
+    }
+    let pre = |t: Option<&str>| t.map_or(String::new(), |t| format!("{t},"));
+    let members = |t: Option<&str>| -> String {
+        let labels: String = outputs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.rung.colour.tonemap.as_deref() == t)
+            .map(|(i, _)| format!("[s{i}]"))
+            .collect();
+        format!("{}split={}{labels}", pre(t), labels.matches('[').count())
+    };
+    let mut graph = match branches.as_slice() {
+        [only] => format!("[0:v:0]{}", members(*only)),
+        many => {
+            let labels: String = (0..many.len()).map(|b| format!("[b{b}]")).collect();
+            let mut g = format!("[0:v:0]split={}{labels}", many.len());
+            for (b, t) in many.iter().enumerate() {
+                g.push_str(&format!(";[b{b}]{}", members(*t)));
+            }
+            g
+        }
+    };
+    for (i, o) in outputs.iter().enumerate() {
+        graph.push_str(&format!(";[s{i}]{}[o{i}]", rung_chain(o)));
+    }
+    graph
+}
+
 fn encode_command(input: &Path, outputs: &[&RungOutput<'_>], pass: Option<u8>) -> Vec<OsString> {
     let mut a = os_args(["-y", "-i"]);
     a.push(file_url(input));
-    let scale = |o: &RungOutput| {
-        if o.scale {
-            format!("scale=-2:{}:flags=bicubic", o.rung.height)
-        } else {
-            "null".to_string()
-        }
+    let single = match outputs {
+        [o] => Some(match o.rung.colour.tonemap.as_deref() {
+            Some(t) => format!("{t},{}", rung_chain(o)),
+            None => rung_chain(o),
+        }),
+        _ => None,
     };
-    if outputs.len() > 1 {
-        let labels: String = (0..outputs.len()).map(|i| format!("[s{i}]")).collect();
-        let mut graph = format!("[0:v:0]split={}{labels}", outputs.len());
-        for (i, o) in outputs.iter().enumerate() {
-            graph.push_str(&format!(";[s{i}]{}[o{i}]", scale(o)));
-        }
-        a.extend(os_args(["-filter_complex", &graph]));
+    if single.is_none() {
+        a.extend(os_args(["-filter_complex", &ladder_graph(outputs)]));
     }
     for (i, o) in outputs.iter().enumerate() {
-        if outputs.len() > 1 {
-            a.extend(os_args(["-map", &format!("[o{i}]")]));
-        } else {
-            a.extend(os_args(["-map", "0:v:0", "-vf", &scale(o)]));
+        match &single {
+            Some(chain) => a.extend(os_args(["-map", "0:v:0", "-vf", chain])),
+            None => a.extend(os_args(["-map", &format!("[o{i}]")])),
         }
         a.extend(os_args(["-an", "-sn", "-dn", "-fps_mode", "passthrough"]));
         let is_two_pass = o.rung.rate_control == RateControl::TwoPass;
@@ -267,176 +322,6 @@ pub fn audio_args(source: &Path, audio: &AudioEncode, out: &Path) -> Vec<OsStrin
         audio.container().1,
     ]));
     a.push(out.as_os_str().to_owned());
-    a
-}
-
-/// A kept track's name, language and flags, written on the output stream.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TrackTags {
-    pub language: Option<String>,
-    pub title: Option<String>,
-    pub default: bool,
-    pub forced: bool,
-}
-
-/// A subtitle track of the source to carry into a joined output.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SubtitleCopy {
-    /// Which subtitle track of the source (`s:N`).
-    pub track: usize,
-    pub codec: SubtitleCodec,
-    pub tags: TrackTags,
-}
-
-/// Everything a join puts together.
-pub struct Join<'a> {
-    /// The concat list of the encoded video chunks.
-    pub list: &'a Path,
-    /// The encoded audio tracks, in output order.
-    pub audio: Vec<(&'a Path, TrackTags)>,
-    /// The source, for subtitles, attachments, chapters and tags.
-    pub source: &'a Path,
-    /// Added to the source's timestamps so its subtitles line up with the output, whose
-    /// video starts at 0 (before any shift of the muxer, which moves subtitles too).
-    pub source_offset_s: f64,
-    /// The same for chapters, which no muxer shift moves (see [`Container::packet_shift_s`]).
-    pub chapter_offset_s: f64,
-    pub subtitles: Vec<SubtitleCopy>,
-    /// The source's attachments to carry (all or none).
-    pub attachments: Vec<Attachment>,
-    pub chapters: bool,
-    pub metadata: bool,
-    pub container: Container,
-    pub out: &'a Path,
-}
-
-fn tag_args(a: &mut Vec<OsString>, container: Container, kind: char, n: usize, tags: &TrackTags) {
-    let spec = format!("{kind}:{n}");
-    a.extend(os_args([
-        format!("-metadata:s:{spec}"),
-        format!("language={}", tags.language.as_deref().unwrap_or("und")),
-    ]));
-    if let Some(t) = &tags.title {
-        a.extend(os_args([
-            format!("-metadata:s:{spec}"),
-            format!("title={t}"),
-        ]));
-        if container.is_mp4() {
-            // MP4 keeps a track's name only as its handler name.
-            a.extend(os_args([
-                format!("-metadata:s:{spec}"),
-                format!("handler_name={t}"),
-            ]));
-        }
-    }
-    let mut flags: Vec<&str> = Vec::new();
-    if tags.default {
-        flags.push("default");
-    }
-    if tags.forced {
-        flags.push("forced");
-    }
-    let flags = if flags.is_empty() {
-        "0".to_string()
-    } else {
-        flags.join("+")
-    };
-    a.extend(os_args([format!("-disposition:{spec}"), flags]));
-}
-
-/// Joins encoded chunks (concat demuxer), the encoded audio tracks and what the source
-/// carries besides (subtitles, attachments, chapters, tags) into one file. Video and audio
-/// are copied; text subtitles are converted to what the container takes.
-pub fn join_args(j: &Join<'_>) -> Vec<OsString> {
-    let mut a = os_args(["-y", "-f", "concat", "-safe", "0", "-i"]);
-    a.push(j.list.as_os_str().to_owned());
-    for (file, _) in &j.audio {
-        a.push("-i".into());
-        a.push(file_url(file));
-    }
-    let mut inputs = j.audio.len() + 1;
-    let mut source_input = |a: &mut Vec<OsString>, offset: f64| {
-        if offset.abs() > 0.0005 {
-            a.extend(os_args(["-itsoffset", &format!("{offset:.6}")]));
-        }
-        a.push("-i".into());
-        a.push(file_url(j.source));
-        inputs += 1;
-        inputs - 1
-    };
-    let streams_from = (!j.subtitles.is_empty() || !j.attachments.is_empty() || j.metadata)
-        .then(|| source_input(&mut a, j.source_offset_s));
-    let chapters_from = match (j.chapters, streams_from) {
-        (false, _) => None,
-        (true, Some(n)) if (j.chapter_offset_s - j.source_offset_s).abs() <= 0.0005 => Some(n),
-        (true, _) => Some(source_input(&mut a, j.chapter_offset_s)),
-    };
-    a.extend(os_args(["-map", "0:v:0"]));
-    for (i, _) in j.audio.iter().enumerate() {
-        a.extend(os_args(["-map", &format!("{}:a:0", i + 1)]));
-    }
-    if let Some(source) = streams_from {
-        for s in &j.subtitles {
-            a.extend(os_args(["-map", &format!("{source}:s:{}", s.track)]));
-        }
-        for n in 0..j.attachments.len() {
-            a.extend(os_args(["-map", &format!("{source}:t:{n}")]));
-        }
-    }
-    a.extend(os_args([
-        "-c:v",
-        "copy",
-        "-c:a",
-        "copy",
-        "-fps_mode",
-        "passthrough",
-    ]));
-    for (n, s) in j.subtitles.iter().enumerate() {
-        a.extend(os_args([
-            format!("-c:s:{n}"),
-            s.codec.encoder().to_string(),
-        ]));
-    }
-    if !j.attachments.is_empty() {
-        a.extend(os_args(["-c:t", "copy"]));
-    }
-    // Stream tags are written, not inherited (a source's statistics tags would be stale):
-    // what the output says is what the plan says. Chapters keep their titles.
-    a.extend(os_args(["-map_metadata:s", "-1"]));
-    let global = match (j.metadata, streams_from) {
-        (true, Some(source)) => format!("{source}:g"),
-        _ => "-1".to_string(),
-    };
-    a.extend(os_args(["-map_metadata:g", &global]));
-    let chapters = chapters_from.map_or("-1".to_string(), |n| n.to_string());
-    a.extend(os_args(["-map_chapters", &chapters]));
-    for (n, (_, tags)) in j.audio.iter().enumerate() {
-        tag_args(&mut a, j.container, 'a', n, tags);
-    }
-    for (n, s) in j.subtitles.iter().enumerate() {
-        tag_args(&mut a, j.container, 's', n, &s.tags);
-    }
-    // Matroska needs an attachment's name and type, which the stream tags held.
-    for (n, t) in j.attachments.iter().enumerate() {
-        let name = t
-            .filename
-            .clone()
-            .unwrap_or_else(|| format!("attachment-{n}"));
-        let mime = t.mimetype.as_deref().unwrap_or("application/octet-stream");
-        a.extend(os_args([
-            format!("-metadata:s:t:{n}"),
-            format!("filename={name}"),
-        ]));
-        a.extend(os_args([
-            format!("-metadata:s:t:{n}"),
-            format!("mimetype={mime}"),
-        ]));
-    }
-    if j.container.is_mp4() {
-        a.extend(os_args(["-movflags", "+faststart"]));
-    }
-    a.extend(os_args(["-f", j.container.muxer()]));
-    a.push(j.out.as_os_str().to_owned());
     a
 }
 

@@ -2,11 +2,13 @@
 
 pub mod argv_guard;
 pub mod chunk;
+pub mod colour;
 pub mod command;
 pub mod confine;
 pub mod edits;
 pub mod hash;
 pub mod hls;
+pub mod join;
 pub mod mp4;
 pub mod probe;
 pub mod profiles;

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::colour::ColourPlan;
 use super::probe::SubtitleKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -187,6 +188,8 @@ pub struct Rung {
     pub gop: u32,
     pub container: Container,
     pub audio_channels: AudioChannels,
+    /// Bit depth, tone mapping, tags and HDR metadata, decided for this source.
+    pub colour: ColourPlan,
 }
 
 impl Rung {
@@ -197,6 +200,7 @@ impl Rung {
             "codec": self.codec, "height": self.height, "rate_control": self.rate_control,
             "crf": self.crf, "preset": self.preset, "bitrate_kbps": self.bitrate_kbps,
             "maxrate_kbps": self.maxrate_kbps, "bufsize_kbps": self.bufsize_kbps, "gop": self.gop,
+            "colour": self.colour,
         })
     }
 }
@@ -218,6 +222,7 @@ pub(crate) fn sample_rung(name: &str, height: u32) -> Rung {
         gop: 25,
         container: Container::Mp4,
         audio_channels: AudioChannels::Stereo,
+        colour: crate::media::colour::sdr_8bit(),
     }
 }
 

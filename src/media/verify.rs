@@ -19,6 +19,59 @@ pub struct ExpectedStreams {
     /// Chapter start times, from the first video frame.
     pub chapters: Vec<f64>,
     pub title: Option<String>,
+    pub colour: Option<ExpectedColour>,
+}
+
+/// What a joined output's video must say about its colours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectedColour {
+    pub bit_depth: u32,
+    pub primaries: String,
+    pub transfer: String,
+    pub matrix: String,
+    /// HDR10 mastering metadata in the bitstream's first frame.
+    pub mastering: bool,
+}
+
+/// The colour tags and bit depth of `info`'s video, and its mastering metadata, against `want`.
+async fn check_colour(
+    tools: &Tools,
+    path: &Path,
+    info: &MediaInfo,
+    want: &ExpectedColour,
+) -> Result<(), String> {
+    let got = info
+        .video
+        .as_ref()
+        .map(|v| v.colour.clone())
+        .unwrap_or_default();
+    if got.bit_depth != want.bit_depth {
+        return Err(format!(
+            "video is {}-bit, expected {}-bit",
+            got.bit_depth, want.bit_depth
+        ));
+    }
+    for (what, got, want) in [
+        ("transfer", &got.transfer, &want.transfer),
+        ("primaries", &got.primaries, &want.primaries),
+        ("matrix", &got.matrix, &want.matrix),
+    ] {
+        if got.as_deref() != Some(want.as_str()) {
+            return Err(format!(
+                "colour {what} is {}, expected {want}",
+                got.as_deref().unwrap_or("untagged")
+            ));
+        }
+    }
+    if want.mastering {
+        let found = super::probe::mastering(tools, path)
+            .await
+            .map_err(|e| e.to_string())?;
+        if found.is_none() {
+            return Err("the HDR mastering metadata is missing".into());
+        }
+    }
+    Ok(())
 }
 
 /// What an output must match.
@@ -107,6 +160,11 @@ pub async fn verify_output(
     if let Some(streams) = want.streams {
         check_streams(&info, streams, want.duration.map_or(0.04, |d| d.1))
             .map_err(VerifyError::Mismatch)?;
+        if let Some(colour) = &streams.colour {
+            check_colour(tools, path, &info, colour)
+                .await
+                .map_err(VerifyError::Mismatch)?;
+        }
     }
     Ok(info)
 }

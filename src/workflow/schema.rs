@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::media::colour::{BitDepth, HdrPolicy};
 use crate::media::profiles::{AudioChannels, Codec, Container, RateControl};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -459,6 +460,10 @@ pub struct Profile {
     /// stereo (default: at most two channels), mono, or keep (5.1 stays 5.1).
     #[serde(default)]
     pub audio_channels: AudioChannels,
+    /// keep, tonemap or refuse an HDR source; tonemap for h264, keep for the others.
+    pub hdr: Option<HdrPolicy>,
+    /// 8, 10 or source; 8 for h264 (10 when it keeps HDR), the source's for the others.
+    pub bit_depth: Option<BitDepth>,
 }
 
 fn default_rate_control() -> RateControl {

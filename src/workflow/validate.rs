@@ -1,10 +1,10 @@
 //! Semantic checks after parsing. Gathers every problem before reporting.
 
 use std::collections::HashSet;
-
 use std::path::Path;
 
 use super::schema::{HlsStep, Script, Step, Workflow};
+use crate::media::colour::{BitDepth, HdrPolicy};
 use crate::media::profiles::{Codec, RateControl, MAX_HEIGHT, MIN_HEIGHT};
 use crate::script::{check_syntax, scripts_dir_of, Limits, ScriptHost};
 
@@ -192,6 +192,13 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
                     c.ext(),
                     p.codec.name()
                 ),
+            );
+        }
+        if p.hdr == Some(HdrPolicy::Keep) && p.bit_depth == Some(BitDepth::Eight) {
+            err(
+                &at("bit_depth"),
+                "hdr: keep needs 10 bits (an 8-bit output tagged PQ or HLG shows wrong everywhere)"
+                    .into(),
             );
         }
     }

@@ -198,3 +198,57 @@ pub fn subtitle_times(media: &Path, track: usize) -> Result<Vec<f64>, String> {
         })
         .collect())
 }
+
+/// HDR10 mastering metadata as x265 takes it (a P3 display of 1000 cd/m²).
+pub const MASTER_DISPLAY: &str =
+    "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)";
+
+/// A 4 s 320x180 10-bit HEVC source: HDR10 (PQ, BT.2020, mastering display and MaxCLL
+/// 1000/400) or HLG. The picture is testsrc2 stretched to the PQ or HLG range.
+pub fn hdr_source(dir: &Path, hlg: bool) -> Result<PathBuf, String> {
+    let (name, trc) = match hlg {
+        true => ("hlg.mkv", "arib-std-b67"),
+        false => ("hdr10.mkv", "smpte2084"),
+    };
+    let mut params =
+        format!("log-level=error:keyint=25:colorprim=bt2020:transfer={trc}:colormatrix=bt2020nc");
+    if !hlg {
+        params.push_str(&format!(
+            ":master-display={MASTER_DISPLAY}:max-cll=1000,400"
+        ));
+    }
+    let out = dir.join(name);
+    let out_s = out.display().to_string();
+    #[rustfmt::skip]
+    let args = [
+        "-f", "lavfi", "-i", "testsrc2=s=320x180:r=25:d=4",
+        "-vf", "format=yuv420p10le", "-c:v", "libx265", "-preset", "ultrafast",
+        "-x265-params", &params,
+        "-color_primaries", "bt2020", "-color_trc", trc, "-colorspace", "bt2020nc",
+        &out_s,
+    ];
+    ffmpeg(&args)?;
+    Ok(out)
+}
+
+/// Average luma (0-255 scale) over all frames of `media`'s video.
+pub fn mean_luma(media: &Path) -> Result<f64, String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(media)
+        .args([
+            "-vf",
+            "format=yuv420p,signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-",
+        ])
+        .args(["-f", "null", "-"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let values: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("lavfi.signalstats.YAVG=")?.parse().ok())
+        .collect();
+    if values.is_empty() {
+        return Err(format!("{}: no frames measured", media.display()));
+    }
+    Ok(values.iter().sum::<f64>() / values.len() as f64)
+}

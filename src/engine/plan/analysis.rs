@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::engine::error::JobError;
-use crate::media::probe::{probe_counting_frames, MediaInfo, VideoStream};
+use crate::media::probe::{mastering, probe_counting_frames, Mastering, MediaInfo, VideoStream};
 use crate::media::thumbs::{frame_stats, pick_poster, poster_candidates};
 use crate::media::tools::Tools;
 use crate::workflow::{Step, Workflow};
@@ -23,6 +23,8 @@ pub struct Source {
 pub struct Analysis {
     /// When the thumbnails step's poster is taken: away from black or flat frames.
     pub poster_time: Option<f64>,
+    /// An HDR source's mastering display and light levels, which HDR rungs write again.
+    pub mastering: Option<Mastering>,
 }
 
 pub async fn analyse(
@@ -35,15 +37,22 @@ pub async fn analyse(
         .steps
         .iter()
         .any(|s| matches!(s, Step::Thumbnails(_)));
-    if !wants_poster {
-        return Analysis::default();
+    let mut poster_time = None;
+    if wants_poster {
+        let mut stats = Vec::new();
+        for t in poster_candidates(source.media.duration) {
+            stats.extend(frame_stats(tools, input, t).await);
+        }
+        poster_time = Some(pick_poster(&stats).unwrap_or(0.0));
     }
-    let mut stats = Vec::new();
-    for t in poster_candidates(source.media.duration) {
-        stats.extend(frame_stats(tools, input, t).await);
-    }
+    // Unreadable side data leaves the metadata out, as a source without it would.
+    let mastering = match source.video.colour.hdr() {
+        Some(_) => mastering(tools, input).await.ok().flatten(),
+        None => None,
+    };
     Analysis {
-        poster_time: Some(pick_poster(&stats).unwrap_or(0.0)),
+        poster_time,
+        mastering,
     }
 }
 

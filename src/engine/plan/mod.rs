@@ -11,18 +11,17 @@ pub mod streams;
 use std::path::{Path, PathBuf};
 
 use chunks::ChunkRef;
-use rungs::{output_name, plan_rungs, NoRungFits};
+use rungs::{output_name, plan_rungs, RungError};
 
 use super::exec::{Command, Phase};
 use super::publish::temp_name;
 use super::steps::{self, RungFile, StepPlan};
 use super::task::OutputPaths;
-use crate::media::command::{
-    audio_args, encode_commands, gif_args, join_args, AudioEncode, Join, RungOutput,
-};
+use crate::media::command::{audio_args, encode_commands, gif_args, AudioEncode, RungOutput};
+use crate::media::join::{join_args, Join};
 use crate::media::probe::{MediaInfo, VideoStream};
 use crate::media::profiles::{Container, Rung};
-use crate::media::verify::ExpectedStreams;
+use crate::media::verify::{ExpectedColour, ExpectedStreams};
 use crate::workflow::{EncodeMode, Workflow};
 use streams::Kept;
 
@@ -135,14 +134,27 @@ pub fn plan_job(
     inputs: &PlanInputs<'_>,
     whole_file_reason: Option<String>,
     chunks: Vec<ChunkRef>,
-) -> Result<JobPlan, NoRungFits> {
-    let rung_plan = plan_rungs(inputs.workflow, inputs.video)?;
+) -> Result<JobPlan, RungError> {
+    let rung_plan = plan_rungs(inputs.workflow, inputs.video, inputs.analysis.mastering)?;
     let rungs = rung_plan.rungs;
     let tasks = plan_tasks(inputs, &rungs, &chunks);
     let kept = streams::kept(&inputs.workflow.streams, inputs.media);
     let audio = plan_audio(inputs, &rungs, &kept);
     let (joins, mut dropped) = plan_joins(inputs, &rungs, &audio, &kept);
     dropped.splice(0..0, kept.dropped.clone());
+    dropped.extend(
+        rung_plan
+            .colour_dropped
+            .into_iter()
+            .map(|(rung, reason)| streams::Dropped {
+                stream: inputs.video.index,
+                kind: "metadata".into(),
+                codec: inputs.video.codec.clone(),
+                language: None,
+                output: Some(rung),
+                reason,
+            }),
+    );
     let files: Vec<RungFile> = joins
         .iter()
         .map(|j| RungFile {
@@ -337,6 +349,13 @@ fn plan_joins(
                     false => Vec::new(),
                 },
                 title: media.title.clone().filter(|_| kept.metadata),
+                colour: Some(ExpectedColour {
+                    bit_depth: rung.colour.bit_depth,
+                    primaries: rung.colour.primaries.clone(),
+                    transfer: rung.colour.transfer.clone(),
+                    matrix: rung.colour.matrix.clone(),
+                    mastering: rung.colour.mastering.is_some_and(|m| m.display.is_some()),
+                }),
             };
             let join = Join {
                 list: &list,

@@ -1,6 +1,7 @@
 //! Workflow + probed media → the rungs to encode. Pure.
 
-use crate::media::probe::VideoStream;
+use crate::media::colour::{plan_colour, ColourError};
+use crate::media::probe::{Mastering, VideoStream};
 use crate::media::profiles::{target_kbps, Rung};
 use crate::workflow::Workflow;
 
@@ -10,19 +11,31 @@ pub struct RungPlan {
     pub rungs: Vec<Rung>,
     /// Profiles left out, each with the reason.
     pub skipped: Vec<String>,
+    /// (rung, what of the source's colour metadata it cannot carry).
+    pub colour_dropped: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("no profile fits a {height}p source: every rung is taller and none is always_encode")]
-pub struct NoRungFits {
-    pub height: u32,
+pub enum RungError {
+    #[error("no profile fits a {height}p source: every rung is taller and none is always_encode")]
+    NoRungFits { height: u32 },
+    #[error("profile {profile}: {source}")]
+    Colour {
+        profile: String,
+        source: ColourError,
+    },
 }
 
-pub fn plan_rungs(w: &Workflow, video: &VideoStream) -> Result<RungPlan, NoRungFits> {
+pub fn plan_rungs(
+    w: &Workflow,
+    video: &VideoStream,
+    mastering: Option<Mastering>,
+) -> Result<RungPlan, RungError> {
     let (_, source_height) = video.display_size();
     let fps = video.fps.as_f64();
     let mut rungs = Vec::new();
     let mut skipped = Vec::new();
+    let mut colour_dropped = Vec::new();
     for p in &w.profiles {
         if p.height > source_height && !p.always_encode {
             skipped.push(format!(
@@ -31,6 +44,12 @@ pub fn plan_rungs(w: &Workflow, video: &VideoStream) -> Result<RungPlan, NoRungF
             ));
             continue;
         }
+        let (colour, dropped) = plan_colour(p.codec, p.hdr, p.bit_depth, &video.colour, mastering)
+            .map_err(|source| RungError::Colour {
+                profile: p.name.clone(),
+                source,
+            })?;
+        colour_dropped.extend(dropped.map(|d| (p.name.clone(), d)));
         let bitrate = p
             .bitrate_kbps
             .unwrap_or_else(|| target_kbps(p.codec, p.height, fps));
@@ -54,11 +73,12 @@ pub fn plan_rungs(w: &Workflow, video: &VideoStream) -> Result<RungPlan, NoRungF
                 gop: (fps * w.encode.keyframe_interval_seconds).round().max(1.0) as u32,
                 container: p.container.unwrap_or_else(|| p.codec.default_container()),
                 audio_channels: p.audio_channels,
+                colour,
             },
         ));
     }
     if rungs.is_empty() {
-        return Err(NoRungFits {
+        return Err(RungError::NoRungFits {
             height: source_height,
         });
     }
@@ -67,6 +87,7 @@ pub fn plan_rungs(w: &Workflow, video: &VideoStream) -> Result<RungPlan, NoRungF
     Ok(RungPlan {
         rungs: rungs.into_iter().map(|(_, _, r)| r).collect(),
         skipped,
+        colour_dropped,
     })
 }
 
@@ -110,17 +131,16 @@ mod tests {
     }
 
     #[test]
-    fn skips_taller_rungs_but_keeps_always_encode_and_orders_them_first() -> Result<(), NoRungFits>
-    {
+    fn skips_taller_rungs_but_keeps_always_encode_and_orders_them_first() -> Result<(), RungError> {
         let w = crate::workflow::load_default()
-            .map_err(|_| NoRungFits { height: 0 })?
+            .map_err(|_| RungError::NoRungFits { height: 0 })?
             .workflow;
-        let plan = plan_rungs(&w, &video(360))?;
+        let plan = plan_rungs(&w, &video(360), None)?;
         let names: Vec<_> = plan.rungs.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["h264-240p", "h264-360p"]);
         assert_eq!(plan.skipped.len(), 3);
         assert_eq!(plan.rungs[0].gop, 50);
-        let tiny = plan_rungs(&w, &video(144))?;
+        let tiny = plan_rungs(&w, &video(144), None)?;
         assert_eq!(
             tiny.rungs.len(),
             2,
@@ -133,7 +153,7 @@ mod tests {
     fn naming_template() {
         let w = crate::workflow::load_default().map(|l| l.workflow);
         let Ok(w) = w else { return };
-        let Ok(plan) = plan_rungs(&w, &video(1080)) else {
+        let Ok(plan) = plan_rungs(&w, &video(1080), None) else {
             return;
         };
         assert_eq!(

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::media::command::{SubtitleCopy, TrackTags};
+use crate::media::join::{SubtitleCopy, TrackTags};
 use crate::media::probe::{Attachment, Label, MediaInfo};
 use crate::media::profiles::{Container, Rung};
 use crate::workflow::streams::{Keep, Streams};

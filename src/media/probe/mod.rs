@@ -1,7 +1,10 @@
 //! ffprobe → typed [`MediaInfo`]: every stream with what must survive an encode (languages,
 //! titles, dispositions, colour, chapters, the title), and the few extra reads some jobs need.
 
+mod mastering;
 mod parse;
+
+pub use mastering::{mastering, LightLevel, Mastering, MasteringDisplay};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -308,33 +311,4 @@ pub async fn keyframe_times(tools: &Tools, path: &Path) -> Result<Vec<f64>, Prob
         .collect();
     times.sort_by(f64::total_cmp);
     Ok(times)
-}
-
-/// HDR10 mastering metadata, as x265's `master-display` and `max-cll` want it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Mastering {
-    /// `G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min)` in x265's units (0.00002 and 0.0001 cd/m²).
-    pub display: Option<String>,
-    /// (max content, max frame-average) light level, cd/m².
-    pub light: Option<(u32, u32)>,
-}
-
-/// The mastering metadata of the first video frame (HEVC carries it in SEI, not the
-/// stream header). None when the frame has none.
-pub async fn mastering(tools: &Tools, path: &Path) -> Result<Option<Mastering>, ProbeError> {
-    let args = [
-        "-v",
-        "error",
-        "-select_streams",
-        "v:0",
-        "-read_intervals",
-        "%+#1",
-        "-show_frames",
-        "-show_entries",
-        "frame=side_data_list",
-        "-print_format",
-        "json",
-    ];
-    let out = tools.ffprobe(&args, path).await?;
-    parse::mastering(&String::from_utf8_lossy(&out.stdout))
 }

@@ -298,63 +298,6 @@ pub fn parse_probe_json(path: &str, json: &str) -> Result<MediaInfo, ProbeError>
     })
 }
 
-/// The mastering display and light levels from a frame's side data.
-pub fn mastering(json: &str) -> Result<Option<Mastering>, ProbeError> {
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct Frames {
-        frames: Vec<serde_json::Map<String, serde_json::Value>>,
-    }
-    let f: Frames = serde_json::from_str(json).map_err(|e| ProbeError::BadJson(e.to_string()))?;
-    let Some(side) = f
-        .frames
-        .first()
-        .and_then(|fr| fr.get("side_data_list")?.as_array().cloned())
-    else {
-        return Ok(None);
-    };
-    let find = |kind: &str| {
-        side.iter()
-            .find(|d| {
-                d["side_data_type"]
-                    .as_str()
-                    .is_some_and(|t| t.starts_with(kind))
-            })
-            .cloned()
-    };
-    // "34000/50000" → 34000 in x265's 0.00002 units; luminance "10000000/10000" → 0.0001 cd/m².
-    let units = |v: &serde_json::Value, scale: f64| -> Option<u64> {
-        let (n, d) = v.as_str()?.split_once('/')?;
-        let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
-        (d > 0.0).then(|| (n / d * scale).round() as u64)
-    };
-    let display = find("Mastering display").and_then(|m| {
-        let xy = |x: &str, y: &str| {
-            Some(format!(
-                "({},{})",
-                units(&m[x], 50000.0)?,
-                units(&m[y], 50000.0)?
-            ))
-        };
-        Some(format!(
-            "G{}B{}R{}WP{}L({},{})",
-            xy("green_x", "green_y")?,
-            xy("blue_x", "blue_y")?,
-            xy("red_x", "red_y")?,
-            xy("white_point_x", "white_point_y")?,
-            units(&m["max_luminance"], 10000.0)?,
-            units(&m["min_luminance"], 10000.0)?,
-        ))
-    });
-    let light = find("Content light level").and_then(|c| {
-        Some((
-            c["max_content"].as_u64()? as u32,
-            c["max_average"].as_u64()? as u32,
-        ))
-    });
-    Ok((display.is_some() || light.is_some()).then_some(Mastering { display, light }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,23 +386,6 @@ mod tests {
         assert_eq!(info.chapters.len(), 2);
         assert_eq!(info.chapters[0].title.as_deref(), Some("One"));
         assert_eq!(info.title.as_deref(), Some("My film"));
-    }
-
-    #[test]
-    fn reads_mastering_metadata_in_x265_units() -> Result<(), ProbeError> {
-        let json = r#"{"frames":[{"side_data_list":[{"side_data_type":"Mastering display metadata",
-          "red_x":"34000/50000","red_y":"16000/50000","green_x":"13250/50000","green_y":"34500/50000",
-          "blue_x":"7500/50000","blue_y":"3000/50000","white_point_x":"15635/50000","white_point_y":"16450/50000",
-          "min_luminance":"1/10000","max_luminance":"10000000/10000"},
-          {"side_data_type":"Content light level metadata","max_content":1000,"max_average":400}]}]}"#;
-        let m = mastering(json)?.expect("mastering data");
-        assert_eq!(
-            m.display.as_deref(),
-            Some("G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)")
-        );
-        assert_eq!(m.light, Some((1000, 400)));
-        assert_eq!(mastering(r#"{"frames":[{}]}"#)?, None);
-        Ok(())
     }
 
     #[test]
