@@ -31,6 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             chunks: 2,
             reused_chunks: 0,
             progress: 1.0,
+            analysis: None,
         };
         repo.begin_job(&job)?;
         let tasks: Vec<TaskRecord> = (0..2)

@@ -56,6 +56,17 @@ pub async fn plan(input: &Path, wf: &LoadedWorkflow, out: &Path, json: bool) -> 
             );
         }
     }
+    let _ = writeln!(text, "picture:  {}", picture_line(&report.picture));
+    for (track, l) in &report.loudness {
+        let _ = writeln!(
+            text,
+            "  loudness: audio track {track} measured {:.1} LUFS, true peak {:.1} dBTP",
+            l.integrated, l.true_peak
+        );
+    }
+    for n in &report.notes {
+        let _ = writeln!(text, "  note: {n}");
+    }
     let _ = writeln!(text, "outputs:  {}", report.outputs.join(", "));
     for d in &report.dropped {
         let _ = writeln!(
@@ -111,4 +122,32 @@ fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The picture decision in words: what is done before the rungs scale.
+fn picture_line(p: &spool::media::picture::Picture) -> String {
+    let mut parts = Vec::new();
+    if let Some(rate) = p.deinterlace {
+        parts.push(format!("deinterlaced (bwdif, {rate:?} rate)").to_lowercase());
+    }
+    if let Some(c) = p.crop {
+        parts.push(format!(
+            "cropped to {}x{} at {},{} (black borders found across the file)",
+            c.width, c.height, c.x, c.y
+        ));
+    }
+    if p.turn != 0 {
+        parts.push(format!("turned {}° clockwise to stand upright", p.turn));
+    }
+    if p.keep_rotation != 0 {
+        parts.push(format!(
+            "kept as stored, flagged to turn {}° on display",
+            p.keep_rotation
+        ));
+    }
+    if parts.is_empty() {
+        "as the source".into()
+    } else {
+        parts.join("; ")
+    }
 }

@@ -2,6 +2,8 @@
 //! contract the README documents; `schema` changes when they do.
 
 use serde::{Deserialize, Serialize};
+
+use crate::media::picture::Picture;
 use serde_json::Value;
 
 pub use super::plan::streams::Dropped;
@@ -33,6 +35,29 @@ pub struct Manifest {
     /// Source streams left out of some output or of all, each with why.
     #[serde(default)]
     pub dropped: Vec<Dropped>,
+    /// What was done to the picture: deinterlacing, crop, rotation.
+    #[serde(default)]
+    pub picture: Picture,
+    /// Each normalised audio encode: its loudness measured before and after.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loudness: Vec<LoudnessEntry>,
+    /// What could not be measured before planning, and so was not acted on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One audio track's loudness normalisation (EBU R128), as measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoudnessEntry {
+    /// Source audio track (`a:N`).
+    pub track: usize,
+    pub encoder: String,
+    pub target_lufs: f64,
+    pub measured_lufs: f64,
+    pub measured_true_peak_db: f64,
+    /// Integrated loudness of the encoded track.
+    pub result_lufs: f64,
+    pub result_true_peak_db: f64,
 }
 
 impl Manifest {

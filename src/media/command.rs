@@ -181,18 +181,29 @@ pub fn encode_commands(input: &Path, outputs: &[RungOutput<'_>]) -> Vec<Vec<OsSt
 /// A rung's own filters: the scale to its height, with an SD matrix converted to BT.709.
 fn rung_chain(o: &RungOutput) -> String {
     let matrix = o.rung.colour.convert_matrix_from.as_deref();
+    // A picture kept on its side (rotation flag) is as wide as the rung is high.
+    let size = match o.rung.picture.sideways() {
+        true => format!("{}:-2", o.rung.height),
+        false => format!("-2:{}", o.rung.height),
+    };
     match (o.scale, matrix) {
         (false, None) => "null".to_string(),
-        (true, None) => format!("scale=-2:{}:flags=bicubic", o.rung.height),
+        (true, None) => format!("scale={size}:flags=bicubic"),
         (scale, Some(from)) => {
-            let size = if scale {
-                format!("-2:{}", o.rung.height)
-            } else {
-                "iw:ih".into()
-            };
+            let size = if scale { size } else { "iw:ih".into() };
             format!("scale={size}:flags=bicubic:in_color_matrix={from}:out_color_matrix=bt709")
         }
     }
+}
+
+/// The filters every rung shares, run once before the split: the picture's own (deinterlace,
+/// crop, turn), `,`-terminated; empty when there are none.
+fn shared_prefix(outputs: &[&RungOutput<'_>]) -> String {
+    let filters = outputs
+        .first()
+        .map(|o| o.rung.picture.filters())
+        .unwrap_or_default();
+    filters.iter().map(|f| format!("{f},")).collect()
 }
 
 /// The filter graph feeding `[oN]` for each output: the source is split once per colour
@@ -215,11 +226,12 @@ fn ladder_graph(outputs: &[&RungOutput<'_>]) -> String {
             .collect();
         format!("{}split={}{labels}", pre(t), labels.matches('[').count())
     };
+    let shared = shared_prefix(outputs);
     let mut graph = match branches.as_slice() {
-        [only] => format!("[0:v:0]{}", members(*only)),
+        [only] => format!("[0:v:0]{shared}{}", members(*only)),
         many => {
             let labels: String = (0..many.len()).map(|b| format!("[b{b}]")).collect();
-            let mut g = format!("[0:v:0]split={}{labels}", many.len());
+            let mut g = format!("[0:v:0]{shared}split={}{labels}", many.len());
             for (b, t) in many.iter().enumerate() {
                 g.push_str(&format!(";[b{b}]{}", members(*t)));
             }
@@ -233,13 +245,25 @@ fn ladder_graph(outputs: &[&RungOutput<'_>]) -> String {
 }
 
 fn encode_command(input: &Path, outputs: &[&RungOutput<'_>], pass: Option<u8>) -> Vec<OsString> {
-    let mut a = os_args(["-y", "-i"]);
+    let mut a = os_args(["-y"]);
+    // The picture is turned by spool's own filters, the same for a chunk (which lost the
+    // rotation flag) and a whole file (which still has it).
+    let rotated = |o: &&RungOutput| o.rung.picture.turn != 0 || o.rung.picture.keep_rotation != 0;
+    if outputs.iter().any(rotated) {
+        a.push("-noautorotate".into());
+    }
+    a.push("-i".into());
     a.push(file_url(input));
     let single = match outputs {
-        [o] => Some(match o.rung.colour.tonemap.as_deref() {
-            Some(t) => format!("{t},{}", rung_chain(o)),
-            None => rung_chain(o),
-        }),
+        [o] => {
+            let tonemap = o.rung.colour.tonemap.as_deref();
+            let tonemap = tonemap.map_or(String::new(), |t| format!("{t},"));
+            Some(format!(
+                "{}{tonemap}{}",
+                shared_prefix(outputs),
+                rung_chain(o)
+            ))
+        }
         _ => None,
     };
     if single.is_none() {
@@ -274,6 +298,8 @@ pub struct AudioEncode {
     pub channels: Option<u32>,
     /// Audio before the first video frame, trimmed so both start together.
     pub lead_in_s: f64,
+    /// loudnorm's second pass, from the track's measured loudness.
+    pub loudnorm: Option<String>,
 }
 
 impl AudioEncode {
@@ -311,6 +337,9 @@ pub fn audio_args(source: &Path, audio: &AudioEncode, out: &Path) -> Vec<OsStrin
     ]));
     if let Some(n) = audio.channels {
         a.extend(os_args(["-ac", &n.to_string()]));
+    }
+    if let Some(filter) = &audio.loudnorm {
+        a.extend(os_args(["-af", filter]));
     }
     // Opus takes 48 kHz only; AAC gets the same so every rung's audio is alike.
     a.extend(os_args([

@@ -45,6 +45,8 @@ pub struct Join<'a> {
     pub chapters: bool,
     pub metadata: bool,
     pub container: Container,
+    /// Clockwise degrees to flag the video with (a kept rotation; MP4 only).
+    pub rotation: u32,
     pub out: &'a Path,
 }
 
@@ -168,6 +170,14 @@ pub fn join_args(j: &Join<'_>) -> Vec<OsString> {
         a.extend(os_args([
             format!("-metadata:s:t:{n}"),
             format!("mimetype={mime}"),
+        ]));
+    }
+    if j.rotation != 0 {
+        // The mov muxer turns this tag into the display matrix (counter-clockwise degrees).
+        let ccw = (360 - j.rotation % 360) % 360;
+        a.extend(os_args([
+            "-metadata:s:v:0".to_string(),
+            format!("rotate={ccw}"),
         ]));
     }
     if j.container.is_mp4() {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::colour::ColourPlan;
+use super::picture::Picture;
 use super::probe::SubtitleKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -190,6 +191,8 @@ pub struct Rung {
     pub audio_channels: AudioChannels,
     /// Bit depth, tone mapping, tags and HDR metadata, decided for this source.
     pub colour: ColourPlan,
+    /// Deinterlacing, crop and rotation, decided for this source (the same for every rung).
+    pub picture: Picture,
 }
 
 impl Rung {
@@ -200,8 +203,19 @@ impl Rung {
             "codec": self.codec, "height": self.height, "rate_control": self.rate_control,
             "crf": self.crf, "preset": self.preset, "bitrate_kbps": self.bitrate_kbps,
             "maxrate_kbps": self.maxrate_kbps, "bufsize_kbps": self.bufsize_kbps, "gop": self.gop,
-            "colour": self.colour,
+            "colour": self.colour, "picture": self.picture,
         })
+    }
+
+    /// The coded height each encoded chunk must have; None when the picture lies on its side
+    /// (a kept rotation), where the rung's height is the coded width.
+    pub fn coded_height(&self) -> Option<u32> {
+        (!self.picture.sideways()).then_some(self.height)
+    }
+
+    /// Frames out for `source_frames` in (deinterlacing to field rate doubles them).
+    pub fn frames_from(&self, source_frames: u64) -> u64 {
+        source_frames * self.picture.frame_factor()
     }
 }
 
@@ -223,6 +237,7 @@ pub(crate) fn sample_rung(name: &str, height: u32) -> Rung {
         container: Container::Mp4,
         audio_channels: AudioChannels::Stereo,
         colour: crate::media::colour::sdr_8bit(),
+        picture: Picture::default(),
     }
 }
 

@@ -128,8 +128,10 @@ pub async fn verify_output(
             video.codec, want.codec
         ));
     }
-    if let Some(h) = want.height.filter(|h| *h != video.height) {
-        return fail(format!("height is {}, expected {h}", video.height));
+    // As displayed: a kept rotation stands the picture up.
+    let (_, shown) = video.display_size();
+    if let Some(h) = want.height.filter(|h| *h != shown) {
+        return fail(format!("height is {shown}, expected {h}"));
     }
     if info.has_audio() != want.has_audio {
         return fail(format!(

@@ -114,6 +114,10 @@ pub struct JobRecord {
     pub chunks: u32,
     pub reused_chunks: u32,
     pub progress: f64,
+    /// What was measured before planning (engine `Analysis`), kept so a resumed job plans
+    /// from the same numbers.
+    #[serde(default)]
+    pub analysis: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

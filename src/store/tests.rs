@@ -19,6 +19,7 @@ fn job(id: &str, status: JobStatus) -> JobRecord {
         chunks: 2,
         reused_chunks: 0,
         progress: 0.0,
+        analysis: None,
     }
 }
 

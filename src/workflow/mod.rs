@@ -2,6 +2,7 @@
 
 mod locate;
 mod parse;
+pub mod picture;
 pub mod reload;
 pub mod schedule;
 pub mod schema;

@@ -41,6 +41,11 @@ pub struct Workflow {
     /// Which audio tracks, subtitles, chapters and tags the outputs keep (all, by default).
     #[serde(default)]
     pub streams: super::streams::Streams,
+    /// Deinterlacing, rotation and cropping before the ladder.
+    #[serde(default)]
+    pub picture: super::picture::PictureSettings,
+    /// EBU R128 loudness normalisation of every kept audio track; off when absent.
+    pub loudness: Option<super::picture::LoudnessSettings>,
 }
 
 /// One step after the ladder. Each is a one-key map, e.g. `- lua: { function: sidecar }`.

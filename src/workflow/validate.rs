@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use super::picture::Rotation;
 use super::schema::{HlsStep, Script, Step, Workflow};
 use crate::media::colour::{BitDepth, HdrPolicy};
 use crate::media::profiles::{Codec, RateControl, MAX_HEIGHT, MIN_HEIGHT};
@@ -194,6 +195,16 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
                 ),
             );
         }
+        let container = p.container.unwrap_or_else(|| p.codec.default_container());
+        if w.picture.rotation == Rotation::Keep && !container.is_mp4() {
+            err(
+                &at("container"),
+                format!(
+                    "picture.rotation: keep needs mp4 outputs ({} has no rotation flag in ffmpeg 5.1)",
+                    container.ext()
+                ),
+            );
+        }
         if p.hdr == Some(HdrPolicy::Keep) && p.bit_depth == Some(BitDepth::Eight) {
             err(
                 &at("bit_depth"),
@@ -337,6 +348,20 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
                     );
                 }
             }
+        }
+    }
+    if let Some(l) = &w.loudness {
+        if !(-70.0..=-5.0).contains(&l.target_lufs) {
+            err(
+                "loudness.target_lufs",
+                "must be -70 to -5 LUFS (-16 for the web, -23 for broadcast)".into(),
+            );
+        }
+        if !(-9.0..=0.0).contains(&l.true_peak_db) {
+            err("loudness.true_peak_db", "must be -9 to 0 dBTP".into());
+        }
+        if !(1.0..=50.0).contains(&l.range_lu) {
+            err("loudness.range_lu", "must be 1 to 50 LU".into());
         }
     }
     if let super::schema::Original::MoveTo(dir) = &w.original {

@@ -54,8 +54,8 @@ pub async fn lookup(
         Ok(_) => {
             let want = Expected {
                 codec: rung.codec.probe_name(),
-                height: Some(rung.height),
-                frames: Some(frames),
+                height: rung.coded_height(),
+                frames: Some(rung.frames_from(frames)),
                 duration: None,
                 has_audio: false,
                 max_av_start_gap_s: 0.0,
@@ -128,6 +128,7 @@ mod tests {
             chunks: 1,
             reused_chunks: 0,
             progress: 0.0,
+            analysis: None,
         };
         repo.begin_job(&job)?;
         let task = TaskRecord {

@@ -1,38 +1,62 @@
 //! The audio stage: each distinct audio setting encoded once, straight from the source,
-//! alongside the video tasks (so nothing drifts at chunk boundaries).
+//! alongside the video tasks (so nothing drifts at chunk boundaries). A normalised track is
+//! measured again once encoded, so the manifest says what came out.
 
 use super::JobCtx;
 use crate::engine::error::{JobError, JobStop};
-use crate::engine::plan::JobPlan;
+use crate::engine::manifest::LoudnessEntry;
+use crate::engine::plan::{JobPlan, PlannedAudio};
+use crate::media::measure::loudness;
 use crate::media::probe::probe;
 use crate::media::verify::VerifyError;
 
 impl JobCtx<'_> {
-    pub(super) async fn encode_audio(&self, plan: &JobPlan) -> Result<(), JobStop> {
-        let runs = plan.audio.iter().map(|a| async move {
-            self.engine
-                .runner
-                .run(&a.command, &self.placement, &self.cancel, |_| {})
-                .await
-                .map_err(JobStop::run("encoding the audio"))?;
-            let wrong = |m: String| JobError::Verify {
-                what: "the encoded audio".into(),
-                source: VerifyError::Mismatch(m),
-            };
-            match probe(self.engine.runner.tools(), &a.out).await {
-                Ok(info) if info.has_audio() => Ok(()),
-                Ok(_) => Err(wrong("no audio stream".into()).into()),
-                Err(e) => Err(JobError::Verify {
-                    what: "the encoded audio".into(),
-                    source: VerifyError::Probe(e),
-                }
-                .into()),
-            }
-        });
-        futures::future::join_all(runs)
+    pub(super) async fn encode_audio(&self, plan: &JobPlan) -> Result<Vec<LoudnessEntry>, JobStop> {
+        let runs = plan.audio.iter().map(|a| self.encode_one(plan, a));
+        let done = futures::future::join_all(runs)
             .await
             .into_iter()
-            .collect::<Result<Vec<()>, JobStop>>()
-            .map(|_| ())
+            .collect::<Result<Vec<Option<LoudnessEntry>>, JobStop>>()?;
+        Ok(done.into_iter().flatten().collect())
+    }
+
+    async fn encode_one(
+        &self,
+        plan: &JobPlan,
+        a: &PlannedAudio,
+    ) -> Result<Option<LoudnessEntry>, JobStop> {
+        self.engine
+            .runner
+            .run(&a.command, &self.placement, &self.cancel, |_| {})
+            .await
+            .map_err(JobStop::run("encoding the audio"))?;
+        let wrong = |source: VerifyError| JobError::Verify {
+            what: "the encoded audio".into(),
+            source,
+        };
+        let tools = self.engine.runner.tools();
+        match probe(tools, &a.out).await {
+            Ok(info) if info.has_audio() => {}
+            Ok(_) => return Err(wrong(VerifyError::Mismatch("no audio stream".into())).into()),
+            Err(e) => return Err(wrong(VerifyError::Probe(e)).into()),
+        }
+        let (Some(target), Some(measured)) = (
+            self.workflow.loudness.as_ref(),
+            plan.loudness_of(a.encode.track),
+        ) else {
+            return Ok(None);
+        };
+        let result = loudness(tools, &a.out, 0)
+            .await
+            .map_err(|e| wrong(VerifyError::Mismatch(format!("loudness: {e}"))))?;
+        Ok(Some(LoudnessEntry {
+            track: a.encode.track,
+            encoder: a.encode.encoder.to_string(),
+            target_lufs: target.target_lufs,
+            measured_lufs: measured.integrated,
+            measured_true_peak_db: measured.true_peak,
+            result_lufs: result.integrated,
+            result_true_peak_db: result.true_peak,
+        }))
     }
 }

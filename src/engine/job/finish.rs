@@ -9,7 +9,9 @@ use super::join::Staged;
 use super::original::dispose_original;
 use super::JobCtx;
 use crate::engine::error::{JobError, JobStop, Published};
-use crate::engine::manifest::{Manifest, OutputEntry, SourceSummary, WorkflowRef, MANIFEST_SCHEMA};
+use crate::engine::manifest::{
+    LoudnessEntry, Manifest, OutputEntry, SourceSummary, WorkflowRef, MANIFEST_SCHEMA,
+};
 use crate::engine::plan::analysis::Source;
 use crate::engine::plan::{stem_of, JobPlan};
 use crate::engine::publish::{rename_durably, write_atomic};
@@ -25,6 +27,7 @@ impl JobCtx<'_> {
         source: &Source,
         digest: &FileDigest,
         record: &JobRecord,
+        loudness: Vec<LoudnessEntry>,
     ) -> Result<Published, JobStop> {
         let mut outputs = Vec::new();
         for s in staged {
@@ -67,6 +70,9 @@ impl JobCtx<'_> {
             original: self.workflow.original.clone(),
             elapsed_s: (now_ms().saturating_sub(record.created_ms)) as f64 / 1000.0,
             dropped: plan.dropped.clone(),
+            picture: plan.picture.clone(),
+            loudness,
+            notes: plan.notes.clone(),
         };
         let path = self.out_dir.join("manifest.json");
         let bytes = serde_json::to_vec_pretty(&manifest)

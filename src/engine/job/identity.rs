@@ -111,6 +111,7 @@ mod tests {
             chunks: 1,
             reused_chunks: 0,
             progress: 0.0,
+            analysis: None,
         }
     }
 

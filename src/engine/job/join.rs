@@ -81,7 +81,7 @@ impl JobCtx<'_> {
         let want = Expected {
             codec: rung.codec.probe_name(),
             height: Some(rung.height),
-            frames: Some(source.frames),
+            frames: Some(rung.frames_from(source.frames)),
             duration: Some((media.duration - lead_in, 1.0 / video.fps.as_f64())),
             has_audio: !join.audio.is_empty(),
             max_av_start_gap_s: source_gap + 1024.0 / 48000.0,
@@ -109,7 +109,7 @@ impl JobCtx<'_> {
                 width: Some(w),
                 height: Some(h),
                 duration: Some(info.duration),
-                frames: Some(source.frames),
+                frames: Some(rung.frames_from(source.frames)),
                 bytes,
                 streams: StreamEntry::all_of(&info),
             },

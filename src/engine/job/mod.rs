@@ -76,12 +76,23 @@ impl Engine {
             Err(e) => return early(e.to_string()),
         };
         let wf = pinned.as_ref().unwrap_or(wf);
-        let id = match admission {
+        let (id, resumed) = match admission {
             Admission::Done(done) => return self.already_done(*done, input, started),
-            Admission::Resume(id) => id,
-            Admission::New => self.new_job_id(),
+            Admission::Resume(id) => (id, true),
+            Admission::New => (self.new_job_id(), false),
         };
-        let record = new_record(&id, input, &digest, wf, &out_dir);
+        let mut record = new_record(&id, input, &digest, wf, &out_dir);
+        if resumed {
+            // A resumed job plans from what was measured before it stopped.
+            let stored = self.store({
+                let id = id.clone();
+                move |r| r.get_job(&id)
+            });
+            match stored.await {
+                Ok(old) => record.analysis = old.and_then(|o| o.analysis),
+                Err(e) => return early(e.to_string()),
+            }
+        }
         if let Err(e) = self.begin(&record, wf).await {
             return early(e.to_string());
         }
@@ -144,7 +155,6 @@ impl Engine {
             script,
             placement,
         };
-        let mut record = record;
         let result = match decided {
             Ok((
                 _,
@@ -310,6 +320,7 @@ fn new_record(
         chunks: 0,
         reused_chunks: 0,
         progress: 0.0,
+        analysis: None,
     }
 }
 
@@ -354,13 +365,21 @@ impl JobCtx<'_> {
         source: Source,
         record: &mut JobRecord,
     ) -> Result<Published, JobStop> {
-        let analysis = analyse(
-            self.engine.runner.tools(),
-            &self.workflow,
-            &source,
-            self.input,
-        )
-        .await;
+        let kept = record
+            .analysis
+            .as_ref()
+            .and_then(|v| serde_json::from_value::<Analysis>(v.clone()).ok());
+        let analysis = match kept {
+            Some(a) => a,
+            None => {
+                let tools = self.engine.runner.tools();
+                analyse(tools, &self.workflow, &source, self.input).await
+            }
+        };
+        for n in &analysis.notes {
+            self.note(n.clone());
+        }
+        record.analysis = serde_json::to_value(&analysis).ok();
         let inputs = self.plan_inputs(&source, &analysis);
         for step in &self.workflow.steps {
             kind_of(step)
@@ -408,7 +427,7 @@ impl JobCtx<'_> {
             rungs: plan.rungs.iter().map(|r| r.name.clone()).collect(),
         });
         // Audio is encoded once per distinct setting, alongside the video tasks.
-        let (encoded, ()) =
+        let (encoded, loudness) =
             tokio::try_join!(self.run_tasks(&plan, tasks), self.encode_audio(&plan))?;
         record.reused_chunks = encoded
             .reused
@@ -425,6 +444,7 @@ impl JobCtx<'_> {
                 return Err(e);
             }
         };
-        self.publish(&plan, staged, &source, digest, record).await
+        self.publish(&plan, staged, &source, digest, record, loudness)
+            .await
     }
 }

@@ -4,9 +4,14 @@
 use std::path::Path;
 
 use crate::engine::error::JobError;
+use serde::{Deserialize, Serialize};
+
+use crate::media::measure::{self, Loudness};
+use crate::media::picture::Crop;
 use crate::media::probe::{mastering, probe_counting_frames, Mastering, MediaInfo, VideoStream};
 use crate::media::thumbs::{frame_stats, pick_poster, poster_candidates};
 use crate::media::tools::Tools;
+use crate::workflow::picture::{CropMode, Deinterlace};
 use crate::workflow::{Step, Workflow};
 
 /// A source that can be encoded: its streams, its video, and its frames counted by demuxing
@@ -18,14 +23,26 @@ pub struct Source {
     pub frames: u64,
 }
 
-/// Measurements the plan depends on.
-#[derive(Debug, Clone, Default)]
+/// Measurements the plan depends on, taken once and kept with the job (a resumed job
+/// plans from the same numbers).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Analysis {
     /// When the thumbnails step's poster is taken: away from black or flat frames.
     pub poster_time: Option<f64>,
     /// An HDR source's mastering display and light levels, which HDR rungs write again.
     pub mastering: Option<Mastering>,
+    /// idet's verdict on a stream that does not say whether it is interlaced.
+    pub interlaced: Option<bool>,
+    /// The picture inside black borders, from cropdetect across the whole file.
+    pub crop: Option<Crop>,
+    /// Each kept audio track's loudness (source track index, measurement).
+    pub loudness: Vec<(usize, Loudness)>,
+    /// What could not be measured, and so is not acted on.
+    pub notes: Vec<String>,
 }
+
+/// Crop detection looks at this many points spread over the file.
+const CROP_SAMPLES: u32 = 8;
 
 pub async fn analyse(
     tools: &Tools,
@@ -33,27 +50,59 @@ pub async fn analyse(
     source: &Source,
     input: &Path,
 ) -> Analysis {
-    let wants_poster = workflow
+    let mut a = Analysis::default();
+    let video = &source.video;
+    let duration = source.media.duration;
+    if workflow
         .steps
         .iter()
-        .any(|s| matches!(s, Step::Thumbnails(_)));
-    let mut poster_time = None;
-    if wants_poster {
+        .any(|s| matches!(s, Step::Thumbnails(_)))
+    {
         let mut stats = Vec::new();
-        for t in poster_candidates(source.media.duration) {
+        for t in poster_candidates(duration) {
             stats.extend(frame_stats(tools, input, t).await);
         }
-        poster_time = Some(pick_poster(&stats).unwrap_or(0.0));
+        a.poster_time = Some(pick_poster(&stats).unwrap_or(0.0));
     }
-    // Unreadable side data leaves the metadata out, as a source without it would.
-    let mastering = match source.video.colour.hdr() {
-        Some(_) => mastering(tools, input).await.ok().flatten(),
-        None => None,
-    };
-    Analysis {
-        poster_time,
-        mastering,
+    if video.colour.hdr().is_some() {
+        match mastering(tools, input).await {
+            Ok(m) => a.mastering = m,
+            Err(e) => a.notes.push(unmeasured("HDR mastering metadata", &e)),
+        }
     }
+    let pic = &workflow.picture;
+    if pic.deinterlace == Deinterlace::Auto && video.field_order.is_none() {
+        match measure::interlacing(tools, input, duration).await {
+            Ok(i) => a.interlaced = Some(i),
+            Err(e) => a.notes.push(unmeasured("interlacing", &e)),
+        }
+    }
+    if pic.crop == CropMode::Auto {
+        let coded = (video.width, video.height);
+        match measure::black_borders(tools, input, duration, coded, CROP_SAMPLES).await {
+            Ok(c) => a.crop = c,
+            Err(e) => a.notes.push(unmeasured("black borders", &e)),
+        }
+    }
+    if workflow.loudness.is_some() {
+        for track in super::streams::kept(&workflow.streams, &source.media)
+            .audio
+            .iter()
+            .map(|(t, _)| *t)
+        {
+            match measure::loudness(tools, input, track).await {
+                Ok(l) => a.loudness.push((track, l)),
+                Err(e) => a
+                    .notes
+                    .push(unmeasured(&format!("loudness of audio track {track}"), &e)),
+            }
+        }
+    }
+    a
+}
+
+fn unmeasured(what: &str, e: &dyn std::fmt::Display) -> String {
+    format!("{what} not measured, so not acted on: {e}")
 }
 
 /// What ffprobe reads as "video" but is not: text shown as ANSI art (`.nfo`, `.txt`), single

@@ -8,11 +8,11 @@ use crate::engine::exec::{Command, Phase};
 use crate::media::chunk::predict_segments;
 use crate::media::command::segment_args;
 use crate::media::hash::FileDigest;
-use crate::media::probe::{MediaInfo, VideoStream};
+use crate::media::probe::MediaInfo;
 use crate::workflow::schema::Chunking;
 
 /// Why a source is encoded whole instead of in chunks, if it is.
-pub fn whole_file_reason(c: &Chunking, media: &MediaInfo, video: &VideoStream) -> Option<String> {
+pub fn whole_file_reason(c: &Chunking, media: &MediaInfo) -> Option<String> {
     if !c.enabled {
         return Some("chunking is disabled in the workflow".into());
     }
@@ -20,12 +20,6 @@ pub fn whole_file_reason(c: &Chunking, media: &MediaInfo, video: &VideoStream) -
         return Some(format!(
             "the source is {:.1}s, shorter than chunking.min_duration_seconds ({}s)",
             media.duration, c.min_duration_seconds
-        ));
-    }
-    if video.rotation != 0 {
-        return Some(format!(
-            "the source is rotated {}°, and copied chunks would lose that",
-            video.rotation
         ));
     }
     None
@@ -59,7 +53,7 @@ fn chunk_path(dir: &Path, index: usize) -> PathBuf {
 
 pub fn plan_chunking(inputs: &PlanInputs<'_>) -> ChunkingPlan {
     let c = &inputs.workflow.chunking;
-    if let Some(reason) = whole_file_reason(c, inputs.media, inputs.video) {
+    if let Some(reason) = whole_file_reason(c, inputs.media) {
         return ChunkingPlan::Whole { reason };
     }
     let dir = inputs.work.join("chunks");

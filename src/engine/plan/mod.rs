@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod chunks;
+pub mod picture;
 pub mod preview;
 pub mod rungs;
 pub mod streams;
@@ -62,6 +63,12 @@ pub struct JobPlan {
     pub steps: Vec<StepPlan>,
     /// Source streams left out of some or every output, with why.
     pub dropped: Vec<streams::Dropped>,
+    /// What is done to the picture (the same in every rung).
+    pub picture: crate::media::picture::Picture,
+    /// Each kept audio track's measured loudness (source track, measurement).
+    pub loudness: Vec<(usize, crate::media::measure::Loudness)>,
+    /// What could not be measured before planning.
+    pub notes: Vec<String>,
 }
 
 /// One encode task: a chunk into one or more rungs.
@@ -135,7 +142,13 @@ pub fn plan_job(
     whole_file_reason: Option<String>,
     chunks: Vec<ChunkRef>,
 ) -> Result<JobPlan, RungError> {
-    let rung_plan = plan_rungs(inputs.workflow, inputs.video, inputs.analysis.mastering)?;
+    let picture = picture::plan_picture(&inputs.workflow.picture, inputs.video, inputs.analysis);
+    let rung_plan = plan_rungs(
+        inputs.workflow,
+        inputs.video,
+        inputs.analysis.mastering,
+        &picture,
+    )?;
     let rungs = rung_plan.rungs;
     let tasks = plan_tasks(inputs, &rungs, &chunks);
     let kept = streams::kept(&inputs.workflow.streams, inputs.media);
@@ -179,7 +192,20 @@ pub fn plan_job(
         joins,
         steps,
         dropped,
+        picture,
+        loudness: inputs.analysis.loudness.clone(),
+        notes: inputs.analysis.notes.clone(),
     })
+}
+
+impl JobPlan {
+    /// The measured loudness of source audio track `track`, when it was measured.
+    pub fn loudness_of(&self, track: usize) -> Option<&crate::media::measure::Loudness> {
+        self.loudness
+            .iter()
+            .find(|(t, _)| *t == track)
+            .map(|(_, l)| l)
+    }
 }
 
 /// spool's own encode commands for one chunk into some rungs (before any hook).
@@ -279,6 +305,14 @@ fn rung_audio(inputs: &PlanInputs<'_>, rung: &Rung, kept: &Kept) -> Vec<AudioEnc
                 .downmix(inputs.media.audio[*track].channels),
             // Audio starts where the first video frame does: trim any audio before it.
             lead_in_s: (inputs.video.start_time - inputs.media.start_time).max(0.0),
+            loudnorm: inputs.workflow.loudness.as_ref().and_then(|l| {
+                let measured = inputs.analysis.loudness.iter().find(|(t, _)| t == track)?;
+                Some(
+                    measured
+                        .1
+                        .second_pass(l.target_lufs, l.true_peak_db, l.range_lu),
+                )
+            }),
         })
         .collect()
 }
@@ -375,6 +409,7 @@ fn plan_joins(
                 chapters: kept.chapters,
                 metadata: kept.metadata,
                 container: rung.container,
+                rotation: rung.picture.keep_rotation,
                 out: &tmp,
             };
             let command = Command {

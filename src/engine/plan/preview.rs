@@ -40,6 +40,12 @@ pub struct PlanReport {
     pub outputs: Vec<String>,
     /// Source streams left out, with why.
     pub dropped: Vec<super::streams::Dropped>,
+    /// The picture decision: deinterlace, crop, rotation.
+    pub picture: crate::media::picture::Picture,
+    /// Each measured audio track's loudness (source track, measurement).
+    pub loudness: Vec<(usize, crate::media::measure::Loudness)>,
+    /// What could not be measured.
+    pub notes: Vec<String>,
     /// The work directory the paths above use; a run uses `<state>/work/<job id>`.
     pub work_dir: String,
 }
@@ -115,6 +121,9 @@ pub async fn plan_input(
         commands: Vec::new(),
         outputs: Vec::new(),
         dropped: Vec::new(),
+        picture: Default::default(),
+        loudness: Vec::new(),
+        notes: Vec::new(),
         work_dir: work.display().to_string(),
     };
     if decision.skip.is_some() {
@@ -159,6 +168,9 @@ pub async fn plan_input(
     report.whole_file_reason = plan.whole_file_reason.clone();
     report.chunks = plan.chunks.len();
     report.dropped = plan.dropped.clone();
+    report.picture = plan.picture.clone();
+    report.loudness = plan.loudness.clone();
+    report.notes = plan.notes.clone();
     report.outputs = plan
         .joins
         .iter()

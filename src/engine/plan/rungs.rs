@@ -1,6 +1,7 @@
 //! Workflow + probed media → the rungs to encode. Pure.
 
 use crate::media::colour::{plan_colour, ColourError};
+use crate::media::picture::Picture;
 use crate::media::probe::{Mastering, VideoStream};
 use crate::media::profiles::{target_kbps, Rung};
 use crate::workflow::Workflow;
@@ -30,9 +31,10 @@ pub fn plan_rungs(
     w: &Workflow,
     video: &VideoStream,
     mastering: Option<Mastering>,
+    picture: &Picture,
 ) -> Result<RungPlan, RungError> {
-    let (_, source_height) = video.display_size();
-    let fps = video.fps.as_f64();
+    let source_height = picture.upright_height((video.width, video.height));
+    let fps = video.fps.as_f64() * picture.frame_factor() as f64;
     let mut rungs = Vec::new();
     let mut skipped = Vec::new();
     let mut colour_dropped = Vec::new();
@@ -74,6 +76,7 @@ pub fn plan_rungs(
                 container: p.container.unwrap_or_else(|| p.codec.default_container()),
                 audio_channels: p.audio_channels,
                 colour,
+                picture: picture.clone(),
             },
         ));
     }
@@ -135,12 +138,12 @@ mod tests {
         let w = crate::workflow::load_default()
             .map_err(|_| RungError::NoRungFits { height: 0 })?
             .workflow;
-        let plan = plan_rungs(&w, &video(360), None)?;
+        let plan = plan_rungs(&w, &video(360), None, &Picture::default())?;
         let names: Vec<_> = plan.rungs.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["h264-240p", "h264-360p"]);
         assert_eq!(plan.skipped.len(), 3);
         assert_eq!(plan.rungs[0].gop, 50);
-        let tiny = plan_rungs(&w, &video(144), None)?;
+        let tiny = plan_rungs(&w, &video(144), None, &Picture::default())?;
         assert_eq!(
             tiny.rungs.len(),
             2,
@@ -153,7 +156,7 @@ mod tests {
     fn naming_template() {
         let w = crate::workflow::load_default().map(|l| l.workflow);
         let Ok(w) = w else { return };
-        let Ok(plan) = plan_rungs(&w, &video(1080), None) else {
+        let Ok(plan) = plan_rungs(&w, &video(1080), None, &Picture::default()) else {
             return;
         };
         assert_eq!(

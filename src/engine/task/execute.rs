@@ -128,8 +128,8 @@ async fn verify_outputs(
     let checks = task.rungs.iter().zip(outputs).map(|(r, o)| async move {
         let want = Expected {
             codec: r.rung.codec.probe_name(),
-            height: Some(r.rung.height),
-            frames: Some(task.expected_frames),
+            height: r.rung.coded_height(),
+            frames: Some(r.rung.frames_from(task.expected_frames)),
             duration: None,
             has_audio: false,
             max_av_start_gap_s: 0.0,
