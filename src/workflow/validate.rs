@@ -394,11 +394,11 @@ fn hls_problems(w: &Workflow, h: &HlsStep) -> Vec<(String, String)> {
         ));
     }
     for (i, p) in w.profiles.iter().enumerate() {
-        if p.name == crate::media::hls::AUDIO_RENDITION {
+        if crate::media::hls::is_rendition_dir(&p.name) {
             problems.push((
                 String::new(),
                 format!(
-                    "profiles[{i}] is named {:?}, which HLS uses for the audio rendition",
+                    "profiles[{i}] is named {:?}, which HLS uses for an audio or subtitle rendition",
                     p.name
                 ),
             ));

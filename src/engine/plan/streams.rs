@@ -156,6 +156,22 @@ pub fn subtitles_for(
     (copies, dropped)
 }
 
+/// The kept text subtitles in a file of `container`: (its subtitle index there, tags).
+pub fn text_subtitles(
+    container: Container,
+    kept: &Kept,
+    media: &MediaInfo,
+) -> Vec<(usize, TrackTags)> {
+    kept.subtitles
+        .iter()
+        .map(|&i| &media.subtitles[i])
+        .filter(|s| container.subtitle_codec(s.kind(), &s.codec).is_ok())
+        .enumerate()
+        .filter(|(_, s)| s.kind() == crate::media::probe::SubtitleKind::Text)
+        .map(|(n, s)| (n, tags(&s.label)))
+        .collect()
+}
+
 /// The source's attachments a rung keeps: all, where its container takes them.
 pub fn attachments_for(container: Container, media: &MediaInfo) -> Vec<Attachment> {
     match container.carries_attachments() {

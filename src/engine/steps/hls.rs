@@ -1,8 +1,10 @@
-//! The hls step: packages every published rung (and the first rung's audio as the shared
-//! rendition) with no re-encode, checks each playlist, writes master.m3u8 with measured
-//! bandwidth and real codec strings, and publishes the tree as `<out>/hls`.
+//! The hls step: packages every published rung and, from the first rung's file, every kept
+//! audio track as an alternate rendition, with no re-encode; text subtitles and a transcript
+//! (from a transcribe step before it) as WebVTT renditions. Checks each playlist, writes
+//! master.m3u8 with measured bandwidth, real codec strings, languages and names, and
+//! publishes the tree as `<out>/hls`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use futures::future::BoxFuture;
 use serde_json::json;
@@ -12,13 +14,17 @@ use super::{
 };
 use crate::engine::exec::{Command, Phase};
 use crate::engine::manifest::{OutputEntry, OutputKind};
+use crate::engine::plan::streams::{kept, text_subtitles};
 use crate::engine::plan::PlanInputs;
 use crate::media::hls::{
-    master_playlist, measured_bitrates, package_ladder_args, parse_media_playlist, AudioRendition,
-    MediaPlaylist, SegmentType, Variant, AUDIO_RENDITION,
+    audio_rendition, master_playlist, measured_bitrates, package_ladder_args, parse_media_playlist,
+    subtitle_args, subtitle_playlist, subtitle_rendition, transcript_rendition, with_timestamp_map,
+    MediaPlaylist, Rendition, RenditionKind, SegmentType, Variant,
 };
+use crate::media::join::TrackTags;
 use crate::media::mp4::read_video_track;
 use crate::media::profiles::Codec;
+use crate::media::profiles::Container;
 use crate::workflow::schema::HlsStep;
 
 impl StepKind for HlsStep {
@@ -40,32 +46,59 @@ impl StepKind for HlsStep {
 
     fn plan(&self, inputs: &PlanInputs<'_>, rungs: &[RungFile]) -> StepPlan {
         let root = inputs.work.join("hls");
-        let audio = inputs.media.has_audio() && !rungs.is_empty();
+        let kept = kept(&inputs.workflow.streams, inputs.media);
+        let audio: Vec<(PathBuf, TrackTags)> = match rungs.is_empty() {
+            true => Vec::new(),
+            false => kept
+                .audio
+                .iter()
+                .enumerate()
+                .map(|(k, (_, tags))| (root.join(audio_rendition(k)), tags.clone()))
+                .collect(),
+        };
         let files: Vec<(String, &Path)> = rungs
             .iter()
             .map(|r| (r.name.clone(), r.path.as_path()))
             .collect();
-        let command = Command {
+        let mut commands = vec![Command {
             phase: Phase::Hls,
             label: "package every rung".into(),
             args: package_ladder_args(
                 &files,
-                audio,
+                audio.len(),
                 self.segment_seconds,
                 self.segment_type,
                 &root,
             ),
-        };
+        }];
+        // Text subtitles from the first rung's file, each as one WebVTT rendition.
+        let mut subtitles = Vec::new();
+        if let Some(first) = rungs.first() {
+            let container = container_of(inputs, &first.name);
+            for (k, (track, tags)) in text_subtitles(container, &kept, inputs.media)
+                .into_iter()
+                .enumerate()
+            {
+                let dir = root.join(subtitle_rendition(k));
+                commands.push(Command {
+                    phase: Phase::Hls,
+                    label: format!("subtitles {k} as WebVTT"),
+                    args: subtitle_args(&first.path, track, &dir.join(SUBTITLE_FILE)),
+                });
+                subtitles.push((dir, tags));
+            }
+        }
         StepPlan {
             label: "hls".into(),
-            commands: vec![command],
+            commands,
             outputs: vec!["hls/master.m3u8".into()],
             detail: StepDetail::Hls {
                 rungs: rungs
                     .iter()
                     .map(|r| (r.name.clone(), root.join(&r.name)))
                     .collect(),
-                audio: audio.then(|| root.join(AUDIO_RENDITION)),
+                audio,
+                subtitles,
             },
         }
     }
@@ -76,45 +109,69 @@ impl StepKind for HlsStep {
         plan: &'a StepPlan,
     ) -> BoxFuture<'a, Result<StepDone, StepError>> {
         Box::pin(async move {
-            let StepDetail::Hls { rungs, audio } = &plan.detail else {
+            let StepDetail::Hls {
+                rungs,
+                audio,
+                subtitles,
+            } = &plan.detail
+            else {
                 return Err(StepError::Failed("internal error: not an HLS plan".into()));
             };
             let root = ctx.work.join("hls");
             let _ = tokio::fs::remove_dir_all(&root).await;
-            let Some(command) = plan.commands.first().filter(|_| !rungs.is_empty()) else {
+            if rungs.is_empty() {
                 return Err("there are no video outputs to package".to_string().into());
-            };
-            for dir in rungs.iter().map(|r| &r.1).chain(audio) {
+            }
+            let dirs = rungs.iter().map(|r| &r.1);
+            for dir in dirs
+                .chain(audio.iter().map(|a| &a.0))
+                .chain(subtitles.iter().map(|s| &s.0))
+            {
                 tokio::fs::create_dir_all(dir)
                     .await
                     .map_err(|e| format!("{}: {e}", dir.display()))?;
             }
-            ffmpeg(ctx, command).await.map_err(|e| match e {
-                StepError::Failed(m) => StepError::Failed(format!("packaging: {m}")),
-                other => other,
-            })?;
+            for command in &plan.commands {
+                ffmpeg(ctx, command).await.map_err(|e| match e {
+                    StepError::Failed(m) => StepError::Failed(format!("{}: {m}", command.label)),
+                    other => other,
+                })?;
+            }
             let mut packaged = Vec::new();
             for (name, dir) in rungs {
                 packaged.push((name, dir, checked(ctx, self, dir)?));
             }
-            let audio = match audio {
-                Some(dir) => {
-                    let playlist = checked(ctx, self, dir)?;
-                    let (peak, _) = measured_bitrates(dir, &playlist)
-                        .map_err(|e| format!("audio segments: {e}"))?;
-                    Some(peak)
-                }
-                None => None,
-            };
+            let mut audio_peak = 0;
+            let mut renditions = Vec::new();
+            for (k, (dir, tags)) in audio.iter().enumerate() {
+                let playlist = checked(ctx, self, dir)?;
+                let (peak, _) = measured_bitrates(dir, &playlist)
+                    .map_err(|e| format!("audio segments: {e}"))?;
+                audio_peak = audio_peak.max(peak);
+                renditions.push(rendition(
+                    RenditionKind::Audio,
+                    &audio_rendition(k),
+                    tags,
+                    k,
+                ));
+            }
+            let first_frame = first_frame_s(ctx, &packaged[0].1.join("index.m3u8")).await?;
+            for (k, (dir, tags)) in subtitles.iter().enumerate() {
+                place_subtitles(ctx, dir, first_frame)?;
+                renditions.push(rendition(
+                    RenditionKind::Subtitles,
+                    &subtitle_rendition(k),
+                    tags,
+                    k,
+                ));
+            }
+            renditions.extend(transcripts(ctx, &root, first_frame)?);
+            unique_names(&mut renditions);
             let mut variants = Vec::new();
             for (name, dir, playlist) in &packaged {
-                variants.push(variant(ctx, name, dir, playlist, audio.unwrap_or(0))?);
+                variants.push(variant(ctx, name, dir, playlist, audio_peak)?);
             }
-            let rendition = audio.map(|_| AudioRendition {
-                uri: "audio/index.m3u8".into(),
-                codecs: "mp4a.40.2".into(),
-            });
-            let master = master_playlist(&variants, rendition.as_ref());
+            let master = master_playlist(&variants, Some("mp4a.40.2"), &renditions);
             tokio::fs::write(root.join("master.m3u8"), master)
                 .await
                 .map_err(|e| format!("master.m3u8: {e}"))?;
@@ -123,7 +180,8 @@ impl StepKind for HlsStep {
             let segments: usize = packaged.iter().map(|p| p.2.segments.len()).sum();
             let data = json!({
                 "master": "hls/master.m3u8", "variants": variants, "segments": segments,
-                "segment_type": self.segment_type, "audio": rendition.is_some(),
+                "segment_type": self.segment_type, "audio": !audio.is_empty(),
+                "renditions": renditions,
             });
             Ok(StepDone {
                 outputs: vec![OutputEntry::file(
@@ -136,6 +194,124 @@ impl StepKind for HlsStep {
             })
         })
     }
+}
+
+const SUBTITLE_FILE: &str = "subtitles.vtt";
+
+/// A rung's container, from its profile.
+fn container_of(inputs: &PlanInputs<'_>, rung: &str) -> Container {
+    inputs
+        .workflow
+        .profiles
+        .iter()
+        .find(|p| p.name == rung)
+        .map_or(Container::Mp4, |p| {
+            p.container.unwrap_or_else(|| p.codec.default_container())
+        })
+}
+
+fn rendition(kind: RenditionKind, dir: &str, tags: &TrackTags, k: usize) -> Rendition {
+    Rendition {
+        kind,
+        uri: format!("{dir}/index.m3u8"),
+        language: tags.language.clone(),
+        name: tags
+            .title
+            .clone()
+            .or_else(|| tags.language.clone())
+            .unwrap_or_else(|| format!("Track {}", k + 1)),
+        default: tags.default,
+        forced: tags.forced,
+    }
+}
+
+/// NAME must be unique among a group's renditions.
+fn unique_names(renditions: &mut [Rendition]) {
+    for i in 0..renditions.len() {
+        let (before, rest) = renditions.split_at_mut(i);
+        let r = &mut rest[0];
+        let base = r.name.clone();
+        let mut n = 2;
+        while before.iter().any(|o| o.kind == r.kind && o.name == r.name) {
+            r.name = format!("{base} ({n})");
+            n += 1;
+        }
+    }
+}
+
+/// Where the packaged video's first frame is, seconds on the segments' timeline.
+async fn first_frame_s(ctx: &StepCtx<'_>, playlist: &Path) -> Result<f64, StepError> {
+    let args = [
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=start_time",
+        "-of",
+        "csv=p=0",
+    ];
+    let out = ctx
+        .runner
+        .tools()
+        .ffprobe(&args, playlist)
+        .await
+        .map_err(|e| format!("reading the packaged video's start: {e}"))?;
+    // The stream is listed once per program too: the first line is enough.
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.trim_end_matches(',').parse().ok())
+        .ok_or_else(|| format!("{}: no start time", playlist.display()).into())
+}
+
+/// The WebVTT in `dir` given its timestamp map and a one-segment playlist.
+fn place_subtitles(ctx: &StepCtx<'_>, dir: &Path, first_frame: f64) -> Result<(), StepError> {
+    let path = dir.join(SUBTITLE_FILE);
+    let vtt = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mapped =
+        with_timestamp_map(&vtt, first_frame).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, mapped).map_err(|e| format!("{}: {e}", path.display()))?;
+    let playlist = subtitle_playlist(ctx.media.duration, SUBTITLE_FILE);
+    std::fs::write(dir.join("index.m3u8"), playlist)
+        .map_err(|e| format!("{}: {e}", dir.display()).into())
+}
+
+/// The transcripts a transcribe step before this one published, as subtitle renditions.
+fn transcripts(
+    ctx: &StepCtx<'_>,
+    root: &Path,
+    first_frame: f64,
+) -> Result<Vec<Rendition>, StepError> {
+    let mut out = Vec::new();
+    for e in ctx
+        .published
+        .iter()
+        .filter(|e| e.kind == OutputKind::Subtitles)
+    {
+        let Some(language) = e
+            .path
+            .strip_suffix(".vtt")
+            .and_then(|p| p.rsplit('.').next())
+        else {
+            continue;
+        };
+        let name = transcript_rendition(language);
+        let dir = root.join(&name);
+        std::fs::create_dir_all(&dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+        std::fs::copy(ctx.out_dir.join(&e.path), dir.join(SUBTITLE_FILE))
+            .map_err(|err| format!("{}: {err}", e.path))?;
+        place_subtitles(ctx, &dir, first_frame)?;
+        out.push(Rendition {
+            kind: RenditionKind::Subtitles,
+            uri: format!("{name}/index.m3u8"),
+            language: Some(language.to_string()),
+            name: format!("{language} (transcript)"),
+            default: false,
+            forced: false,
+        });
+    }
+    Ok(out)
 }
 
 /// A rung's master-playlist entry: measured bandwidth, its published size and codec.

@@ -50,10 +50,11 @@ pub enum StepDetail {
     Lua {
         function: String,
     },
-    /// One package per rung (the commands' order), then the audio rendition's.
+    /// Each rung's directory; each audio and subtitle rendition's, with its tags.
     Hls {
         rungs: Vec<(String, PathBuf)>,
-        audio: Option<PathBuf>,
+        audio: Vec<(PathBuf, crate::media::join::TrackTags)>,
+        subtitles: Vec<(PathBuf, crate::media::join::TrackTags)>,
     },
     Thumbnails {
         dir: PathBuf,
