@@ -75,7 +75,8 @@ fn reference_tonemap(src: &Path, out: &Path, trc: &str) -> Result<(), String> {
     ])
 }
 
-const LADDER: &str = "profiles:\n\
+const LADDER: &str =
+    "gif: {enabled: true, width: 160, start_seconds: 0, duration_seconds: 2}\nprofiles:\n\
   - {name: sdr, codec: h264, height: 180, always_encode: true, preset: ultrafast}\n\
   - {name: hdr, codec: h265, height: 180, always_encode: true, preset: ultrafast}\n\
   - {name: av1, codec: av1, height: 144, always_encode: true, preset: '12'}\n";
@@ -103,6 +104,26 @@ fn hdr10_and_hlg_are_tone_mapped_for_h264_and_kept_for_hevc_and_av1() -> TestRes
         assert!(
             (got - want).abs() < 3.0,
             "{trc}: mean luma {got:.1}, reference {want:.1}"
+        );
+
+        // The GIF preview is tone-mapped too (an HDR source read as SDR looks washed out).
+        // Compared with a GIF of the same span made from the tone-mapped rung.
+        let gif = mean_luma(&out.join(format!("{stem}.gif")))?;
+        let from_sdr = dir.path().join("from-sdr.gif");
+        let (sdr_s, from_s) = (sdr.display().to_string(), from_sdr.display().to_string());
+        ffmpeg(&[
+            "-t",
+            "2",
+            "-i",
+            &sdr_s,
+            "-vf",
+            "fps=10,scale=160:-2",
+            &from_s,
+        ])?;
+        let want_gif = mean_luma(&from_sdr)?;
+        assert!(
+            (gif - want_gif).abs() < 3.0,
+            "{trc}: GIF mean luma {gif:.1}, from the SDR rung {want_gif:.1}"
         );
 
         let hdr = out.join(format!("{stem}.hdr.mp4"));

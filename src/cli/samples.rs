@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
+use spool::media::colour::sdr_preview_chain;
 use spool::media::command::gif_args;
 use spool::media::probe::probe;
 use spool::media::run::run_ffmpeg;
+use spool::media::thumbs::Preview;
 use spool::media::tools::Tools;
 
 use super::EXIT_FAILED;
@@ -25,6 +27,15 @@ pub async fn gif(
     let start = start.min(media.duration * 0.2).max(0.0);
     let length = duration.min(media.duration - start).max(0.1);
     let out = out.unwrap_or_else(|| input.with_extension("gif"));
+    // An HDR source is shown as SDR, as the ladder's H.264 rungs show it.
+    let sdr = media
+        .video
+        .as_ref()
+        .and_then(|v| sdr_preview_chain(&v.colour));
+    let preview = Preview {
+        noautorotate: false,
+        filters: sdr.map(|c| format!("{c},")).unwrap_or_default(),
+    };
     let argv = gif_args(
         input,
         start,
@@ -32,6 +43,7 @@ pub async fn gif(
         width.clamp(16, 1920),
         fps.clamp(1, 30),
         &out,
+        &preview,
     );
     match run_ffmpeg(&tools, &argv, &CancellationToken::new(), |_| {}).await {
         Ok(_) => {

@@ -130,6 +130,11 @@ fn tonemap_chain(source: &Colour, hdr: Hdr, bits: u32) -> String {
     )
 }
 
+/// The chain that shows an HDR source as 8-bit SDR (for previews); None for SDR.
+pub fn sdr_preview_chain(source: &Colour) -> Option<String> {
+    source.hdr().map(|hdr| tonemap_chain(source, hdr, 8))
+}
+
 fn pix_fmt(bits: u32) -> &'static str {
     if bits > 8 {
         "yuv420p10le"

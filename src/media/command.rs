@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use super::profiles::{Codec, RateControl, Rung};
+use super::thumbs::Preview;
 use super::tools::{file_url, os_args};
 
 /// One encoded output of an encode command.
@@ -362,6 +363,7 @@ pub fn gif_args(
     width: u32,
     fps: u32,
     out: &Path,
+    preview: &Preview,
 ) -> Vec<OsString> {
     let mut a = os_args([
         "-y",
@@ -369,11 +371,11 @@ pub fn gif_args(
         &format!("{start_s:.3}"),
         "-t",
         &format!("{duration_s:.3}"),
-        "-i",
     ]);
-    a.push(file_url(source));
+    a.extend(preview.input_args(source));
+    let filters = &preview.filters;
     let graph = format!(
-        "[0:v:0]fps={fps},scale={width}:-2:flags=lanczos,split[a][b];\
+        "[0:v:0]{filters}fps={fps},scale={width}:-2:flags=lanczos,split[a][b];\
          [a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=5:diff_mode=rectangle"
     );
     a.extend(os_args([

@@ -70,14 +70,36 @@ pub async fn frame_stats(tools: &Tools, input: &Path, time: f64) -> Option<Frame
     })
 }
 
-pub fn poster_args(input: &Path, time: f64, width: u32, out: &Path) -> Vec<OsString> {
+/// What previews (poster, sprites, GIF) do to the picture first so they show what the
+/// rungs show: upright, deinterlaced, cropped, tone-mapped to SDR.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Preview {
+    /// The picture is turned by `filters`, not by ffmpeg on decode.
+    pub noautorotate: bool,
+    /// Filters, each followed by `,`; empty when there are none.
+    pub filters: String,
+}
+
+impl Preview {
+    /// `-noautorotate` when the filters turn the picture, then `-i input`.
+    pub fn input_args(&self, input: &Path) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        if self.noautorotate {
+            a.push("-noautorotate".into());
+        }
+        a.push("-i".into());
+        a.push(file_url(input));
+        a
+    }
+}
+
+pub fn poster_args(input: &Path, time: f64, width: u32, out: &Path, p: &Preview) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec!["-y".into(), "-ss".into(), format!("{time:.3}").into()];
-    a.push("-i".into());
-    a.push(file_url(input));
+    a.extend(p.input_args(input));
     for s in ["-frames:v", "1", "-an", "-sn", "-vf"] {
         a.push(s.into());
     }
-    a.push(format!("scale={width}:-2").into());
+    a.push(format!("{}scale={width}:-2", p.filters).into());
     for s in ["-q:v", "2", "-f", "image2", "-update", "1"] {
         a.push(s.into());
     }
@@ -106,15 +128,16 @@ impl SpriteLayout {
 }
 
 /// Writes sheets `dir/sprites-001.jpg`, … of `columns × rows` thumbnails.
-pub fn sprite_args(input: &Path, layout: &SpriteLayout, dir: &Path) -> Vec<OsString> {
-    let mut a: Vec<OsString> = vec!["-y".into(), "-i".into(), file_url(input)];
+pub fn sprite_args(input: &Path, layout: &SpriteLayout, dir: &Path, p: &Preview) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["-y".into()];
+    a.extend(p.input_args(input));
     for s in ["-map", "0:v:0", "-an", "-sn", "-vf"] {
         a.push(s.into());
     }
     a.push(
         format!(
-            "fps=1/{},scale={}:{},tile={}x{}",
-            layout.interval, layout.thumb_w, layout.thumb_h, layout.columns, layout.rows
+            "{}fps=1/{},scale={}:{},tile={}x{}",
+            p.filters, layout.interval, layout.thumb_w, layout.thumb_h, layout.columns, layout.rows
         )
         .into(),
     );

@@ -447,7 +447,15 @@ fn plan_gif(inputs: &PlanInputs<'_>) -> Option<PlannedGif> {
         command: Command {
             phase: Phase::Gif,
             label: "gif".into(),
-            args: gif_args(inputs.input, start, length, g.width, g.fps, &tmp),
+            args: gif_args(
+                inputs.input,
+                start,
+                length,
+                g.width,
+                g.fps,
+                &tmp,
+                &picture::of_inputs(inputs).1,
+            ),
         },
         length,
         dest: inputs.out_dir.join(&final_name),

@@ -2,8 +2,10 @@
 //! source and what the analysis measured. Pure.
 
 use super::analysis::Analysis;
+use crate::media::colour::sdr_preview_chain;
 use crate::media::picture::{clockwise, Picture};
 use crate::media::probe::VideoStream;
+use crate::media::thumbs::Preview;
 use crate::workflow::picture::{CropMode, Deinterlace, PictureSettings, Rotation};
 
 pub fn plan_picture(
@@ -34,4 +36,27 @@ pub fn plan_picture(
         turn,
         keep_rotation,
     }
+}
+
+/// What previews do to the picture: the rungs' picture filters, always upright (a kept
+/// rotation is turned too) and, for an HDR source, tone-mapped to SDR.
+pub fn preview(picture: &Picture, video: &VideoStream) -> Preview {
+    let upright = Picture {
+        turn: (picture.turn + picture.keep_rotation) % 360,
+        keep_rotation: 0,
+        ..picture.clone()
+    };
+    let mut filters: Vec<String> = upright.filters();
+    filters.extend(sdr_preview_chain(&video.colour));
+    Preview {
+        noautorotate: upright.turn != 0,
+        filters: filters.iter().map(|f| format!("{f},")).collect(),
+    }
+}
+
+/// The picture and its preview for a job's inputs.
+pub fn of_inputs(inputs: &super::PlanInputs<'_>) -> (Picture, Preview) {
+    let picture = plan_picture(&inputs.workflow.picture, inputs.video, inputs.analysis);
+    let preview = preview(&picture, inputs.video);
+    (picture, preview)
 }

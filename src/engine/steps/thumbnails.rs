@@ -13,6 +13,7 @@ use super::{
 use crate::engine::exec::{Command, Phase};
 use crate::engine::manifest::{OutputEntry, OutputKind};
 use crate::engine::plan::PlanInputs;
+use crate::media::picture::Picture;
 use crate::media::probe::{probe, VideoStream};
 use crate::media::thumbs::{
     poster_args, sheet_name, sprite_args, sprite_vtt, thumb_height, SpriteLayout,
@@ -20,11 +21,23 @@ use crate::media::thumbs::{
 use crate::workflow::schema::ThumbnailsStep;
 
 /// The sheets' layout: thumbnails keep the display aspect ratio.
-pub fn sprite_layout(step: &ThumbnailsStep, video: &VideoStream) -> SpriteLayout {
+/// The sheets' layout; thumbnails keep the aspect of the picture the rungs show (cropped).
+pub fn sprite_layout(
+    step: &ThumbnailsStep,
+    video: &VideoStream,
+    picture: &Picture,
+) -> SpriteLayout {
+    let upright = match picture.keep_rotation % 180 {
+        90 => {
+            let (w, h) = picture.size((video.width, video.height));
+            (h, w)
+        }
+        _ => picture.size((video.width, video.height)),
+    };
     SpriteLayout {
         interval: step.interval_seconds,
         thumb_w: step.thumb_width,
-        thumb_h: thumb_height(step.thumb_width, video.display_size()),
+        thumb_h: thumb_height(step.thumb_width, upright),
         columns: step.columns,
         rows: step.rows,
     }
@@ -37,7 +50,8 @@ impl StepKind for ThumbnailsStep {
 
     fn plan(&self, inputs: &PlanInputs<'_>, _rungs: &[RungFile]) -> StepPlan {
         let dir = inputs.work.join("thumbs");
-        let layout = sprite_layout(self, inputs.video);
+        let (picture, preview) = crate::engine::plan::picture::of_inputs(inputs);
+        let layout = sprite_layout(self, inputs.video, &picture);
         let poster_time = inputs.analysis.poster_time.unwrap_or(0.0);
         let sheets = layout
             .count(inputs.media.duration)
@@ -57,12 +71,13 @@ impl StepKind for ThumbnailsStep {
                         poster_time,
                         self.poster_width,
                         &dir.join("poster.jpg"),
+                        &preview,
                     ),
                 },
                 Command {
                     phase: Phase::Thumbnails,
                     label: "sprites".into(),
-                    args: sprite_args(inputs.input, &layout, &dir),
+                    args: sprite_args(inputs.input, &layout, &dir, &preview),
                 },
             ],
             outputs,
