@@ -28,8 +28,8 @@ fn tags(v: &Value) -> [&str; 4] {
     ]
 }
 
-/// The first frame's side data types.
-fn side_data(media: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+/// ffprobe's JSON of the first video frame, side data included.
+fn first_frame_json(media: &Path) -> Result<Value, Box<dyn std::error::Error>> {
     let out = std::process::Command::new("ffprobe")
         .args([
             "-v",
@@ -42,7 +42,12 @@ fn side_data(media: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
         .args(["-show_frames", "-of", "json"])
         .arg(media)
         .output()?;
-    let doc: Value = serde_json::from_slice(&out.stdout)?;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The first frame's side data types.
+fn side_data(media: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let doc = first_frame_json(media)?;
     Ok(doc["frames"][0]["side_data_list"]
         .as_array()
         .map(|l| {
@@ -144,24 +149,12 @@ fn hdr10_and_hlg_are_tone_mapped_for_h264_and_kept_for_hevc_and_av1() -> TestRes
             assert_eq!(has("Content light level"), !hlg, "{file:?}: {side:?}");
         }
         if !hlg {
-            let dump = std::process::Command::new("ffprobe")
-                .args([
-                    "-v",
-                    "error",
-                    "-select_streams",
-                    "v:0",
-                    "-read_intervals",
-                    "%+#1",
-                ])
-                .args(["-show_frames", "-of", "json"])
-                .arg(&hdr)
-                .output()?;
-            let text = String::from_utf8_lossy(&dump.stdout);
+            let text = first_frame_json(&hdr)?.to_string();
             for want in [
-                "\"red_x\": \"34000/50000\"",
-                "\"max_luminance\": \"10000000/10000\"",
-                "\"max_content\": 1000",
-                "\"max_average\": 400",
+                "\"red_x\":\"34000/50000\"",
+                "\"max_luminance\":\"10000000/10000\"",
+                "\"max_content\":1000",
+                "\"max_average\":400",
             ] {
                 assert!(
                     text.contains(want),
@@ -196,17 +189,7 @@ fn refuse_keep_and_bit_depth_rules_hold() -> TestResult {
         "refuse",
         "profiles:\n- {name: web, codec: h264, height: 144, always_encode: true, preset: ultrafast, hdr: refuse}\n",
     )?;
-    let out = spool()
-        .args(["run", "--json", "--workflow"])
-        .arg(&wf)
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .arg("--state")
-        .arg(dir.path().join("state"))
-        .arg(&src)
-        .assert()
-        .failure();
-    let result = outcomes(&out.get_output().stdout);
+    let result = run_fails(&wf, dir.path(), &src)?;
     let error = result[0]["reason"].as_str().unwrap_or("").to_string();
     assert!(
         error.contains("web") && error.contains("HDR (PQ") && error.contains("refuse"),

@@ -6,6 +6,7 @@ mod common;
 
 use std::path::Path;
 
+use common::sources::first_frame;
 use common::*;
 use spool::media::hls::parse_media_playlist;
 
@@ -146,21 +147,7 @@ fn hls_settings_are_checked_against_the_keyframes_and_codecs() -> TestResult {
 
 /// The first video frame's time and the first audio frame's time of `media`, as decoded.
 fn first_times(media: &Path) -> Result<(f64, f64), String> {
-    let first = |stream: &str| -> Result<f64, String> {
-        let out = std::process::Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", stream])
-            .args(["-show_entries", "frame=pts_time", "-read_intervals", "%+1"])
-            .args(["-of", "csv=p=0"])
-            .arg(media)
-            .output()
-            .map_err(|e| e.to_string())?;
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .and_then(|t| t.trim_end_matches(',').parse().ok())
-            .ok_or_else(|| format!("{}: no {stream} frame", media.display()))
-    };
-    Ok((first("v:0")?, first("a:0")?))
+    Ok((first_frame(media, "v:0")?, first_frame(media, "a:0")?))
 }
 
 /// Where the picture starts and where each tone burst starts, in seconds from the start of

@@ -326,3 +326,25 @@ pub fn run_succeeds(
     assert_eq!(out[0]["status"], "succeeded", "{out:?}");
     Ok(out[0].clone())
 }
+
+/// `spool run --json` of one input into `dir/out` with state in `dir/state`; it must fail.
+pub fn run_fails(
+    wf: &Path,
+    dir: &Path,
+    src: &Path,
+) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
+    Ok(outcomes(
+        &spool()
+            .args(["run", "--json", "--workflow"])
+            .arg(wf)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .arg("--state")
+            .arg(dir.join("state"))
+            .arg(src)
+            .assert()
+            .failure()
+            .get_output()
+            .stdout,
+    ))
+}

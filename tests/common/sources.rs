@@ -210,8 +210,9 @@ pub fn hdr_source(dir: &Path, hlg: bool) -> Result<PathBuf, String> {
         true => ("hlg.mkv", "arib-std-b67"),
         false => ("hdr10.mkv", "smpte2084"),
     };
-    let mut params =
-        format!("log-level=error:keyint=25:colorprim=bt2020:transfer={trc}:colormatrix=bt2020nc");
+    let mut params = format!(
+        "log-level=error:keyint=25:open-gop=0:colorprim=bt2020:transfer={trc}:colormatrix=bt2020nc"
+    );
     if !hlg {
         params.push_str(&format!(
             ":master-display={MASTER_DISPLAY}:max-cll=1000,400"
