@@ -114,8 +114,20 @@ fn plan_equals_run_for_the_shipped_default_and_web_hls_workflows() -> TestResult
     let src = dir.path().join("talk.mp4");
     // Over the default's 20 s minimum, so it is chunked (6 s segments), with audio.
     make_clip(&src, "320x180", 25, 21, Audio::Bursts)?;
-    for (i, wf) in ["default.yaml", "web-hls.yaml"].iter().enumerate() {
-        let wf = shipped(wf);
+    // The default cuts frame ranges; copy cuts plan the segment muxer's command.
+    let copy = dir.path().join("copy.yaml");
+    std::fs::write(
+        &copy,
+        std::fs::read_to_string(shipped("default.yaml"))?.replace("cut: frames", "cut: copy"),
+    )?;
+    for (i, wf) in [
+        shipped("default.yaml"),
+        shipped("web-hls.yaml"),
+        copy.clone(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let out = dir.path().join(format!("out{i}"));
         let plan = planned(&wf, &src, &out)?;
         let run = ran(&wf, &src, &out, &dir.path().join(format!("state{i}")))?;
@@ -124,7 +136,17 @@ fn plan_equals_run_for_the_shipped_default_and_web_hls_workflows() -> TestResult
             plan.iter().filter(|c| c.0 == "encode").count() >= 3,
             "chunked"
         );
-        assert!(plan.iter().any(|c| c.0 == "segment") && plan.iter().any(|c| c.0 == "audio"));
+        let segments = plan.iter().any(|c| c.0 == "segment");
+        let seeks = plan
+            .iter()
+            .any(|c| c.1.iter().any(|a| a == "-seek_timestamp"));
+        assert_eq!(
+            (segments, seeks),
+            (wf == copy, wf != copy),
+            "{}",
+            wf.display()
+        );
+        assert!(plan.iter().any(|c| c.0 == "audio"));
     }
     Ok(())
 }

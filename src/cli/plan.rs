@@ -7,6 +7,7 @@ use std::io::Write as _;
 
 use anyhow::Result;
 
+use spool::engine::plan::chunks::ChunkMethod;
 use spool::engine::plan_input;
 use spool::media::tools::Tools;
 use spool::workflow::LoadedWorkflow;
@@ -44,16 +45,31 @@ pub async fn plan(input: &Path, wf: &LoadedWorkflow, out: &Path, json: bool) -> 
     for s in &report.skipped_rungs {
         let _ = writeln!(text, "  not encoded: {s}");
     }
-    match &report.whole_file_reason {
-        Some(r) => {
-            let _ = writeln!(text, "chunks:   none, whole file ({r})");
+    let c = &report.chunking;
+    match c.method {
+        ChunkMethod::Whole => {
+            let _ = writeln!(text, "chunks:   none, whole file ({})", c.why);
         }
-        None => {
+        method => {
             let _ = writeln!(
                 text,
-                "chunks:   {} (copy-cut by the segment muxer, predicted from the source's keyframes)",
-                report.chunks
+                "chunks:   {} by {} ({})",
+                report.chunks,
+                serde_json::to_value(method)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                c.why
             );
+            let starts: Vec<String> = c.starts.iter().map(|s| format!("{s:.3}")).collect();
+            let _ = writeln!(text, "  starts at: {}", starts.join(" "));
+            if c.preroll_frames > 0 {
+                let _ = writeln!(
+                    text,
+                    "  pre-roll: {} frames decoded only to reach chunk starts",
+                    c.preroll_frames
+                );
+            }
         }
     }
     let _ = writeln!(text, "picture:  {}", picture_line(&report.picture));

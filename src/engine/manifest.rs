@@ -29,6 +29,9 @@ pub struct Manifest {
     /// Why the file was encoded whole instead of in chunks.
     pub fallback_reason: Option<String>,
     pub chunks: usize,
+    /// How the source was chunked (frame ranges, scenes, copy cuts, whole) and why.
+    #[serde(default)]
+    pub chunking: crate::engine::plan::chunks::ChunkingSummary,
     pub reused_chunks: usize,
     pub original: Original,
     pub elapsed_s: f64,

@@ -1,4 +1,4 @@
-//! Chunking with the segment muxer, and concat lists for the join.
+//! Chunking with the segment muxer (copy cuts), and concat lists for the join.
 
 use std::path::{Path, PathBuf};
 
@@ -56,15 +56,21 @@ pub fn parse_segment_list(csv: &str, dir: &Path) -> Result<Vec<Segment>, Segment
     Ok(out)
 }
 
-/// A concat-demuxer list; paths are quoted so any file name survives.
-pub fn concat_list(paths: &[PathBuf]) -> String {
-    paths
+/// A concat-demuxer list; paths are quoted so any file name survives. A file's duration,
+/// when given, places the next file (frame-range chunks take their source's timing, which
+/// keeps a variable frame rate exact; a file's own length guesses its last frame's).
+pub fn concat_list(files: &[(PathBuf, Option<f64>)]) -> String {
+    files
         .iter()
-        .map(|p| {
-            format!(
+        .map(|(p, duration)| {
+            let mut entry = format!(
                 "file '{}'\n",
                 p.display().to_string().replace('\'', "'\\''")
-            )
+            );
+            if let Some(d) = duration {
+                entry.push_str(&format!("duration {d:.6}\n"));
+            }
+            entry
         })
         .collect()
 }
@@ -87,8 +93,10 @@ mod tests {
 
     #[test]
     fn concat_list_escapes_quotes() {
-        let list = concat_list(&[PathBuf::from("/w/it's.mp4")]);
+        let list = concat_list(&[(PathBuf::from("/w/it's.mp4"), None)]);
         assert_eq!(list, "file '/w/it'\\''s.mp4'\n");
+        let list = concat_list(&[(PathBuf::from("/w/a.mp4"), Some(4.04))]);
+        assert_eq!(list, "file '/w/a.mp4'\nduration 4.040000\n");
     }
 }
 

@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use super::profiles::{Codec, RateControl, Rung};
+use super::ranges::FrameRange;
 use super::thumbs::Preview;
 use super::tools::{file_url, os_args};
 
@@ -161,18 +162,24 @@ fn video_codec_args(rung: &Rung, pass: Option<(u8, &Path)>) -> Vec<String> {
 
 /// Encode commands for one input and one or more rungs: a single ffmpeg that decodes once
 /// and feeds every rung through `split`. Two-pass rungs add a first command (pass 1).
-pub fn encode_commands(input: &Path, outputs: &[RungOutput<'_>]) -> Vec<Vec<OsString>> {
+/// `range`, when given, picks exactly those frames of `input` (see [`FrameRange`]).
+pub fn encode_commands(
+    input: &Path,
+    range: Option<&FrameRange>,
+    outputs: &[RungOutput<'_>],
+) -> Vec<Vec<OsString>> {
     let two_pass: Vec<&RungOutput> = outputs
         .iter()
         .filter(|o| o.rung.rate_control == RateControl::TwoPass)
         .collect();
     let mut commands = Vec::new();
     if !two_pass.is_empty() {
-        commands.push(encode_command(input, &two_pass, Some(1)));
+        commands.push(encode_command(input, range, &two_pass, Some(1)));
     }
     let all: Vec<&RungOutput> = outputs.iter().collect();
     commands.push(encode_command(
         input,
+        range,
         &all,
         if two_pass.is_empty() { None } else { Some(2) },
     ));
@@ -197,19 +204,24 @@ fn rung_chain(o: &RungOutput) -> String {
     }
 }
 
-/// The filters every rung shares, run once before the split: the picture's own (deinterlace,
-/// crop, turn), `,`-terminated; empty when there are none.
-fn shared_prefix(outputs: &[&RungOutput<'_>]) -> String {
+/// The filters every rung shares, run once before the split: a frame range's trim, then the
+/// picture's own (deinterlace, crop, turn), `,`-terminated; empty when there are none.
+fn shared_prefix(range: Option<&FrameRange>, outputs: &[&RungOutput<'_>]) -> String {
     let filters = outputs
         .first()
         .map(|o| o.rung.picture.filters())
         .unwrap_or_default();
-    filters.iter().map(|f| format!("{f},")).collect()
+    range
+        .map(FrameRange::filter)
+        .into_iter()
+        .chain(filters)
+        .map(|f| format!("{f},"))
+        .collect()
 }
 
 /// The filter graph feeding `[oN]` for each output: the source is split once per colour
 /// branch (a tone-map chain runs once for every rung that wants SDR), then once per rung.
-fn ladder_graph(outputs: &[&RungOutput<'_>]) -> String {
+fn ladder_graph(range: Option<&FrameRange>, outputs: &[&RungOutput<'_>]) -> String {
     let mut branches: Vec<Option<&str>> = Vec::new();
     for o in outputs {
         let t = o.rung.colour.tonemap.as_deref();
@@ -227,7 +239,7 @@ fn ladder_graph(outputs: &[&RungOutput<'_>]) -> String {
             .collect();
         format!("{}split={}{labels}", pre(t), labels.matches('[').count())
     };
-    let shared = shared_prefix(outputs);
+    let shared = shared_prefix(range, outputs);
     let mut graph = match branches.as_slice() {
         [only] => format!("[0:v:0]{shared}{}", members(*only)),
         many => {
@@ -245,13 +257,21 @@ fn ladder_graph(outputs: &[&RungOutput<'_>]) -> String {
     graph
 }
 
-fn encode_command(input: &Path, outputs: &[&RungOutput<'_>], pass: Option<u8>) -> Vec<OsString> {
+fn encode_command(
+    input: &Path,
+    range: Option<&FrameRange>,
+    outputs: &[&RungOutput<'_>],
+    pass: Option<u8>,
+) -> Vec<OsString> {
     let mut a = os_args(["-y"]);
     // The picture is turned by spool's own filters, the same for a chunk (which lost the
     // rotation flag) and a whole file (which still has it).
     let rotated = |o: &&RungOutput| o.rung.picture.turn != 0 || o.rung.picture.keep_rotation != 0;
     if outputs.iter().any(rotated) {
         a.push("-noautorotate".into());
+    }
+    if let Some(r) = range {
+        a.extend(os_args(r.input_args()));
     }
     a.push("-i".into());
     a.push(file_url(input));
@@ -261,21 +281,31 @@ fn encode_command(input: &Path, outputs: &[&RungOutput<'_>], pass: Option<u8>) -
             let tonemap = tonemap.map_or(String::new(), |t| format!("{t},"));
             Some(format!(
                 "{}{tonemap}{}",
-                shared_prefix(outputs),
+                shared_prefix(range, outputs),
                 rung_chain(o)
             ))
         }
         _ => None,
     };
     if single.is_none() {
-        a.extend(os_args(["-filter_complex", &ladder_graph(outputs)]));
+        a.extend(os_args(["-filter_complex", &ladder_graph(range, outputs)]));
     }
     for (i, o) in outputs.iter().enumerate() {
         match &single {
             Some(chain) => a.extend(os_args(["-map", "0:v:0", "-vf", chain])),
             None => a.extend(os_args(["-map", &format!("[o{i}]")])),
         }
-        a.extend(os_args(["-an", "-sn", "-dn", "-fps_mode", "passthrough"]));
+        // Each frame keeps its own time: the encoder's clock would otherwise tick at the
+        // stream's nominal rate and move a variable-rate source's frames onto that grid.
+        a.extend(os_args([
+            "-an",
+            "-sn",
+            "-dn",
+            "-fps_mode",
+            "passthrough",
+            "-enc_time_base",
+            "1/90000",
+        ]));
         let is_two_pass = o.rung.rate_control == RateControl::TwoPass;
         let pass_arg = pass.filter(|_| is_two_pass).map(|n| (n, o.passlog));
         a.extend(os_args(video_codec_args(o.rung, pass_arg)));
@@ -299,6 +329,8 @@ pub struct AudioEncode {
     pub channels: Option<u32>,
     /// Audio before the first video frame, trimmed so both start together.
     pub lead_in_s: f64,
+    /// The first video frame's timestamp (the source's own), where a lead-in is cut.
+    pub video_start_s: f64,
     /// loudnorm's second pass, from the track's measured loudness.
     pub loudnorm: Option<String>,
 }
@@ -318,12 +350,9 @@ impl AudioEncode {
 
 /// Encodes one audio track of `source` into an audio-only file (see [`AudioEncode::container`]).
 pub fn audio_args(source: &Path, audio: &AudioEncode, out: &Path) -> Vec<OsString> {
-    let mut a = os_args(["-y"]);
-    if audio.lead_in_s > 0.0005 {
-        // An input -ss on a decoded stream is sample-accurate.
-        a.extend(os_args(["-ss", &format!("{:.6}", audio.lead_in_s)]));
-    }
-    a.extend(os_args(["-i"]));
+    // The source's own timestamps (-copyts), so the lead-in is cut at the first video
+    // frame's own time whatever offset ffmpeg would give this container.
+    let mut a = os_args(["-y", "-copyts", "-i"]);
     a.push(file_url(source));
     a.extend(os_args([
         "-map",
@@ -339,9 +368,16 @@ pub fn audio_args(source: &Path, audio: &AudioEncode, out: &Path) -> Vec<OsStrin
     if let Some(n) = audio.channels {
         a.extend(os_args(["-ac", &n.to_string()]));
     }
-    if let Some(filter) = &audio.loudnorm {
-        a.extend(os_args(["-af", filter]));
+    let mut filters = Vec::new();
+    if audio.lead_in_s > 0.0005 {
+        // Decoded from the start and cut by a filter: an input -ss would start decoding at
+        // the cut, and AAC's first frame there decodes without the one before (its onset
+        // came out 10 ms late).
+        filters.push(format!("atrim=start={:.6}", audio.video_start_s));
     }
+    filters.push("asetpts=PTS-STARTPTS".to_string());
+    filters.extend(audio.loudnorm.clone());
+    a.extend(os_args(["-af", &filters.join(",")]));
     // Opus takes 48 kHz only; AAC gets the same so every rung's audio is alike.
     a.extend(os_args([
         "-ar",

@@ -1,6 +1,6 @@
 //! Measurements taken once per job before planning, each one decode of part of the source:
 //! interlacing (idet), black borders (cropdetect sampled across the file) and loudness
-//! (EBU R128 through loudnorm's first pass).
+//! (EBU R128 through loudnorm's first pass), and scene cuts (scdet).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -70,6 +70,37 @@ fn video_args(input: &Path, at: f64, filter: &str, frames: u32) -> Vec<OsString>
         a.push(s.into());
     }
     a
+}
+
+/// Where shots change: scdet over the whole video at a small size, the first frame of each
+/// new shot (the source's own timestamps, `-copyts`). `threshold` is scdet's score
+/// (0-100; 10 finds hard cuts).
+pub async fn scene_cuts(
+    tools: &Tools,
+    input: &Path,
+    threshold: f64,
+) -> Result<Vec<f64>, MeasureError> {
+    let filter = format!("scale=-2:144,scdet=threshold={threshold}");
+    let mut a: Vec<OsString> = ["-hide_banner", "-nostdin", "-noautorotate", "-copyts", "-i"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    a.push(file_url(input));
+    for s in ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", &filter] {
+        a.push(s.into());
+    }
+    for s in ["-fps_mode", "passthrough", "-f", "null", "-"] {
+        a.push(s.into());
+    }
+    let stderr = stderr_of(tools, "scdet", a).await?;
+    if !stderr.contains("frame=") {
+        return Err(no_result("scdet", &stderr));
+    }
+    Ok(stderr
+        .lines()
+        .filter_map(|l| l.split("lavfi.scd.time: ").nth(1))
+        .filter_map(|t| t.trim().parse::<f64>().ok())
+        .collect())
 }
 
 /// Real interlacing has one field order throughout; fine moving detail in progressive video

@@ -15,6 +15,7 @@ pub mod picture;
 pub mod probe;
 pub mod profiles;
 pub mod progress;
+pub mod ranges;
 pub mod run;
 pub mod thumbs;
 pub mod tools;

@@ -196,6 +196,16 @@ pub struct Rung {
 }
 
 impl Rung {
+    /// Extension (and muxer) of this rung's encoded chunks. A picture spool turns upright
+    /// is encoded from a source that carries a rotation flag, and ffmpeg 5.1 copies that
+    /// flag onto an MP4 output with no way to clear it; Matroska does not store it.
+    pub fn chunk_ext(&self) -> &'static str {
+        match self.picture.turn {
+            0 => self.codec.container_ext(),
+            _ => "mkv",
+        }
+    }
+
     /// Everything that decides the encoded video (and nothing else: not the rung's name,
     /// its container or its audio), as the cache fingerprints it.
     pub fn video_settings(&self) -> serde_json::Value {

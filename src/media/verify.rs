@@ -97,6 +97,9 @@ pub enum VerifyError {
     Probe(#[from] ProbeError),
     #[error("output check failed: {0}")]
     Mismatch(String),
+    /// Fewer or more frames than the input had: a chunk that did not decode whole.
+    #[error("output check failed: {got} video frames, expected {expected}")]
+    Frames { got: u64, expected: u64 },
     #[error("output unreadable: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -156,7 +159,10 @@ pub async fn verify_output(
     }
     if let (Some(frames), Some(got)) = (want.frames, counted) {
         if got != frames {
-            return fail(format!("{got} video frames, expected {frames}"));
+            return Err(VerifyError::Frames {
+                got,
+                expected: frames,
+            });
         }
     }
     if let Some(streams) = want.streams {
@@ -249,7 +255,10 @@ pub async fn verify_chunk(
         return fail(format!("height is {}, expected {h}", track.height));
     }
     if let Some(frames) = want.frames.filter(|f| *f != track.samples) {
-        return fail(format!("{} video frames, expected {frames}", track.samples));
+        return Err(VerifyError::Frames {
+            got: track.samples,
+            expected: frames,
+        });
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Workflow files: parse strictly, validate everything, report every error at once.
 
+pub mod chunking;
 mod locate;
 mod parse;
 pub mod picture;

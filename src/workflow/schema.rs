@@ -345,23 +345,7 @@ pub struct Script {
     pub params: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Chunking {
-    pub enabled: bool,
-    pub segment_seconds: f64,
-    pub min_duration_seconds: f64,
-}
-
-impl Default for Chunking {
-    fn default() -> Self {
-        Chunking {
-            enabled: true,
-            segment_seconds: 6.0,
-            min_duration_seconds: 20.0,
-        }
-    }
-}
+pub use super::chunking::Chunking;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

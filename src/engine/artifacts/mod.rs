@@ -11,9 +11,15 @@ use crate::media::profiles::Rung;
 use crate::store::{now_ms, CacheRecord};
 
 /// Fingerprint of a rung's settings plus any change a hook made to its commands.
-pub fn settings_print(rung: &Rung, hook_change: Option<&str>) -> String {
+pub fn settings_print(rung: &Rung, hook_change: Option<&str>, part: Option<String>) -> String {
     let settings = rung.video_settings().to_string();
-    sha256_hex(format!("{settings}\n{}", hook_change.unwrap_or("")).as_bytes())
+    let mut text = format!("{settings}\n{}", hook_change.unwrap_or(""));
+    // A frame range of a source is its own chunk; copy cuts and whole files add nothing,
+    // so their keys are what they were.
+    if let Some(part) = part {
+        text.push_str(&format!("\n{part}"));
+    }
+    sha256_hex(text.as_bytes())
 }
 
 /// The key of one encode: the chunk's content, the settings, and the ffmpeg that encoded

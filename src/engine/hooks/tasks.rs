@@ -37,6 +37,7 @@ impl JobScript {
                     "job": job, "index": task.index, "chunk": chunk.index,
                     "rungs": rungs, "pass": pass + 1, "passes": passes,
                     "input": chunk.path.display().to_string(),
+                    "frames": chunk.range.map(|r| [r.start, r.end]),
                     "work_dir": work.display().to_string(),
                 });
                 let shown: Vec<String> = command

@@ -1,5 +1,6 @@
-//! Cutting the source: the planned segment command, then every chunk hashed and its frames
-//! counted. A cut spool cannot trust becomes a whole-file encode with the reason recorded.
+//! Cutting the source: frame ranges need no cutting (each task decodes its own); copy cuts
+//! run the planned segment command, then every chunk is hashed and its frames counted. A
+//! cut spool cannot trust becomes a whole-file encode with the reason recorded.
 
 use super::JobCtx;
 use crate::engine::error::JobStop;
@@ -31,6 +32,12 @@ impl JobCtx<'_> {
     ) -> Result<Cut, JobStop> {
         let reason = match chunking {
             ChunkingPlan::Whole { reason } => reason.clone(),
+            ChunkingPlan::Ranges(ranges) => {
+                return Ok(Cut {
+                    whole_file_reason: None,
+                    chunks: ChunkRef::ranges(inputs, ranges, Some(&whole.digest)),
+                })
+            }
             ChunkingPlan::Segment(segment) => match self.segment(segment, whole.frames).await? {
                 Segmented::Chunks(chunks) => {
                     return Ok(Cut {
@@ -102,6 +109,7 @@ impl JobCtx<'_> {
                 path: seg.path.clone(),
                 duration: (seg.end_s - seg.start_s).max(0.001),
                 content: Some(ChunkContent { digest, frames }),
+                range: None,
             });
         }
         let total: u64 = chunks

@@ -110,7 +110,7 @@ impl JobCtx<'_> {
         let rungs: Vec<&Rung> = task.rungs.iter().map(|r| &plan.rungs[*r]).collect();
         let settings: Vec<String> = rungs
             .iter()
-            .map(|r| settings_print(r, task.hook_change.as_deref()))
+            .map(|r| settings_print(r, task.hook_change.as_deref(), chunk.cache_part()))
             .collect();
         let mut files = self.cached(task, &rungs, &settings, content).await?;
         let reused = files.iter().filter(|f| f.is_some()).count();
@@ -207,7 +207,7 @@ impl JobCtx<'_> {
             // Some rungs came from the cache: spool's own commands for the rest.
             let rs: Vec<&Rung> = missing.iter().map(|i| rungs[*i]).collect();
             let outs: Vec<OutputPaths> = missing.iter().map(|i| task.outputs[*i].clone()).collect();
-            (encode_task_commands(&chunk.path, &rs, &outs), outs)
+            (encode_task_commands(chunk, &rs, &outs), outs)
         };
         let bound = Bindings {
             input: &chunk.path,

@@ -66,6 +66,7 @@ impl JobCtx<'_> {
             skipped: plan.skipped_rungs.clone(),
             fallback_reason: plan.whole_file_reason.clone(),
             chunks: plan.chunks.len(),
+            chunking: plan.chunking.clone(),
             reused_chunks: record.reused_chunks as usize,
             original: self.workflow.original.clone(),
             elapsed_s: (now_ms().saturating_sub(record.created_ms)) as f64 / 1000.0,

@@ -65,8 +65,13 @@ impl JobCtx<'_> {
         source: &Source,
     ) -> Result<Staged, JobStop> {
         let rung = &plan.rungs[join.rung];
-        let paths: Vec<PathBuf> = encoded.files.iter().map(|c| c[join.rung].clone()).collect();
-        tokio::fs::write(&join.list, concat_list(&paths))
+        let files: Vec<(PathBuf, Option<f64>)> = encoded
+            .files
+            .iter()
+            .zip(&plan.chunks)
+            .map(|(c, chunk)| (c[join.rung].clone(), chunk.range.map(|r| r.seconds())))
+            .collect();
+        tokio::fs::write(&join.list, concat_list(&files))
             .await
             .map_err(JobError::io("join list"))?;
         self.engine

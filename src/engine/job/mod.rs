@@ -9,6 +9,7 @@ mod identity;
 mod join;
 mod original;
 mod outcome;
+mod planning;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -24,14 +25,13 @@ use super::error::{JobError, JobStop, Published};
 use super::exec::Placement;
 use super::hooks::{script_params, Decision, JobScript, ScriptDeps};
 use super::plan::analysis::{analyse, Analysis, Source};
-use super::plan::chunks::{plan_chunking, ChunkContent};
-use super::plan::{plan_job, stem_of, PlanInputs};
+use super::plan::{stem_of, PlanInputs};
 use super::steps::kind_of;
 use super::{Engine, Event, JobOutcome};
 use crate::media::confine::Paths;
 use crate::media::hash::FileDigest;
 use crate::script::JobScope;
-use crate::store::{now_ms, JobId, JobRecord, JobStatus, StoreError, TaskRecord};
+use crate::store::{now_ms, JobId, JobRecord, JobStatus, StoreError};
 use crate::workflow::schema::WebhookEvent;
 use crate::workflow::{LoadedWorkflow, Workflow};
 
@@ -379,7 +379,6 @@ impl JobCtx<'_> {
         for n in &analysis.notes {
             self.note(n.clone());
         }
-        record.analysis = serde_json::to_value(&analysis).ok();
         let inputs = self.plan_inputs(&source, &analysis);
         for step in &self.workflow.steps {
             kind_of(step)
@@ -389,46 +388,21 @@ impl JobCtx<'_> {
                     message,
                 })?;
         }
-        let whole = ChunkContent {
-            digest: digest.clone(),
-            frames: source.frames,
-        };
-        let cut = self.cut(&inputs, &plan_chunking(&inputs), whole).await?;
-        let mut plan = plan_job(&inputs, cut.whole_file_reason, cut.chunks)
-            .map_err(|e| JobError::Plan(e.to_string()))?;
+        let (plan, tasks) = self.make_plan(&source, &analysis, digest, record).await?;
         for s in &plan.skipped_rungs {
             self.note(format!("skipped {s}"));
         }
-        self.script
-            .hook_tasks(&self.id, &self.work, &mut plan)
-            .await?;
-        record.fallback_reason = plan.whole_file_reason.clone();
-        record.chunks = plan.chunks.len() as u32;
-        let tasks: Vec<TaskRecord> = plan
-            .tasks
-            .iter()
-            .map(|t| {
-                let rungs = t
-                    .rungs
-                    .iter()
-                    .map(|r| plan.rungs[*r].name.clone())
-                    .collect();
-                TaskRecord::pending(&self.id, t.index, plan.chunks[t.chunk].index, rungs)
-            })
-            .collect();
-        let (job, planned) = (record.clone(), tasks.clone());
-        self.engine
-            .store(move |r| r.plan_job(&job, &planned))
-            .await?;
-        self.engine.emit(Event::JobStarted {
-            job: self.id.clone(),
-            input: self.input.display().to_string(),
-            tasks: plan.tasks.len(),
-            rungs: plan.rungs.iter().map(|r| r.name.clone()).collect(),
-        });
-        // Audio is encoded once per distinct setting, alongside the video tasks.
-        let (encoded, loudness) =
-            tokio::try_join!(self.run_tasks(&plan, tasks), self.encode_audio(&plan))?;
+        // Audio is encoded once per distinct setting, alongside the video tasks; it does not
+        // depend on how the video is chunked.
+        let video = self.encode_video(
+            plan.clone(),
+            tasks,
+            &source,
+            analysis.clone(),
+            digest,
+            record,
+        );
+        let ((plan, encoded), loudness) = tokio::try_join!(video, self.encode_audio(&plan))?;
         record.reused_chunks = encoded
             .reused
             .iter()

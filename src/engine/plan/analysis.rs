@@ -37,6 +37,12 @@ pub struct Analysis {
     pub crop: Option<Crop>,
     /// Each kept audio track's loudness (source track index, measurement).
     pub loudness: Vec<(usize, Loudness)>,
+    /// How the source is cut into frame ranges (`chunking.cut: frames`).
+    pub chunks: Option<super::chunks::ChunkLayout>,
+    /// Why chunks were given up for this job after encoding showed them wrong: the job then
+    /// encodes the whole file (kept, so a resumed job does not try chunks again).
+    #[serde(default)]
+    pub abandoned_chunking: Option<String>,
     /// What could not be measured, and so is not acted on.
     pub notes: Vec<String>,
 }
@@ -84,6 +90,7 @@ pub async fn analyse(
             Err(e) => a.notes.push(unmeasured("black borders", &e)),
         }
     }
+    a.chunks = super::chunks::layout(tools, &workflow.chunking, source, input).await;
     if workflow.loudness.is_some() {
         for track in super::streams::kept(&workflow.streams, &source.media)
             .audio

@@ -55,6 +55,8 @@ pub struct JobPlan {
     pub skipped_rungs: Vec<String>,
     /// Why the source is encoded whole, if it is.
     pub whole_file_reason: Option<String>,
+    /// How the source is chunked, and why.
+    pub chunking: chunks::ChunkingSummary,
     pub chunks: Vec<ChunkRef>,
     pub tasks: Vec<PlannedTask>,
     pub audio: Vec<PlannedAudio>,
@@ -182,6 +184,11 @@ pub fn plan_job(
         .map(|s| steps::kind_of(s).plan(inputs, &files))
         .collect();
     Ok(JobPlan {
+        chunking: chunks::summarise(
+            &inputs.workflow.chunking,
+            whole_file_reason.as_deref(),
+            &chunks,
+        ),
         skipped_rungs: rung_plan.skipped,
         whole_file_reason,
         gif: plan_gif(inputs),
@@ -210,7 +217,7 @@ impl JobPlan {
 
 /// spool's own encode commands for one chunk into some rungs (before any hook).
 pub fn encode_task_commands(
-    chunk: &Path,
+    chunk: &ChunkRef,
     rungs: &[&Rung],
     outputs: &[OutputPaths],
 ) -> Vec<Command> {
@@ -225,7 +232,7 @@ pub fn encode_task_commands(
             scale: true,
         })
         .collect();
-    encode_commands(chunk, &outs)
+    encode_commands(&chunk.path, chunk.range.as_ref(), &outs)
         .into_iter()
         .map(|args| Command {
             phase: Phase::Encode,
@@ -260,7 +267,7 @@ fn plan_tasks(inputs: &PlanInputs<'_>, rungs: &[Rung], chunks: &[ChunkRef]) -> V
                 Some(c) => format!("chunk {c} [{}]", names.join(",")),
                 None => format!("whole file [{}]", names.join(",")),
             };
-            let mut commands = encode_task_commands(&chunks[chunk].path, &its, &outputs);
+            let mut commands = encode_task_commands(&chunks[chunk], &its, &outputs);
             for c in &mut commands {
                 c.label = label.clone();
             }
@@ -305,6 +312,7 @@ fn rung_audio(inputs: &PlanInputs<'_>, rung: &Rung, kept: &Kept) -> Vec<AudioEnc
                 .downmix(inputs.media.audio[*track].channels),
             // Audio starts where the first video frame does: trim any audio before it.
             lead_in_s: (inputs.video.start_time - inputs.media.start_time).max(0.0),
+            video_start_s: inputs.video.start_time,
             loudnorm: inputs.workflow.loudness.as_ref().and_then(|l| {
                 let measured = inputs.analysis.loudness.iter().find(|(t, _)| t == track)?;
                 Some(

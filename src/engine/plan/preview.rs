@@ -32,6 +32,8 @@ pub struct PlanReport {
     pub skipped_rungs: Vec<String>,
     /// None when the file is chunked; otherwise why it is encoded whole.
     pub whole_file_reason: Option<String>,
+    /// How the source is chunked, and why.
+    pub chunking: super::chunks::ChunkingSummary,
     /// Chunks predicted from the source's keyframes (1 when encoded whole).
     pub chunks: usize,
     /// Every command in the order the run starts them (tasks and audio run side by side).
@@ -117,6 +119,7 @@ pub async fn plan_input(
         rungs: Vec::new(),
         skipped_rungs: Vec::new(),
         whole_file_reason: None,
+        chunking: Default::default(),
         chunks: 0,
         commands: Vec::new(),
         outputs: Vec::new(),
@@ -148,6 +151,7 @@ pub async fn plan_input(
             vec![ChunkRef::whole(&inputs, None)],
             None,
         ),
+        ChunkingPlan::Ranges(ranges) => (None, ChunkRef::ranges(&inputs, ranges, None), None),
         ChunkingPlan::Segment(s) => {
             let keys = keyframe_times(tools, input)
                 .await
@@ -166,6 +170,7 @@ pub async fn plan_input(
     report.rungs = plan.rungs.iter().map(|r| r.name.clone()).collect();
     report.skipped_rungs = plan.skipped_rungs.clone();
     report.whole_file_reason = plan.whole_file_reason.clone();
+    report.chunking = plan.chunking.clone();
     report.chunks = plan.chunks.len();
     report.dropped = plan.dropped.clone();
     report.picture = plan.picture.clone();

@@ -78,7 +78,7 @@ pub async fn execute(
     let mut artifacts: Vec<CacheRecord> = Vec::with_capacity(outputs.len());
     for (r, o) in task.rungs.iter().zip(&outputs) {
         let key = artifact_key(&task.input, &r.settings, &env.runner.tools().version);
-        let ext = r.rung.codec.container_ext();
+        let ext = r.rung.chunk_ext();
         let record = env
             .artifacts
             .admit(&key, &o.path, &task.input, task.expected_frames, ext)

@@ -64,6 +64,11 @@ impl TaskError {
         match self {
             TaskError::Run(e) => e.is_fatal(),
             TaskError::Input(_) | TaskError::Render(_) | TaskError::Cancelled => true,
+            // Decoding is deterministic: the same input gives the same frames again.
+            TaskError::Verify {
+                source: crate::media::verify::VerifyError::Frames { .. },
+                ..
+            } => true,
             TaskError::Verify { .. } | TaskError::Artifact(_) => false,
         }
     }

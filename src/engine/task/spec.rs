@@ -60,7 +60,7 @@ impl OutputPaths {
         let stem = format!("t{task:05}-{}", rung.name);
         let enc = work.join("enc");
         OutputPaths {
-            path: enc.join(format!("{stem}.{}", rung.codec.container_ext())),
+            path: enc.join(format!("{stem}.{}", rung.chunk_ext())),
             passlog: enc.join(format!("{stem}-pass")),
         }
     }

@@ -282,6 +282,34 @@ pub async fn count_video_frames(tools: &Tools, path: &Path) -> Result<u64, Probe
         })
 }
 
+/// The first video stream's frame and keyframe times, read from packets (nothing is
+/// decoded). Frame ranges are cut by them.
+pub async fn video_packets(
+    tools: &Tools,
+    path: &Path,
+) -> Result<crate::media::ranges::VideoPackets, ProbeError> {
+    let args = [
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "packet=pts_time,flags",
+        "-of",
+        "csv=p=0",
+    ];
+    let out = tools.ffprobe(&args, path).await?;
+    if !out.status.success() {
+        return Err(ProbeError::NotMedia {
+            path: path.display().to_string(),
+            reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(crate::media::ranges::VideoPackets::parse(
+        &String::from_utf8_lossy(&out.stdout),
+    ))
+}
+
 /// Presentation times of the first video stream's keyframes, read from packet flags
 /// (nothing is decoded). Used to predict where the segment muxer will cut.
 pub async fn keyframe_times(tools: &Tools, path: &Path) -> Result<Vec<f64>, ProbeError> {

@@ -35,6 +35,7 @@ pub use steps::MAX_STEPS;
 pub fn validate(w: &Workflow) -> Vec<FieldError> {
     let mut p = Problems::default();
     top_level(w, &mut p);
+    sections::chunking(w, &mut p);
     sections::gif(w, &mut p);
     profiles::check(w, &mut p);
     steps::check(w, &mut p);
@@ -126,19 +127,6 @@ fn top_level(w: &Workflow, p: &mut Problems) {
     }
     if w.name.trim().is_empty() {
         p.err("name", "must not be empty".into());
-    }
-    let c = &w.chunking;
-    if !(c.segment_seconds.is_finite() && c.segment_seconds > 0.0 && c.segment_seconds <= 600.0) {
-        p.err(
-            "chunking.segment_seconds",
-            format!("must be > 0 and ≤ 600, got {}", c.segment_seconds),
-        );
-    }
-    if !(c.min_duration_seconds.is_finite() && c.min_duration_seconds >= 0.0) {
-        p.err(
-            "chunking.min_duration_seconds",
-            format!("must be ≥ 0, got {}", c.min_duration_seconds),
-        );
     }
     let k = w.encode.keyframe_interval_seconds;
     if !(k.is_finite() && k > 0.0 && k <= 20.0) {

@@ -1,10 +1,50 @@
-//! The smaller sections: output naming, GIF, watch, schedule, webhooks, streams, loudness.
+//! The smaller sections: chunking, output naming, GIF, watch, schedule, webhooks, streams, loudness.
 
 use super::Problems;
+use crate::workflow::chunking::{Boundaries, Cut};
 use crate::workflow::schema::Workflow;
 use crate::workflow::streams::Select;
 
 const NAMING_PLACEHOLDERS: &[&str] = &["stem", "profile", "codec", "height", "ext"];
+
+pub(super) fn chunking(w: &Workflow, p: &mut Problems) {
+    let c = &w.chunking;
+    let seconds = c.segment_seconds;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 600.0) {
+        p.err(
+            "chunking.segment_seconds",
+            format!("must be > 0 and ≤ 600, got {seconds}"),
+        );
+    }
+    if !(c.min_duration_seconds.is_finite() && c.min_duration_seconds >= 0.0) {
+        p.err(
+            "chunking.min_duration_seconds",
+            format!("must be ≥ 0, got {}", c.min_duration_seconds),
+        );
+    }
+    let (min, max) = (c.min_seconds(), c.max_seconds());
+    if c.min_seconds.is_some() && !(min.is_finite() && min > 0.0 && min <= seconds) {
+        p.err(
+            "chunking.min_seconds",
+            format!("must be > 0 and ≤ segment_seconds ({seconds}), got {min}"),
+        );
+    }
+    if c.max_seconds.is_some() && !(max.is_finite() && max >= seconds && max <= 1200.0) {
+        p.err(
+            "chunking.max_seconds",
+            format!("must be ≥ segment_seconds ({seconds}) and ≤ 1200, got {max}"),
+        );
+    }
+    if !(c.scene_threshold > 0.0 && c.scene_threshold <= 100.0) {
+        p.err("chunking.scene_threshold", "must be > 0 and ≤ 100".into());
+    }
+    if c.boundaries == Boundaries::Scenes && c.cut == Cut::Copy {
+        p.err(
+            "chunking.boundaries",
+            "scene boundaries need cut: frames (copy cuts fall on the source's keyframes)".into(),
+        );
+    }
+}
 
 pub(super) fn gif(w: &Workflow, p: &mut Problems) {
     if !w.gif.enabled {
