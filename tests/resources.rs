@@ -177,7 +177,8 @@ fn a_full_state_disk_is_named_and_not_retried() -> TestResult {
     assert!(mount_tmpfs(&state, "2m"), "mounting a tmpfs needs root");
     let _unmount = Unmount(&state);
     let src = dir.path().join("big.mp4");
-    // Noise compresses badly at CRF 10: its chunks fill the 2 MB state disk.
+    // Noise compresses badly at CRF 5 with no bit-rate cap to speak of: the encoded chunks
+    // fill the 2 MB state disk (frame-range chunks copy nothing of the source there).
     ffmpeg(&[
         "-f",
         "lavfi",
@@ -194,7 +195,7 @@ fn a_full_state_disk_is_named_and_not_retried() -> TestResult {
     let wf = write_workflow(
         dir.path(),
         "full",
-        "profiles:\n- {name: p360, codec: h264, height: 360, always_encode: true, preset: ultrafast, crf: 5}\n",
+        "profiles:\n- {name: p360, codec: h264, height: 360, always_encode: true, preset: ultrafast, crf: 5, bitrate_kbps: 100000}\n",
     )?;
     let run = spool()
         .args(["run", "--json", "--workflow"])
