@@ -51,6 +51,10 @@ enum Command {
         /// ffmpeg processes at once (default: the workflow's, else one per core).
         #[arg(long, value_name = "N")]
         concurrency: Option<usize>,
+        /// -100 (last) to 100 (first) against other jobs sharing the scheduler.
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true,
+              value_parser = clap::value_parser!(i32).range(-100..=100))]
+        priority: i32,
         /// Append each ffmpeg argv as a JSON line to FILE (the benchmark replays it).
         #[arg(long, value_name = "FILE", hide = true)]
         trace_commands: Option<PathBuf>,
@@ -273,6 +277,7 @@ async fn dispatch(command: Command) -> Result<u8> {
             json,
             force,
             concurrency,
+            priority,
             trace_commands,
             keep_work,
         } => {
@@ -281,13 +286,18 @@ async fn dispatch(command: Command) -> Result<u8> {
                 trace_commands,
                 keep_work,
             };
+            let options = spool::engine::JobOptions {
+                force,
+                priority,
+                ..Default::default()
+            };
             run(
                 &inputs,
                 wf,
                 &out,
                 &state_dir(&state),
                 json,
-                force,
+                options,
                 concurrency,
                 debug,
             )
@@ -405,7 +415,7 @@ async fn dispatch(command: Command) -> Result<u8> {
                 &out,
                 &state_dir(&state),
                 false,
-                false,
+                spool::engine::JobOptions::default(),
                 None,
                 DebugOpts::default(),
             )

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
-use spool::engine::{Engine, EngineConfig};
+use spool::engine::{Engine, EngineConfig, JobOptions};
 use spool::store::JobStatus;
 use spool::workflow::LoadedWorkflow;
 
@@ -27,7 +27,7 @@ pub async fn run(
     out: &Path,
     state: &Path,
     json: bool,
-    force: bool,
+    options: JobOptions,
     concurrency: Option<usize>,
     debug: DebugOpts,
 ) -> Result<u8> {
@@ -48,7 +48,7 @@ pub async fn run(
         keep_work: debug.keep_work,
     };
     let engine = Engine::open(cfg, tx, shutdown.clone()).await?;
-    let outcomes = engine.run_all(inputs, &Arc::new(wf), out, force).await;
+    let outcomes = engine.run_all(inputs, &Arc::new(wf), out, options).await;
     drop(engine);
     let _ = ui.await;
     if json {

@@ -30,6 +30,23 @@ pub struct DaemonConfig {
     /// ffmpeg processes at once; one per core by default.
     #[serde(default)]
     pub concurrency: Option<usize>,
+    /// What jobs submitted through `POST /v1/jobs` may read and write.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// The API's confinement: inputs only under `input_roots`, outputs only under
+/// `output_roots` (symlinks resolved). With no roots, the API submits no jobs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default)]
+    pub input_roots: Vec<PathBuf>,
+    #[serde(default)]
+    pub output_roots: Vec<PathBuf>,
+    /// Signs every per-job callback (`X-Spool-Signature: sha256=<HMAC-SHA256 of the body>`).
+    #[serde(default)]
+    pub callback_secret: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -78,6 +95,26 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         problems.push(format!("{}: grace_seconds must be ≥ 0", path.display()));
     }
     problems.extend(overlaps(&workflows));
+    for (field, roots) in [
+        ("input_roots", &mut config.api.input_roots),
+        ("output_roots", &mut config.api.output_roots),
+    ] {
+        for root in roots.iter_mut() {
+            match base.join(&*root).canonicalize() {
+                Ok(real) if real.is_dir() => *root = real,
+                Ok(real) => problems.push(format!(
+                    "{}: api.{field}: {} is not a directory",
+                    path.display(),
+                    real.display()
+                )),
+                Err(e) => problems.push(format!(
+                    "{}: api.{field}: {}: {e}",
+                    path.display(),
+                    root.display()
+                )),
+            }
+        }
+    }
     if problems.is_empty() {
         Ok(Loaded { config, workflows })
     } else {

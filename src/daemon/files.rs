@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::admission::Fingerprint;
 use super::{fingerprint_key, log_store, Daemon};
+use crate::engine::JobOptions;
 use crate::media::hash::digest_file;
 use crate::store::{now_ms, FileRecord, FileStatus, JobId, JobStatus};
 
@@ -40,9 +41,10 @@ impl Daemon {
         self.admitted.fetch_add(1, Ordering::Relaxed);
         let daemon = self.clone();
         let handle = tokio::spawn(async move {
-            let permit = daemon.jobs.clone().acquire_owned().await;
+            let priority = daemon.entries[index].watch.priority;
+            let _slot = daemon.job_slot(priority).await;
             daemon.queued.fetch_sub(1, Ordering::Relaxed);
-            if permit.is_ok() && !daemon.admitting.is_cancelled() {
+            if !daemon.admitting.is_cancelled() {
                 // A panic here must not take the daemon down: it is caught and logged.
                 let d = daemon.clone();
                 let p = path.clone();
@@ -135,7 +137,15 @@ impl Daemon {
         let outcome = tracing::Instrument::instrument(
             async {
                 tracing::info!("taking the file");
-                let o = self.engine.run_file(path, &wf, &entry.output, digest).await;
+                let options = JobOptions {
+                    known: digest,
+                    priority: entry.watch.priority,
+                    ..JobOptions::default()
+                };
+                let o = self
+                    .engine
+                    .run_file(path, &wf, &entry.output, options)
+                    .await;
                 tracing::info!(
                     job = o.id.as_ref().map_or("-", JobId::as_str),
                     status = o.status.as_str(),

@@ -8,6 +8,7 @@ pub mod config;
 mod files;
 mod folders;
 pub mod schedule;
+mod submit;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -18,7 +19,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Engine;
+use crate::engine::exec::{SlotGuard, Slots};
+use crate::engine::{job_order, Engine};
 use crate::store::watch::{retry_files, RetryTarget};
 use crate::store::{Repo, StoreError};
 use crate::workflow::reload::{Reload, WatchedWorkflow};
@@ -50,7 +52,12 @@ pub struct Daemon {
     pub entries: Vec<Entry>,
     /// Cancelled on shutdown: no file is admitted after it.
     pub admitting: CancellationToken,
-    jobs: Arc<tokio::sync::Semaphore>,
+    /// Jobs at once (`max_jobs`), taken in [`job_order`] (folder and API jobs alike).
+    jobs: Arc<Slots>,
+    /// Arrival numbers for that order.
+    arrivals: AtomicU64,
+    /// What API submissions may read and write.
+    pub api: config::ApiConfig,
     /// Files admitted whose job has not finished, by fingerprint (never admitted twice).
     in_flight: Mutex<HashSet<Fingerprint>>,
     /// One lock per content being handled (`<workflow>/<content>`): twins dropped at once
@@ -81,6 +88,7 @@ impl Daemon {
         workflows: Vec<(PathBuf, crate::workflow::LoadedWorkflow)>,
         max_jobs: usize,
         token: Option<String>,
+        api: config::ApiConfig,
     ) -> Result<Arc<Daemon>, String> {
         let mut entries = Vec::new();
         for (file, wf) in workflows {
@@ -116,7 +124,9 @@ impl Daemon {
             engine,
             entries,
             admitting: CancellationToken::new(),
-            jobs: Arc::new(tokio::sync::Semaphore::new(max_jobs.max(1))),
+            jobs: Slots::new(max_jobs.max(1)),
+            arrivals: AtomicU64::new(0),
+            api,
             in_flight: Mutex::new(HashSet::new()),
             contents: Mutex::new(HashMap::new()),
             full_disk: Mutex::new(None),
@@ -127,6 +137,15 @@ impl Daemon {
             tasks: Mutex::new(Vec::new()),
             token,
         }))
+    }
+
+    /// Waits for a job slot, in line by `priority` and arrival.
+    async fn job_slot(&self, priority: i32) -> SlotGuard {
+        let arrival = self.arrivals.fetch_add(1, Ordering::Relaxed);
+        let gate: Arc<str> = Arc::from("jobs");
+        self.jobs
+            .acquire((job_order(arrival, priority), 0, 0), &gate)
+            .await
     }
 
     fn take_rescan(&self, index: usize) -> bool {
@@ -307,6 +326,7 @@ pub async fn run(
         loaded.workflows,
         cfg.max_jobs,
         cfg.token.clone(),
+        cfg.api.clone(),
     )?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await

@@ -142,6 +142,30 @@ pub struct EngineParts {
     pub artifacts: Arc<ArtifactStore>,
 }
 
+/// How one job runs, besides its input and workflow.
+#[derive(Debug, Clone, Default)]
+pub struct JobOptions {
+    /// Encode again even where the cache or an earlier job holds the result.
+    pub force: bool,
+    /// The input's digest when the caller just computed it, so it is read once.
+    pub known: Option<crate::media::hash::FileDigest>,
+    /// The id to run under (an API submission already answered with it).
+    pub id: Option<JobId>,
+    /// -100 (last) to 100 (first); see [`job_order`].
+    pub priority: i32,
+}
+
+/// Highest and lowest job priority.
+pub const MAX_PRIORITY: i32 = 100;
+
+/// Where a job goes in line (lower first): its arrival number, moved ahead by ten places
+/// per priority point. A job is passed only by jobs that arrived fewer than
+/// 10 × (their priority − its priority) places after it, so none waits for ever.
+pub fn job_order(arrival: u64, priority: i32) -> u64 {
+    let p = i64::from(priority.clamp(-MAX_PRIORITY, MAX_PRIORITY));
+    (arrival as i64 + 10 * i64::from(MAX_PRIORITY) - 10 * p).max(0) as u64
+}
+
 pub struct Engine {
     repo: Arc<dyn Repo>,
     runner: Arc<Runner>,
@@ -320,19 +344,20 @@ impl Engine {
         inputs: &[PathBuf],
         workflow: &Arc<LoadedWorkflow>,
         out_dir: &Path,
-        force: bool,
+        options: JobOptions,
     ) -> Vec<JobOutcome> {
         let watcher = tokio::spawn(self.clone().watch_cancel_requests());
         let mut handles = Vec::new();
         for input in inputs {
-            let (engine, wf, input, out) = (
+            let (engine, wf, input, out, options) = (
                 self.clone(),
                 workflow.clone(),
                 input.clone(),
                 out_dir.to_path_buf(),
+                options.clone(),
             );
             handles.push(tokio::spawn(async move {
-                engine.run_job(&input, &wf, &out, force, None).await
+                engine.run_job(&input, &wf, &out, options).await
             }));
         }
         let mut outcomes = Vec::new();
@@ -350,15 +375,19 @@ impl Engine {
     }
 
     /// Runs one input as a job (the daemon's entry point; `run_all` for a batch).
-    /// `known` is the file's digest when the caller just computed it, so it is read once.
     pub async fn run_file(
         self: &Arc<Self>,
         input: &Path,
         workflow: &LoadedWorkflow,
         out_dir: &Path,
-        known: Option<crate::media::hash::FileDigest>,
+        options: JobOptions,
     ) -> JobOutcome {
-        self.run_job(input, workflow, out_dir, false, known).await
+        self.run_job(input, workflow, out_dir, options).await
+    }
+
+    /// A fresh job id, for a caller that must answer with it before the job starts.
+    pub fn assign_job_id(&self) -> JobId {
+        self.new_job_id()
     }
 
     /// Cancels a running job; false when no job of that id runs here.

@@ -115,6 +115,13 @@ pub trait WorkflowVersions: Send + Sync {
     fn workflow_version(&self, hash: &str) -> Result<Option<WorkflowVersion>, StoreError>;
 }
 
+/// Jobs submitted through the API, by the caller's idempotency key.
+pub trait Submissions: Send + Sync {
+    /// Records `key` → `job` unless the key is taken already; returns the job holding it
+    /// then. Durable at return.
+    fn claim_submission(&self, key: &str, job: &JobId) -> Result<Option<JobId>, StoreError>;
+}
+
 /// What `spool watch` knows of files: content records, and content by disk fingerprint.
 pub trait WatchRecords: Send + Sync {
     /// A file's content record, by `<workflow>/<content>`.
@@ -136,12 +143,26 @@ pub trait Maintenance: Send + Sync {
 
 /// Every store trait at once: what the engine and the daemon are given.
 pub trait Repo:
-    JobStore + TaskStore + CacheIndex + HookLog + WorkflowVersions + WatchRecords + Maintenance
+    JobStore
+    + TaskStore
+    + CacheIndex
+    + HookLog
+    + WorkflowVersions
+    + WatchRecords
+    + Submissions
+    + Maintenance
 {
 }
 
 impl<T> Repo for T where
-    T: JobStore + TaskStore + CacheIndex + HookLog + WorkflowVersions + WatchRecords + Maintenance
+    T: JobStore
+        + TaskStore
+        + CacheIndex
+        + HookLog
+        + WorkflowVersions
+        + WatchRecords
+        + Submissions
+        + Maintenance
 {
 }
 

@@ -179,6 +179,10 @@ pub struct Webhook {
     /// Extra request headers, e.g. Authorization.
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
+    /// When set, every delivery carries `X-Spool-Signature: sha256=<hex>`, the HMAC-SHA256
+    /// of the body under this secret.
+    #[serde(default)]
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +238,9 @@ pub struct Watch {
     /// Failed attempts before a file is parked until `spool retry`.
     #[serde(default = "default_file_attempts")]
     pub max_attempts: u32,
+    /// -100 (last) to 100 (first): this folder's jobs against other jobs (API, folders).
+    #[serde(default)]
+    pub priority: i32,
 }
 
 fn yes() -> bool {

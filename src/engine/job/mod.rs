@@ -27,7 +27,7 @@ use super::hooks::{script_params, Decision, JobScript, ScriptDeps};
 use super::plan::analysis::{analyse, Analysis, Source};
 use super::plan::{stem_of, PlanInputs};
 use super::steps::kind_of;
-use super::{Engine, Event, JobOutcome};
+use super::{job_order, Engine, Event, JobOptions, JobOutcome};
 use crate::media::confine::Paths;
 use crate::media::hash::FileDigest;
 use crate::script::JobScope;
@@ -58,9 +58,14 @@ impl Engine {
         input: &Path,
         wf: &LoadedWorkflow,
         out_root: &Path,
-        force: bool,
-        known: Option<FileDigest>,
+        options: JobOptions,
     ) -> JobOutcome {
+        let JobOptions {
+            force,
+            known,
+            id: given_id,
+            priority,
+        } = options;
         let started = Instant::now();
         let early = |reason: String| JobOutcome::failed_early(input, reason, started);
         if let Err(reason) = check_input(input) {
@@ -76,10 +81,13 @@ impl Engine {
             Err(e) => return early(e.to_string()),
         };
         let wf = pinned.as_ref().unwrap_or(wf);
-        let (id, resumed) = match admission {
-            Admission::Done(done) => return self.already_done(*done, input, started),
-            Admission::Resume(id) => (id, true),
-            Admission::New => (self.new_job_id(), false),
+        let (id, resumed) = match (admission, given_id) {
+            (Admission::Done(done), _) => return self.already_done(*done, input, started),
+            // A caller that named the id keeps it: the interrupted job's chunks are reused
+            // through the cache all the same.
+            (Admission::Resume(id), None) => (id, true),
+            (_, Some(id)) => (id, false),
+            (Admission::New, None) => (self.new_job_id(), false),
         };
         let mut record = new_record(&id, input, &digest, wf, &out_dir);
         if resumed {
@@ -100,7 +108,7 @@ impl Engine {
         if let Ok(mut running) = self.running.lock() {
             running.insert(id.clone(), cancel.clone());
         }
-        let seq = self.next_seq();
+        let seq = job_order(self.next_seq(), priority);
         let work = self.state_dir.join("work").join(id.as_str());
         let gate: Arc<str> = Arc::from(wf.workflow.name.as_str());
         // The job's own commands read its input, work files and cached chunks, and write

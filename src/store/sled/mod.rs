@@ -29,6 +29,7 @@ pub struct SledRepo {
     workflows: sled::Tree,
     files: sled::Tree,
     seen: sled::Tree,
+    submissions: sled::Tree,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,6 +79,7 @@ impl SledRepo {
             workflows: db.open_tree("workflows")?,
             files: db.open_tree("files")?,
             seen: db.open_tree("seen")?,
+            submissions: db.open_tree("submissions")?,
             db,
         };
         repo.build_missing_index()?;
@@ -117,6 +119,24 @@ impl SledRepo {
 
     fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
         tree.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
+    }
+}
+
+impl crate::store::Submissions for SledRepo {
+    fn claim_submission(&self, key: &str, job: &JobId) -> Result<Option<JobId>, StoreError> {
+        let swapped = self.submissions.compare_and_swap(
+            key.as_bytes(),
+            None::<&[u8]>,
+            Some(job.as_str().as_bytes()),
+        )?;
+        let held = match swapped {
+            Ok(()) => None,
+            Err(e) => e
+                .current
+                .map(|v| JobId(String::from_utf8_lossy(&v).into_owned())),
+        };
+        self.submissions.flush()?;
+        Ok(held)
     }
 }
 

@@ -79,6 +79,9 @@ pub(super) fn watch(w: &Workflow, p: &mut Problems) {
     if !(watch.rescan_seconds.is_finite() && watch.rescan_seconds >= 1.0) {
         p.err("watch.rescan_seconds", "must be at least 1".into());
     }
+    if !(-100..=100).contains(&watch.priority) {
+        p.err("watch.priority", "must be -100 to 100".into());
+    }
     if !(1..=100).contains(&watch.max_attempts) {
         p.err("watch.max_attempts", "must be 1 to 100".into());
     }

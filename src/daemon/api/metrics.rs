@@ -1,0 +1,129 @@
+//! `GET /metrics`: the Prometheus text format.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::{blocking, error, Shared};
+use crate::engine::metrics::Metrics;
+use crate::store::JobStatus;
+
+pub(super) async fn metrics(State(d): Shared) -> Response {
+    let repo = d.repo.clone();
+    let counts = blocking(move || {
+        let mut jobs = std::collections::BTreeMap::new();
+        for j in repo.list_jobs()? {
+            *jobs.entry(j.status).or_insert(0u64) += 1;
+        }
+        Ok::<_, crate::store::StoreError>((jobs, crate::daemon::file_counts(repo.as_ref())?))
+    })
+    .await;
+    let (jobs, files) = match counts {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(r) => return r,
+    };
+    let m = &d.engine.metrics;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, samples: Vec<(String, u64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let all = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+        JobStatus::Interrupted,
+        JobStatus::Skipped,
+    ];
+    gauge(
+        "spool_jobs",
+        "Jobs in the store by state.",
+        "gauge",
+        all.iter()
+            .map(|s| {
+                let name = serde_json::to_value(s)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                (
+                    format!("{{state=\"{name}\"}}"),
+                    jobs.get(s).copied().unwrap_or(0),
+                )
+            })
+            .collect(),
+    );
+    gauge(
+        "spool_files",
+        "Watched files by state.",
+        "gauge",
+        files
+            .into_iter()
+            .map(|(k, v)| (format!("{{state=\"{k}\"}}"), v))
+            .collect(),
+    );
+    let plain = |v: u64| vec![(String::new(), v)];
+    gauge(
+        "spool_tasks_running",
+        "Encode tasks running now.",
+        "gauge",
+        plain(Metrics::get(&m.tasks_running)),
+    );
+    gauge(
+        "spool_files_queued",
+        "Admitted files waiting for a job slot.",
+        "gauge",
+        plain(d.queued()),
+    );
+    gauge(
+        "spool_files_settling",
+        "Files seen and waiting to settle.",
+        "gauge",
+        plain(d.settling()),
+    );
+    gauge(
+        "spool_bytes_in_total",
+        "Bytes of inputs processed.",
+        "counter",
+        plain(Metrics::get(&m.bytes_in)),
+    );
+    gauge(
+        "spool_bytes_out_total",
+        "Bytes of outputs published.",
+        "counter",
+        plain(Metrics::get(&m.bytes_out)),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP spool_encode_seconds_total Seconds spent in encode tasks.\n# TYPE spool_encode_seconds_total counter\nspool_encode_seconds_total {:.3}",
+        Metrics::get(&m.encode_ms) as f64 / 1000.0
+    );
+    let mut gauge = |name: &str, help: &str, v: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    };
+    gauge(
+        "spool_cache_hits_total",
+        "Encoded chunks reused from the cache.",
+        Metrics::get(&m.cache_hits),
+    );
+    gauge(
+        "spool_jobs_finished_total",
+        "Jobs finished since start.",
+        Metrics::get(&m.jobs_finished),
+    );
+    gauge(
+        "spool_files_admitted_total",
+        "Files taken from watched folders since start.",
+        d.admitted(),
+    );
+    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,432 @@
+//! Platforms submit work over HTTP: `POST /v1/jobs` on a real daemon. Jobs run and call
+//! back signed; a repeated idempotency key gives the same job; parameters reach Lua; paths
+//! outside the configured roots (directly, through `..`, through a symlink) and malformed
+//! requests are refused with a reason and leave nothing behind; priorities decide which
+//! queued job runs next; the OpenAPI document names exactly the routes that exist.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const SECRET: &str = "s3cret-for-callbacks";
+
+const HOOKS: &str = r#"local M = {}
+function M.on_discover(file)
+  if spool.params.skip then
+    return { action = "skip", reason = "asked to skip by " .. spool.params.label }
+  end
+  return { action = "accept" }
+end
+return M
+"#;
+
+struct Daemon {
+    child: Child,
+    state: PathBuf,
+}
+
+impl Daemon {
+    /// A daemon whose API may read `dir/media` and write `dir/published`.
+    fn start(dir: &Path, max_jobs: usize) -> Result<Daemon, Box<dyn std::error::Error>> {
+        for d in ["in", "out", "media", "published"] {
+            std::fs::create_dir_all(dir.join(d))?;
+        }
+        std::fs::write(dir.join("hooks.lua"), HOOKS)?;
+        std::fs::write(
+            dir.join("wf.yaml"),
+            "version: 1\nname: web\n\
+             chunking: {segment_seconds: 1, min_duration_seconds: 0}\n\
+             encode: {mode: ladder, keyframe_interval_seconds: 1}\n\
+             profiles:\n- {name: p144, codec: h264, height: 144, always_encode: true, preset: ultrafast}\n\
+             script: {path: hooks.lua, hooks: [on_discover], params: {skip: false, label: nobody}}\n\
+             watch: {folders: [in], output: out, settle_seconds: 1}\n",
+        )?;
+        std::fs::write(
+            dir.join("spool.yaml"),
+            format!(
+                "state: state\nlisten: 127.0.0.1:0\nworkflows: [wf.yaml]\nmax_jobs: {max_jobs}\n\
+                 concurrency: 2\napi: {{input_roots: [media], output_roots: [published], callback_secret: {SECRET}}}\n"
+            ),
+        )?;
+        let log = std::fs::File::create(dir.join("watch.log"))?;
+        let child = Command::new(spool_path())
+            .args(["watch", "--config"])
+            .arg(dir.join("spool.yaml"))
+            .env("SPOOL_LOG", "spool=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let d = Daemon {
+            child,
+            state: dir.join("state"),
+        };
+        wait_until("the daemon's API", Duration::from_secs(20), || {
+            d.url().is_some()
+        })?;
+        Ok(d)
+    }
+
+    fn url(&self) -> Option<String> {
+        let text = std::fs::read(self.state.join("daemon.json")).ok()?;
+        let v: Value = serde_json::from_slice(&text).ok()?;
+        v["url"].as_str().map(String::from)
+    }
+
+    /// (status, body) of a request; error statuses are answers too.
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let url = format!("{}{path}", self.url().unwrap_or_default());
+        let request = ureq::request(method, &url).set("content-type", "application/json");
+        let result = match body {
+            Some(b) => request.send_string(b),
+            None => request.call(),
+        };
+        match result {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    fn submit(&self, body: &Value) -> (u16, Value) {
+        let (code, text) = self.call("POST", "/v1/jobs", Some(&body.to_string()));
+        (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn job(&self, id: &str) -> Value {
+        let (_, text) = self.call("GET", &format!("/v1/jobs/{id}"), None);
+        serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)["job"].clone()
+    }
+
+    fn wait_final(&self, id: &str, secs: u64) -> Result<Value, String> {
+        let mut last = Value::Null;
+        wait_until(
+            &format!("job {id} to end"),
+            Duration::from_secs(secs),
+            || {
+                last = self.job(id);
+                ["succeeded", "failed", "skipped", "cancelled"]
+                    .contains(&last["status"].as_str().unwrap_or(""))
+            },
+        )?;
+        Ok(last)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Each callback received: its signature header and its body.
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A local server that answers 200 and keeps each request's signature header and body.
+fn callback_server() -> std::io::Result<(String, Received)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/spool", listener.local_addr()?);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let kept = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let (mut length, mut signature, mut line) = (0usize, String::new(), String::new());
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("x-spool-signature:") {
+                    signature = line[line.find(':').map_or(0, |i| i + 1)..]
+                        .trim()
+                        .to_string();
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(mut g) = kept.lock() {
+                    g.push((signature, String::from_utf8_lossy(&body).into_owned()));
+                }
+            }
+            let _ = (&stream)
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    Ok((url, got))
+}
+
+/// What a receiver computes to check a callback: HMAC-SHA256 of the body under the secret.
+fn expected_signature(body: &str) -> String {
+    use hmac::Mac;
+    let mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes())
+        .map(|m| m.chain_update(body.as_bytes()).finalize().into_bytes())
+        .unwrap_or_default();
+    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+fn clip(path: &Path, seconds: u32) -> Result<(), String> {
+    make_clip(path, "256x144", 25, seconds, Audio::Bursts)
+}
+
+#[test]
+fn a_platform_submits_a_job_and_gets_signed_callbacks() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Daemon::start(dir.path(), 2)?;
+    let src = dir.path().join("media/upload 1.mp4");
+    clip(&src, 2)?;
+    let (hook, got) = callback_server()?;
+    let request = json!({
+        "input": src, "workflow": "web", "output": dir.path().join("published"),
+        "callback": hook, "priority": 5, "idempotency_key": "upload-1",
+    });
+    let (code, first) = d.submit(&request);
+    assert_eq!(code, 201, "{first}");
+    let id = first["id"].as_str().unwrap_or_default().to_string();
+    let (code, again) = d.submit(&request);
+    assert_eq!(
+        (code, &again["id"]),
+        (200, &first["id"]),
+        "a retried request is the same job"
+    );
+    let job = d.wait_final(&id, 60)?;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(dir
+        .path()
+        .join("published/upload 1/upload 1.p144.mp4")
+        .is_file());
+    wait_until("the succeeded callback", Duration::from_secs(20), || {
+        got.lock()
+            .is_ok_and(|g| g.iter().any(|(_, b)| b.contains("\"succeeded\"")))
+    })?;
+    let received = got.lock().map(|g| g.clone()).unwrap_or_default();
+    for (signature, body) in &received {
+        assert_eq!(
+            signature,
+            &expected_signature(body),
+            "every callback is signed"
+        );
+        let event: Value = serde_json::from_str(body)?;
+        assert_eq!(event["job"], first["id"], "{body}");
+    }
+    let done = received
+        .iter()
+        .find(|(_, b)| b.contains("\"succeeded\""))
+        .map(|(_, b)| serde_json::from_str::<Value>(b))
+        .transpose()?
+        .unwrap_or_default();
+    assert!(
+        done["manifest"].is_object() || done["manifest"].is_string(),
+        "{done}"
+    );
+    // A tampered body no longer matches its signature.
+    assert_ne!(
+        expected_signature(&received[0].1.replace('1', "2")),
+        received[0].0
+    );
+    // Parameters reach the hooks as spool.params.
+    let other = dir.path().join("media/other.mp4");
+    clip(&other, 3)?;
+    let (code, skipped) = d.submit(&json!({
+        "input": other, "workflow": "web", "params": {"skip": true, "label": "the platform"},
+    }));
+    assert_eq!(code, 201, "{skipped}");
+    let job = d.wait_final(skipped["id"].as_str().unwrap_or_default(), 60)?;
+    assert_eq!(job["status"], "skipped", "{job}");
+    assert!(
+        job["error"].as_str().unwrap_or("").contains("the platform"),
+        "{job}"
+    );
+    Ok(())
+}
+
+#[test]
+fn hostile_or_malformed_submissions_are_refused_and_leave_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Daemon::start(dir.path(), 1)?;
+    let inside = dir.path().join("media/ok.mp4");
+    clip(&inside, 1)?;
+    let outside = dir.path().join("secret.mp4");
+    clip(&outside, 1)?;
+    std::os::unix::fs::symlink(&outside, dir.path().join("media/link.mp4"))?;
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("media/up"))?;
+    let media = dir.path().join("media");
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!({"input": outside, "workflow": "web"}), 403, "outside"),
+        (
+            json!({"input": media.join("../secret.mp4"), "workflow": "web"}),
+            403,
+            "outside",
+        ),
+        (
+            json!({"input": media.join("link.mp4"), "workflow": "web"}),
+            403,
+            "outside",
+        ),
+        (
+            json!({"input": media.join("up/secret.mp4"), "workflow": "web"}),
+            403,
+            "outside",
+        ),
+        (
+            json!({"input": "/etc/passwd", "workflow": "web"}),
+            403,
+            "outside",
+        ),
+        (
+            json!({"input": "/no/such/file.mp4", "workflow": "web"}),
+            403,
+            "outside",
+        ),
+        (
+            json!({"input": media.join("missing.mp4"), "workflow": "web"}),
+            400,
+            "missing.mp4",
+        ),
+        (
+            json!({"input": "media/ok.mp4", "workflow": "web"}),
+            400,
+            "not absolute",
+        ),
+        (
+            json!({"input": inside, "workflow": "web", "output": "/tmp"}),
+            403,
+            "output",
+        ),
+        (
+            json!({"input": inside, "workflow": "nope"}),
+            400,
+            "no workflow named \\\"nope\\\"",
+        ),
+        (
+            json!({"input": inside, "workflow": "web", "params": {"skip": "yes"}}),
+            400,
+            "params.skip: expected a boolean",
+        ),
+        (
+            json!({"input": inside, "workflow": "web", "params": {"colour": 1}}),
+            400,
+            "params.colour: not a parameter",
+        ),
+        (
+            json!({"input": inside, "workflow": "web", "priority": 1000}),
+            400,
+            "priority",
+        ),
+        (
+            json!({"input": inside, "workflow": "web", "callback": "file:///etc"}),
+            400,
+            "callback",
+        ),
+        (
+            json!({"input": inside, "workflow": "web", "inptu": "x"}),
+            400,
+            "unknown field `inptu`",
+        ),
+        (json!({"workflow": "web"}), 400, "missing field `input`"),
+    ];
+    for (body, want, says) in &cases {
+        let (code, reply) = d.submit(body);
+        assert_eq!(code, *want, "{body}: {reply}");
+        assert!(
+            reply.to_string().contains(says) || reply.is_null(),
+            "{body}: {reply}"
+        );
+    }
+    let (code, text) = d.call("POST", "/v1/jobs", Some("{not json"));
+    assert_eq!(code, 400, "{text}");
+    let (_, listed) = d.call("GET", "/v1/jobs", None);
+    let listed: Value = serde_json::from_str(&listed)?;
+    assert_eq!(listed["jobs"].as_array().map(Vec::len), Some(0), "{listed}");
+    assert!(std::fs::read_dir(dir.path().join("published"))?
+        .next()
+        .is_none());
+    Ok(())
+}
+
+#[test]
+fn priorities_decide_which_queued_job_runs_next() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Daemon::start(dir.path(), 1)?;
+    let mut sources = Vec::new();
+    for i in 0..20 {
+        let src = dir.path().join(format!("media/clip{i:02}.mp4"));
+        make_clip(&src, "256x144", 25 + i, 1, Audio::None)?;
+        sources.push(src);
+    }
+    // Distinct priorities 50 points apart in arrival terms: arrival order cannot reorder them.
+    let priority = |i: u32| ((i * 7) % 20) as i64 * 5 - 50;
+    let ids: Vec<(String, i64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20u32)
+            .map(|i| {
+                let (d, src) = (&d, &sources[i as usize]);
+                s.spawn(move || {
+                    let (code, v) = d
+                        .submit(&json!({"input": src, "workflow": "web", "priority": priority(i)}));
+                    (
+                        code,
+                        v["id"].as_str().unwrap_or_default().to_string(),
+                        priority(i),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .filter(|(code, _, _)| *code == 201)
+            .map(|(_, id, p)| (id, p))
+            .collect()
+    });
+    assert_eq!(ids.len(), 20);
+    let mut finished: Vec<(u64, i64)> = Vec::new();
+    for (id, p) in &ids {
+        let job = d.wait_final(id, 180)?;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        finished.push((job["updated_ms"].as_u64().unwrap_or(0), *p));
+    }
+    finished.sort();
+    // One job at a time: the first to take the slot ran before the others were queued;
+    // every later one is the highest priority left.
+    let order: Vec<i64> = finished.iter().skip(1).map(|(_, p)| *p).collect();
+    let mut want = order.clone();
+    want.sort_by(|a, b| b.cmp(a));
+    assert_eq!(order, want, "finish order by priority");
+    Ok(())
+}
+
+#[test]
+fn the_openapi_document_names_exactly_the_routes_that_answer() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let d = Daemon::start(dir.path(), 1)?;
+    let (code, text) = d.call("GET", "/v1/openapi.json", None);
+    assert_eq!(code, 200);
+    let doc: Value = serde_json::from_str(&text)?;
+    let paths = doc["paths"].as_object().ok_or("no paths")?;
+    assert!(paths.len() >= 12);
+    for (path, ops) in paths {
+        for method in ops.as_object().ok_or("no operations")?.keys() {
+            let concrete = path.replace("{id}", "0000000000000000");
+            let body = (method == "post").then_some("{}");
+            let (code, reply) = d.call(&method.to_uppercase(), &concrete, body);
+            // A route that exists answers; a missing one is axum's bare 404 or 405.
+            assert!(
+                code != 405 && (code != 404 || reply.contains("error")),
+                "{method} {path}: {code} {reply}"
+            );
+        }
+    }
+    let (code, _) = d.call("GET", "/v1/undocumented", None);
+    assert_eq!(code, 404);
+    Ok(())
+}
