@@ -430,3 +430,47 @@ fn the_openapi_document_names_exactly_the_routes_that_answer() -> TestResult {
     assert_eq!(code, 404);
     Ok(())
 }
+
+#[test]
+fn an_upload_is_kept_only_under_its_own_digest_and_runs_as_a_job() -> TestResult {
+    use sha2::Digest;
+    let dir = tempfile::tempdir()?;
+    let d = Daemon::start(dir.path(), 1)?;
+    let src = dir.path().join("elsewhere.mp4");
+    clip(&src, 2)?;
+    let bytes = std::fs::read(&src)?;
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let url = format!("{}/v1/blobs/", d.url().unwrap_or_default());
+    let put =
+        |digest: &str, body: &[u8]| match ureq::put(&format!("{url}{digest}")).send_bytes(body) {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        };
+    let mut damaged = bytes.clone();
+    damaged[bytes.len() / 2] ^= 1;
+    let (code, reply) = put(&sha, &damaged);
+    assert_eq!(code, 400, "{reply}");
+    assert!(reply.contains("nothing kept"), "{reply}");
+    assert!(!dir.path().join(format!("state/blobs/{sha}")).exists());
+    assert_eq!(put("../../etc", &bytes).0, 404, "not a blob route at all");
+    assert_eq!(put(&"G".repeat(64), &bytes).0, 400);
+    assert_eq!(put(&sha, &bytes).0, 201);
+    assert_eq!(put(&sha, &bytes).0, 200, "stored before");
+    let (code, job) = d
+        .submit(&json!({"input": format!("blob:{sha}"), "name": "lecture.mp4", "workflow": "web"}));
+    assert_eq!(code, 201, "{job}");
+    let done = d.wait_final(job["id"].as_str().unwrap_or_default(), 60)?;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(dir.path().join("out/lecture/lecture.p144.mp4").is_file());
+    let (code, reply) =
+        d.submit(&json!({"input": format!("blob:{}", "0".repeat(64)), "workflow": "web"}));
+    assert_eq!(code, 400, "{reply}");
+    let (code, reply) =
+        d.submit(&json!({"input": format!("blob:{sha}"), "name": "../x.mp4", "workflow": "web"}));
+    assert_eq!(code, 400, "{reply}");
+    Ok(())
+}

@@ -4,6 +4,7 @@
 
 pub mod admission;
 mod api;
+mod blobs;
 pub mod config;
 mod files;
 mod folders;
@@ -58,6 +59,8 @@ pub struct Daemon {
     arrivals: AtomicU64,
     /// What API submissions may read and write.
     pub api: config::ApiConfig,
+    /// Inputs uploaded through the API.
+    blobs: blobs::Blobs,
     /// Files admitted whose job has not finished, by fingerprint (never admitted twice).
     in_flight: Mutex<HashSet<Fingerprint>>,
     /// One lock per content being handled (`<workflow>/<content>`): twins dropped at once
@@ -119,6 +122,7 @@ impl Daemon {
                 rescan: AtomicBool::new(false),
             });
         }
+        let blobs = blobs::Blobs::new(engine.state_dir());
         Ok(Arc::new(Daemon {
             repo: engine.repo().clone(),
             engine,
@@ -127,6 +131,7 @@ impl Daemon {
             jobs: Slots::new(max_jobs.max(1)),
             arrivals: AtomicU64::new(0),
             api,
+            blobs,
             in_flight: Mutex::new(HashSet::new()),
             contents: Mutex::new(HashMap::new()),
             full_disk: Mutex::new(None),

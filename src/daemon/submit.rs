@@ -19,8 +19,11 @@ use crate::workflow::{load_version, LoadedWorkflow};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
-    /// An absolute path under one of `api.input_roots`.
+    /// An absolute path under one of `api.input_roots`, or `blob:<sha256>` of an upload.
     pub input: PathBuf,
+    /// The file name an uploaded input's outputs are named after (`<sha256>.bin` when
+    /// absent).
+    pub name: Option<String>,
     /// The name of a workflow the daemon runs.
     pub workflow: String,
     /// An existing directory under one of `api.output_roots`; the workflow's watch output
@@ -129,7 +132,15 @@ impl Daemon {
                     names.join(", ")
                 ))
             })?;
-        let input = confine("input", &req.input, &self.api.input_roots)?;
+        let input = match req.input.to_str().and_then(|i| i.strip_prefix("blob:")) {
+            Some(sha256) => {
+                let name = req.name.clone().unwrap_or_else(|| format!("{sha256}.bin"));
+                self.blobs
+                    .input_for(sha256, &name)
+                    .map_err(|e| bad(format!("input: {e}")))?
+            }
+            None => confine("input", &req.input, &self.api.input_roots)?,
+        };
         if !input.is_file() {
             return Err(bad(format!("input: {} is not a file", req.input.display())));
         }

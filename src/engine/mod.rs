@@ -297,6 +297,11 @@ impl Engine {
         }
     }
 
+    /// The state directory (absolute).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
     pub fn repo(&self) -> &Arc<dyn Repo> {
         &self.repo
     }

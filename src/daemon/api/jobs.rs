@@ -141,3 +141,20 @@ pub(super) async fn workflows(State(d): Shared) -> Response {
         .collect();
     Json(json!({ "workflows": list })).into_response()
 }
+
+/// `PUT /v1/blobs/<sha256>`: 201 stored, 200 stored before, 400 when the body's SHA-256 is
+/// another (nothing kept).
+pub(super) async fn put_blob(
+    State(d): Shared,
+    UrlPath(sha256): UrlPath<String>,
+    body: axum::body::Body,
+) -> Response {
+    match d.blobs.put(&sha256, body).await {
+        Ok(true) => (StatusCode::CREATED, Json(json!({ "blob": sha256 }))).into_response(),
+        Ok(false) => Json(json!({ "blob": sha256 })).into_response(),
+        Err(e @ crate::daemon::blobs::BlobError::Io { .. }) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}

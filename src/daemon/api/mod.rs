@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -32,6 +32,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/jobs/{id}"),
     ("post", "/v1/jobs/{id}/cancel"),
     ("get", "/v1/workflows"),
+    ("put", "/v1/blobs/{sha256}"),
     ("post", "/v1/retry"),
     ("get", "/v1/files"),
     ("get", "/v1/folders"),
@@ -52,6 +53,10 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Arc<Daemon>>> {
         ("get", "/v1/jobs/{id}") => get(jobs::job),
         ("post", "/v1/jobs/{id}/cancel") => post(jobs::cancel),
         ("get", "/v1/workflows") => get(jobs::workflows),
+        // Uploads are media: no body limit (the default is 2 MB).
+        ("put", "/v1/blobs/{sha256}") => {
+            put(jobs::put_blob).layer(axum::extract::DefaultBodyLimit::disable())
+        }
         ("post", "/v1/retry") => post(retry),
         ("get", "/v1/files") => get(files),
         ("get", "/v1/folders") => get(folders),
