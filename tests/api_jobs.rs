@@ -225,9 +225,55 @@ fn a_platform_submits_a_job_and_gets_signed_callbacks() -> TestResult {
         .map(|(_, b)| serde_json::from_str::<Value>(b))
         .transpose()?
         .unwrap_or_default();
+    assert!(done["manifest_json"]["outputs"].is_array(), "{done}");
+    // A file that is not media fails before its job starts: its record and callback say why.
+    let notes = dir.path().join("media/notes.mp4");
+    std::fs::write(&notes, "not a video at all")?;
+    let (code, bad) = d.submit(&json!({"input": notes, "workflow": "web", "callback": hook}));
+    assert_eq!(code, 201, "{bad}");
+    let failed = d.wait_final(bad["id"].as_str().unwrap_or_default(), 30)?;
+    assert_eq!(failed["status"], "failed", "{failed}");
     assert!(
-        done["manifest"].is_object() || done["manifest"].is_string(),
-        "{done}"
+        failed["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{failed}"
+    );
+    wait_until("the failed callback", Duration::from_secs(20), || {
+        got.lock().is_ok_and(|g| {
+            g.iter().any(|(sig, b)| {
+                b.contains("\"failed\"")
+                    && b.contains(bad["id"].as_str().unwrap_or("-"))
+                    && *sig == expected_signature(b)
+            })
+        })
+    })?;
+    // The example client in contrib/ does the same round trip and prints the manifest.
+    let third = dir.path().join("media/third.mp4");
+    clip(&third, 1)?;
+    let client = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/spool_client.py"))
+        .args([
+            "--api",
+            &d.url().unwrap_or_default(),
+            "--secret",
+            SECRET,
+            "--workflow",
+            "web",
+        ])
+        .arg(&third)
+        .args(["--timeout", "60"])
+        .output()?;
+    let printed = String::from_utf8_lossy(&client.stdout);
+    assert!(
+        client.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    let manifest: Value = serde_json::from_str(&printed)?;
+    assert!(
+        manifest["outputs"]
+            .as_array()
+            .is_some_and(|o| !o.is_empty()),
+        "{manifest}"
     );
     // A tampered body no longer matches its signature.
     assert_ne!(

@@ -14,6 +14,7 @@ use super::Daemon;
 use crate::engine::plan::stem_of;
 use crate::engine::{JobOptions, JobOutcome, MAX_PRIORITY};
 use crate::store::{now_ms, JobId, JobRecord, JobStatus, StoreError, WorkflowVersion};
+use crate::workflow::schema::WebhookEvent;
 use crate::workflow::{load_version, LoadedWorkflow};
 
 #[derive(Debug, Deserialize)]
@@ -192,11 +193,24 @@ impl Daemon {
                 .await;
             if outcome.id.as_ref() != Some(&id) {
                 let repo = daemon.repo.clone();
+                let (job, ended) = (id.clone(), outcome.clone());
                 let settled =
-                    tokio::task::spawn_blocking(move || settle(repo.as_ref(), &id, &outcome));
+                    tokio::task::spawn_blocking(move || settle(repo.as_ref(), &job, &ended));
                 if let Ok(Err(e)) = settled.await {
                     tracing::error!(error = %e, "recording an API job's end failed");
                 }
+                let event = match outcome.status {
+                    JobStatus::Succeeded => WebhookEvent::Succeeded,
+                    JobStatus::Skipped => WebhookEvent::Skipped,
+                    _ => WebhookEvent::Failed,
+                };
+                let body = serde_json::json!({
+                    "job": id, "input": outcome.input, "workflow": checked.workflow.workflow.name,
+                    "status": outcome.status, "reason": outcome.reason, "manifest": outcome.manifest,
+                    "same_content_as": outcome.id,
+                });
+                let hooks = &checked.workflow.workflow.webhooks;
+                daemon.engine.send_event(hooks, event, body);
             }
         });
         if let Ok(mut t) = self.tasks.lock() {

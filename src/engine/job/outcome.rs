@@ -38,6 +38,10 @@ impl Engine {
             m.insert("status".into(), json!(record.status));
             m.insert("reason".into(), json!(record.error));
             m.insert("manifest".into(), json!(record.manifest));
+            if let JobEnd::Succeeded(p) = &end {
+                // The manifest itself, for a receiver that cannot read the daemon's disk.
+                m.insert("manifest_json".into(), json!(p.manifest));
+            }
         }
         let waiting_for_space = match &end {
             JobEnd::Failed(e) => e.disk_trouble(&ctx.out_dir),

@@ -59,6 +59,12 @@ impl Engine {
         }
     }
 
+    /// Sends a job's event to `hooks` for a caller outside the job (a submission that ended
+    /// before its job could start): the same delivery, retries and signature.
+    pub fn send_event(&self, hooks: &[Webhook], event: WebhookEvent, body: Value) {
+        self.notify(hooks, event, body);
+    }
+
     /// Waits up to `limit` for deliveries in flight.
     pub(super) async fn drain_webhooks(&self, limit: Duration) {
         let pending: Vec<_> = match self.deliveries.lock() {
