@@ -16,6 +16,7 @@ use common::*;
 use serde_json::{json, Value};
 
 const SECRET: &str = "s3cret-for-callbacks";
+const TOKEN: &str = "platform-token";
 
 const HOOKS: &str = r#"local M = {}
 function M.on_discover(file)
@@ -51,7 +52,7 @@ impl Daemon {
         std::fs::write(
             dir.join("spool.yaml"),
             format!(
-                "state: state\nlisten: 127.0.0.1:0\nworkflows: [wf.yaml]\nmax_jobs: {max_jobs}\n\
+                "state: state\nlisten: 127.0.0.1:0\ntoken: {TOKEN}\nworkflows: [wf.yaml]\nmax_jobs: {max_jobs}\n\
                  concurrency: 2\napi: {{input_roots: [media], output_roots: [published], callback_secret: {SECRET}}}\n"
             ),
         )?;
@@ -83,7 +84,9 @@ impl Daemon {
     /// (status, body) of a request; error statuses are answers too.
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         let url = format!("{}{path}", self.url().unwrap_or_default());
-        let request = ureq::request(method, &url).set("content-type", "application/json");
+        let request = ureq::request(method, &url)
+            .set("content-type", "application/json")
+            .set("authorization", &format!("Bearer {TOKEN}"));
         let result = match body {
             Some(b) => request.send_string(b),
             None => request.call(),
@@ -256,6 +259,8 @@ fn a_platform_submits_a_job_and_gets_signed_callbacks() -> TestResult {
             &d.url().unwrap_or_default(),
             "--secret",
             SECRET,
+            "--token",
+            TOKEN,
             "--workflow",
             "web",
         ])
@@ -389,6 +394,12 @@ fn hostile_or_malformed_submissions_are_refused_and_leave_nothing() -> TestResul
             "{body}: {reply}"
         );
     }
+    let anonymous = ureq::post(&format!("{}/v1/jobs", d.url().unwrap_or_default()))
+        .send_string(&json!({"input": inside, "workflow": "web"}).to_string());
+    assert!(
+        matches!(anonymous, Err(ureq::Error::Status(401, _))),
+        "no token, no job"
+    );
     let (code, text) = d.call("POST", "/v1/jobs", Some("{not json"));
     assert_eq!(code, 400, "{text}");
     let (_, listed) = d.call("GET", "/v1/jobs", None);
@@ -490,12 +501,14 @@ fn an_upload_is_kept_only_under_its_own_digest_and_runs_as_a_job() -> TestResult
         .map(|b| format!("{b:02x}"))
         .collect();
     let url = format!("{}/v1/blobs/", d.url().unwrap_or_default());
-    let put =
-        |digest: &str, body: &[u8]| match ureq::put(&format!("{url}{digest}")).send_bytes(body) {
-            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap_or_default()),
-            Err(e) => (0, e.to_string()),
-        };
+    let put = |digest: &str, body: &[u8]| match ureq::put(&format!("{url}{digest}"))
+        .set("authorization", &format!("Bearer {TOKEN}"))
+        .send_bytes(body)
+    {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    };
     let mut damaged = bytes.clone();
     damaged[bytes.len() / 2] ^= 1;
     let (code, reply) = put(&sha, &damaged);

@@ -95,6 +95,12 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         problems.push(format!("{}: grace_seconds must be ≥ 0", path.display()));
     }
     problems.extend(overlaps(&workflows));
+    if !config.api.input_roots.is_empty() && config.token.is_none() {
+        problems.push(format!(
+            "{}: api.input_roots lets callers start jobs: set a token too",
+            path.display()
+        ));
+    }
     for (field, roots) in [
         ("input_roots", &mut config.api.input_roots),
         ("output_roots", &mut config.api.output_roots),
