@@ -28,6 +28,36 @@ struct StateArg {
     state: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct CacheArgs {
+    #[command(flatten)]
+    state: StateArg,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Entries, bytes, and the oldest and newest use.
+    Stats {
+        #[command(flatten)]
+        args: CacheArgs,
+    },
+    /// Evict least recently used entries until the cache fits SIZE (e.g. 20GiB).
+    Gc {
+        #[arg(long, value_name = "SIZE", value_parser = spool::engine::artifacts::evict::parse_size)]
+        max_size: u64,
+        #[command(flatten)]
+        args: CacheArgs,
+    },
+    /// Check every entry's file (present, size, SHA-256); drop the bad ones.
+    Verify {
+        #[command(flatten)]
+        args: CacheArgs,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Process files in the foreground: probe, chunk, encode the ladder, join, verify, publish.
@@ -51,6 +81,10 @@ enum Command {
         /// ffmpeg processes at once (default: the workflow's, else one per core).
         #[arg(long, value_name = "N")]
         concurrency: Option<usize>,
+        /// Limit of the encoded-chunk cache (e.g. 50GiB); least recently used entries go
+        /// first. Default: what it holds plus half its disk's free space.
+        #[arg(long, value_name = "SIZE", value_parser = spool::engine::artifacts::evict::parse_size)]
+        cache_max_size: Option<u64>,
         /// -100 (last) to 100 (first) against other jobs sharing the scheduler.
         #[arg(long, default_value_t = 0, allow_hyphen_values = true,
               value_parser = clap::value_parser!(i32).range(-100..=100))]
@@ -83,6 +117,12 @@ enum Command {
         /// text (default) or json: one JSON object per line, for log shippers.
         #[arg(long, default_value = "text")]
         log_format: String,
+    },
+    /// The encoded-chunk cache: `stats`, `gc --max-size SIZE` (least recently used first),
+    /// `verify` (every entry's size and SHA-256; bad ones dropped; exit 1 if any).
+    Cache {
+        #[command(subcommand)]
+        action: CacheCommand,
     },
     /// Take a parked (or failed) watched file again, by job id or by path.
     Retry {
@@ -277,6 +317,7 @@ async fn dispatch(command: Command) -> Result<u8> {
             json,
             force,
             concurrency,
+            cache_max_size,
             priority,
             trace_commands,
             keep_work,
@@ -299,6 +340,7 @@ async fn dispatch(command: Command) -> Result<u8> {
                 json,
                 options,
                 concurrency,
+                cache_max_size,
                 debug,
             )
             .await
@@ -386,6 +428,14 @@ async fn dispatch(command: Command) -> Result<u8> {
             })
             .await
         }
+        Command::Cache { action } => {
+            let (action, args) = match action {
+                CacheCommand::Stats { args } => (cli::cache::Action::Stats, args),
+                CacheCommand::Gc { max_size, args } => (cli::cache::Action::Gc(max_size), args),
+                CacheCommand::Verify { args } => (cli::cache::Action::Verify, args),
+            };
+            cli::cache::cache(&state_dir(&args.state), action, args.json).await
+        }
         Command::Validate { files } => {
             let mut bad = 0;
             for f in &files {
@@ -416,6 +466,7 @@ async fn dispatch(command: Command) -> Result<u8> {
                 &state_dir(&state),
                 false,
                 spool::engine::JobOptions::default(),
+                None,
                 None,
                 DebugOpts::default(),
             )

@@ -258,6 +258,16 @@ fn a_corrupt_file_is_parked_while_others_flow_and_retry_brings_it_back() -> Test
     assert!(text.contains("spool_files{state=\"parked\"} 1"), "{text}");
     assert!(text.contains("spool_jobs{state=\"succeeded\"} 1"), "{text}");
     assert!(text.contains("spool_bytes_out_total"));
+    let cache_bytes = text
+        .lines()
+        .find_map(|l| l.strip_prefix("spool_cache_bytes "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        cache_bytes > Some(0),
+        "the encoded chunks are counted: {text}"
+    );
+    assert!(text.contains("spool_cache_evictions_total 0"), "{text}");
+    assert!(text.contains("spool_cache_limit_bytes "), "{text}");
     // status goes through the API while the daemon holds the state.
     let status = spool()
         .args(["status", "--state"])

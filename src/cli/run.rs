@@ -29,6 +29,7 @@ pub async fn run(
     json: bool,
     options: JobOptions,
     concurrency: Option<usize>,
+    cache_max_bytes: Option<u64>,
     debug: DebugOpts,
 ) -> Result<u8> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -46,6 +47,7 @@ pub async fn run(
         concurrency,
         trace_commands: debug.trace_commands,
         keep_work: debug.keep_work,
+        cache_max_bytes,
     };
     let engine = Engine::open(cfg, tx, shutdown.clone()).await?;
     let outcomes = engine.run_all(inputs, &Arc::new(wf), out, options).await;
@@ -78,6 +80,11 @@ pub async fn watch(config: &Path) -> Result<u8> {
         concurrency: loaded.config.concurrency.unwrap_or(cores).max(1),
         trace_commands: None,
         keep_work: false,
+        cache_max_bytes: loaded
+            .config
+            .cache
+            .max_bytes()
+            .map_err(anyhow::Error::msg)?,
     };
     // The daemon stops admitting on a signal; the engine's own token interrupts jobs only
     // after the grace period.

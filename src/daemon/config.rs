@@ -33,6 +33,26 @@ pub struct DaemonConfig {
     /// What jobs submitted through `POST /v1/jobs` may read and write.
     #[serde(default)]
     pub api: ApiConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// The encoded-chunk cache.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// E.g. `50GiB`; by default what the cache holds plus half its disk's free space.
+    pub max_size: Option<String>,
+}
+
+impl CacheConfig {
+    pub fn max_bytes(&self) -> Result<Option<u64>, String> {
+        self.max_size
+            .as_deref()
+            .map(crate::engine::artifacts::evict::parse_size)
+            .transpose()
+            .map_err(|e| format!("cache.max_size: {e}"))
+    }
 }
 
 /// The API's confinement: inputs only under `input_roots`, outputs only under
@@ -95,6 +115,9 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
         problems.push(format!("{}: grace_seconds must be ≥ 0", path.display()));
     }
     problems.extend(overlaps(&workflows));
+    if let Err(e) = config.cache.max_bytes() {
+        problems.push(format!("{}: {e}", path.display()));
+    }
     if !config.api.input_roots.is_empty() && config.token.is_none() {
         problems.push(format!(
             "{}: api.input_roots lets callers start jobs: set a token too",

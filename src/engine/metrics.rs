@@ -10,11 +10,19 @@ pub struct Metrics {
     pub cache_hits: AtomicU64,
     pub tasks_running: AtomicU64,
     pub jobs_finished: AtomicU64,
+    /// Cache entries evicted to keep the cache under its limit.
+    pub cache_evictions: AtomicU64,
+    /// The cache's size and entries after the last eviction pass.
+    pub cache_bytes: AtomicU64,
+    pub cache_entries: AtomicU64,
 }
 
 impl Metrics {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn set(gauge: &AtomicU64, n: u64) {
+        gauge.store(n, Ordering::Relaxed);
     }
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)

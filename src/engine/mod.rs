@@ -10,6 +10,7 @@
 //! - `hooks/`, `steps/`, `notify/`: Lua, workflow steps, webhooks
 
 pub mod artifacts;
+mod cache;
 pub mod error;
 pub mod exec;
 mod hooks;
@@ -132,6 +133,9 @@ pub struct EngineConfig {
     pub trace_commands: Option<PathBuf>,
     /// Leave work directories in place after a job (the benchmark replays against them).
     pub keep_work: bool,
+    /// The encoded-chunk cache's limit; by default what it holds plus half the free space
+    /// of its disk when spool starts.
+    pub cache_max_bytes: Option<u64>,
 }
 
 /// The parts an engine is built from.
@@ -177,7 +181,10 @@ pub struct Engine {
     events: UnboundedSender<Event>,
     /// Cancelled on Ctrl-C / SIGTERM: jobs stop as interrupted (resumable).
     shutdown: CancellationToken,
-    running: Mutex<HashMap<JobId, CancellationToken>>,
+    /// Each running job's cancel token and start time (eviction spares what they use).
+    running: Mutex<HashMap<JobId, (CancellationToken, u64)>>,
+    /// The cache's limit in bytes (see [`EngineConfig::cache_max_bytes`]).
+    cache_limit: std::sync::atomic::AtomicU64,
     job_seq: AtomicU64,
     keep_work: bool,
     /// Webhook deliveries in flight; drained (bounded) at the end of a run.
@@ -268,7 +275,9 @@ impl Engine {
         };
         let mut engine = Engine::new(parts, state_dir, cfg.keep_work, events, shutdown);
         engine.local = Some(local);
-        Ok(Arc::new(engine))
+        let engine = Arc::new(engine);
+        engine.set_cache_limit(cfg.cache_max_bytes)?;
+        Ok(engine)
     }
 
     /// An engine from given parts.
@@ -289,6 +298,7 @@ impl Engine {
             events,
             shutdown,
             running: Mutex::new(HashMap::new()),
+            cache_limit: AtomicU64::new(u64::MAX),
             job_seq: AtomicU64::new(0),
             keep_work,
             deliveries: Mutex::new(Vec::new()),
@@ -397,7 +407,11 @@ impl Engine {
 
     /// Cancels a running job; false when no job of that id runs here.
     pub fn cancel_job(&self, id: &JobId) -> bool {
-        let token = self.running.lock().ok().and_then(|r| r.get(id).cloned());
+        let token = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|r| r.get(id).map(|(t, _)| t.clone()));
         token.map(|t| t.cancel()).is_some()
     }
 

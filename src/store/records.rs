@@ -234,6 +234,12 @@ pub struct CacheRecord {
     pub bytes: u64,
     pub frames: u64,
     pub created_ms: u64,
+    /// When a job last took it from the cache (its admission at first); eviction goes by it.
+    #[serde(default)]
+    pub last_used_ms: u64,
+    /// SHA-256 of the encoded file, checked by `spool cache verify` (empty in older stores).
+    #[serde(default)]
+    pub sha256: String,
 }
 
 pub fn now_ms() -> u64 {

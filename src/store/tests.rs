@@ -71,6 +71,8 @@ fn jobs_tasks_cache_survive_reopen_and_recovery() -> Result<(), StoreError> {
             bytes: 1,
             frames: 1,
             created_ms: 1,
+            last_used_ms: 0,
+            sha256: String::new(),
         };
         repo.finish_task(&task("j1", 1, TaskStatus::Done), &[cache])?;
         // A second open of the same directory is refused while the first holds it.

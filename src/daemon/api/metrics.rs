@@ -76,6 +76,24 @@ pub(super) async fn metrics(State(d): Shared) -> Response {
         plain(Metrics::get(&m.tasks_running)),
     );
     gauge(
+        "spool_cache_bytes",
+        "Bytes the encoded-chunk cache holds (after the last eviction pass).",
+        "gauge",
+        plain(Metrics::get(&m.cache_bytes)),
+    );
+    gauge(
+        "spool_cache_entries",
+        "Entries in the encoded-chunk cache.",
+        "gauge",
+        plain(Metrics::get(&m.cache_entries)),
+    );
+    gauge(
+        "spool_cache_limit_bytes",
+        "The cache's limit.",
+        "gauge",
+        plain(d.engine.cache_limit()),
+    );
+    gauge(
         "spool_files_queued",
         "Admitted files waiting for a job slot.",
         "gauge",
@@ -114,6 +132,11 @@ pub(super) async fn metrics(State(d): Shared) -> Response {
         "spool_cache_hits_total",
         "Encoded chunks reused from the cache.",
         Metrics::get(&m.cache_hits),
+    );
+    gauge(
+        "spool_cache_evictions_total",
+        "Cache entries evicted to keep the cache under its limit.",
+        Metrics::get(&m.cache_evictions),
     );
     gauge(
         "spool_jobs_finished_total",

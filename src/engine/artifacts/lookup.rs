@@ -31,6 +31,8 @@ pub async fn lookup(
     rung: &Rung,
     frames: u64,
 ) -> Result<Found, StoreError> {
+    // Held until the entry is marked used: eviction waits for it (see ArtifactStore::guard).
+    let _reading = store.guard.read().await;
     let (idx, k) = (index.clone(), key.to_string());
     let record = tokio::task::spawn_blocking(move || idx.cache_get(&k))
         .await
@@ -68,6 +70,10 @@ pub async fn lookup(
         }
     };
     let Some(reason) = invalid else {
+        let k = key.to_string();
+        tokio::task::spawn_blocking(move || index.cache_touch(&k, crate::store::now_ms()))
+            .await
+            .map_err(|e| StoreError::Blocking(e.to_string()))??;
         return Ok(Found::Hit(path));
     };
     let k = key.to_string();
@@ -109,6 +115,8 @@ mod tests {
             bytes: 1,
             frames: 1,
             created_ms: 0,
+            last_used_ms: 0,
+            sha256: String::new(),
         };
         let job = JobRecord {
             id: "j".into(),

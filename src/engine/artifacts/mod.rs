@@ -2,6 +2,7 @@
 //! fingerprint + the encoding ffmpeg), files under `<state>/cache`. Executors put results
 //! in; the coordinator looks them up (and checks them) through [`lookup`].
 
+pub mod evict;
 pub mod lookup;
 
 use std::path::{Path, PathBuf};
@@ -31,11 +32,17 @@ pub fn artifact_key(chunk: &FileDigest, settings: &str, ffmpeg_version: &str) ->
 
 pub struct ArtifactStore {
     dir: PathBuf,
+    /// Lookups hold it shared from reading a record until they mark it used; eviction holds
+    /// it alone, so it never removes a file a lookup has just handed to a job.
+    pub(crate) guard: tokio::sync::RwLock<()>,
 }
 
 impl ArtifactStore {
     pub fn new(dir: PathBuf) -> ArtifactStore {
-        ArtifactStore { dir }
+        ArtifactStore {
+            dir,
+            guard: tokio::sync::RwLock::new(()),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -66,7 +73,11 @@ impl ArtifactStore {
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        let bytes = tokio::fs::metadata(encoded).await?.len();
+        let owned = encoded.to_path_buf();
+        let digest = tokio::task::spawn_blocking(move || crate::media::hash::digest_file(&owned))
+            .await
+            .map_err(std::io::Error::other)??;
+        let bytes = digest.size;
         tokio::fs::rename(encoded, &dest).await?;
         let rel = dest
             .strip_prefix(&self.dir)
@@ -82,6 +93,8 @@ impl ArtifactStore {
             bytes,
             frames,
             created_ms: now_ms(),
+            last_used_ms: now_ms(),
+            sha256: digest.sha256,
         })
     }
 }

@@ -106,7 +106,7 @@ impl Engine {
         }
         let cancel = self.shutdown.child_token();
         if let Ok(mut running) = self.running.lock() {
-            running.insert(id.clone(), cancel.clone());
+            running.insert(id.clone(), (cancel.clone(), now_ms()));
         }
         let seq = job_order(self.next_seq(), priority);
         let work = self.state_dir.join("work").join(id.as_str());
@@ -189,7 +189,9 @@ impl Engine {
         if let Ok(mut running) = self.running.lock() {
             running.remove(&id);
         }
-        self.conclude(&ctx, record, result, &digest, started).await
+        let outcome = self.conclude(&ctx, record, result, &digest, started).await;
+        self.keep_cache_bounded().await;
+        outcome
     }
 
     /// What spool knows of this input already, and the workflow version a stopped job of

@@ -150,6 +150,20 @@ impl CacheIndex for SledRepo {
         Ok(())
     }
 
+    fn cache_touch(&self, key: &str, now_ms: u64) -> Result<(), StoreError> {
+        // A lost race with a remove or another touch is fine: the entry is gone or fresh.
+        let Some(old) = self.cache.get(key.as_bytes())? else {
+            return Ok(());
+        };
+        let mut record: CacheRecord = decode(&old)?;
+        record.last_used_ms = record.last_used_ms.max(now_ms);
+        let new = encode(&record)?;
+        let _ = self
+            .cache
+            .compare_and_swap(key.as_bytes(), Some(old), Some(new))?;
+        Ok(())
+    }
+
     fn cache_entries(&self) -> Result<Vec<CacheRecord>, StoreError> {
         Self::scan(&self.cache, "")
     }
