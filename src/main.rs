@@ -9,16 +9,19 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use cli::run::{run, watch, DebugOpts};
+use cli::run::{run, watch, DebugOpts, RunOpts};
 use cli::samples::{gif, make_demo_clip};
 use spool::workflow::{self, LoadedWorkflow};
 
 /// spool: turns video files into a verified ladder of encodes, durably.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(about, disable_version_flag = true, arg_required_else_help = true)]
 struct Cli {
+    /// Print spool's version, the ffmpeg it finds, and which optional features it has.
+    #[arg(short = 'V', long)]
+    version: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -81,6 +84,10 @@ enum Command {
         /// ffmpeg processes at once (default: the workflow's, else one per core).
         #[arg(long, value_name = "N")]
         concurrency: Option<usize>,
+        /// How progress shows on stderr: auto (bars on a terminal, log lines elsewhere), bar,
+        /// plain or none. A summary line per job is printed at the end (unless --json).
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: cli::run::Progress,
         /// Limit of the encoded-chunk cache (e.g. 50GiB); least recently used entries go
         /// first. Default: what it holds plus half its disk's free space.
         #[arg(long, value_name = "SIZE", value_parser = spool::engine::artifacts::evict::parse_size)]
@@ -255,7 +262,7 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
         .unwrap_or_else(|_| "spool=info".into());
     let json_logs =
-        matches!(&cli.command, Command::Watch { log_format, .. } if log_format == "json");
+        matches!(&cli.command, Some(Command::Watch { log_format, .. }) if log_format == "json");
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -278,7 +285,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let Some(command) = cli.command else {
+        return ExitCode::from(runtime.block_on(cli::version::print()));
+    };
+    match runtime.block_on(dispatch(command)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("spool: {e:#}");
@@ -317,6 +327,7 @@ async fn dispatch(command: Command) -> Result<u8> {
             json,
             force,
             concurrency,
+            progress,
             cache_max_size,
             priority,
             trace_commands,
@@ -337,10 +348,13 @@ async fn dispatch(command: Command) -> Result<u8> {
                 wf,
                 &out,
                 &state_dir(&state),
-                json,
+                RunOpts {
+                    json,
+                    progress,
+                    concurrency,
+                    cache_max_bytes: cache_max_size,
+                },
                 options,
-                concurrency,
-                cache_max_size,
                 debug,
             )
             .await
@@ -464,10 +478,13 @@ async fn dispatch(command: Command) -> Result<u8> {
                 wf,
                 &out,
                 &state_dir(&state),
-                false,
+                RunOpts {
+                    json: false,
+                    progress: cli::run::Progress::Auto,
+                    concurrency: None,
+                    cache_max_bytes: None,
+                },
                 spool::engine::JobOptions::default(),
-                None,
-                None,
                 DebugOpts::default(),
             )
             .await

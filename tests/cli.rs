@@ -190,3 +190,59 @@ fn status_of_an_empty_state_and_unknown_jobs() -> TestResult {
     assert!(!missing.exists(), "status created a state directory");
     Ok(())
 }
+
+#[test]
+fn version_names_the_ffmpeg_and_the_features_and_run_ends_with_a_summary() -> TestResult {
+    let shown = spool().arg("--version").assert().success();
+    let text = String::from_utf8_lossy(&shown.get_output().stdout).into_owned();
+    assert!(
+        text.starts_with(&format!("spool {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(
+        text.contains("ffmpeg: /") && text.contains("ffmpeg version"),
+        "{text}"
+    );
+    assert!(text.contains("features: whisper"), "{text}");
+    // No ffmpeg to be found: said so, exit 1.
+    let missing = spool()
+        .arg("--version")
+        .env("SPOOL_FFMPEG", "/nonexistent/ffmpeg")
+        .assert()
+        .code(1);
+    assert!(String::from_utf8_lossy(&missing.get_output().stdout).contains("not usable"));
+
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("short clip.mp4");
+    make_clip(&src, "256x144", 25, 2, Audio::Bursts)?;
+    let wf = write_workflow(dir.path(), "w", "")?;
+    let run = spool()
+        .args(["run", "--progress", "none", "--workflow"])
+        .arg(&wf)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .arg(&src)
+        .arg(dir.path().join("missing.mp4"))
+        .assert()
+        .code(1);
+    let out = String::from_utf8_lossy(&run.get_output().stdout).into_owned();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per job: {out}");
+    assert!(
+        lines[0].starts_with("succeeded") && lines[0].contains("short clip.mp4: 1 output, "),
+        "{out}"
+    );
+    assert!(lines[0].contains("chunks reused"), "{out}");
+    assert!(
+        lines[1].starts_with("failed") && lines[1].contains("missing.mp4"),
+        "{out}"
+    );
+    let err = String::from_utf8_lossy(&run.get_output().stderr).into_owned();
+    assert!(
+        !err.contains("task done"),
+        "no progress lines with --progress none: {err}"
+    );
+    Ok(())
+}

@@ -11,3 +11,4 @@ pub mod status;
 #[cfg(feature = "whisper")]
 pub mod transcribe;
 pub mod ui;
+pub mod version;

@@ -20,28 +20,54 @@ pub struct DebugOpts {
     pub keep_work: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How `spool run` reports and what it may use.
+pub struct RunOpts {
+    /// One JSON result per job on stdout (and no progress display).
+    pub json: bool,
+    pub progress: Progress,
+    /// ffmpeg processes at once (default: the workflow's, else one per core).
+    pub concurrency: Option<usize>,
+    pub cache_max_bytes: Option<u64>,
+}
+
+/// How progress is shown on stderr while jobs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    /// Bars on a terminal, log lines elsewhere.
+    Auto,
+    Bar,
+    Plain,
+    None,
+}
+
 pub async fn run(
     inputs: &[PathBuf],
     wf: LoadedWorkflow,
     out: &Path,
     state: &Path,
-    json: bool,
+    opts: RunOpts,
     options: JobOptions,
-    concurrency: Option<usize>,
-    cache_max_bytes: Option<u64>,
     debug: DebugOpts,
 ) -> Result<u8> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let concurrency = concurrency
+    let concurrency = opts
+        .concurrency
         .or(wf.workflow.encode.concurrency)
         .unwrap_or(cores)
         .max(1);
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let bars = !json && std::io::stderr().is_terminal();
-    let ui = tokio::spawn(super::ui::render(rx, bars));
+    // With --json, stdout is for results: progress stays log lines on stderr.
+    let display = match (opts.json, opts.progress) {
+        (_, Progress::None) => super::ui::Display::None,
+        (true, _) | (_, Progress::Plain) => super::ui::Display::Lines,
+        (_, Progress::Bar) => super::ui::Display::Bars,
+        (_, Progress::Auto) if std::io::stderr().is_terminal() => super::ui::Display::Bars,
+        (_, Progress::Auto) => super::ui::Display::Lines,
+    };
+    let ui = tokio::spawn(super::ui::render(rx, display));
+    let cache_max_bytes = opts.cache_max_bytes;
     let cfg = EngineConfig {
         state_dir: state.to_path_buf(),
         concurrency,
@@ -53,9 +79,10 @@ pub async fn run(
     let outcomes = engine.run_all(inputs, &Arc::new(wf), out, options).await;
     drop(engine);
     let _ = ui.await;
-    if json {
-        for o in &outcomes {
-            println!("{}", serde_json::to_string(o)?);
+    for o in &outcomes {
+        match opts.json {
+            true => println!("{}", serde_json::to_string(o)?),
+            false => println!("{}", super::ui::summary(o)),
         }
     }
     Ok(

@@ -9,12 +9,59 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use spool::engine::Event;
 use spool::store::JobId;
 
-pub async fn render(mut events: UnboundedReceiver<Event>, bars: bool) {
-    if bars {
-        render_bars(&mut events).await
-    } else {
-        render_lines(&mut events).await
+/// What `render` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Display {
+    Bars,
+    Lines,
+    None,
+}
+
+pub async fn render(mut events: UnboundedReceiver<Event>, display: Display) {
+    match display {
+        Display::Bars => render_bars(&mut events).await,
+        Display::Lines => render_lines(&mut events).await,
+        Display::None => while events.recv().await.is_some() {},
     }
+}
+
+/// One line per job for the end of a run: how it ended, what it made, what it took.
+pub fn summary(o: &spool::engine::JobOutcome) -> String {
+    let name = std::path::Path::new(&o.input)
+        .file_name()
+        .map_or(o.input.clone(), |n| n.to_string_lossy().into_owned());
+    let made = o
+        .manifest
+        .as_ref()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<spool::engine::manifest::Manifest>(&b).ok())
+        .map(|m| {
+            let n = m.outputs.len();
+            format!(
+                "{n} output{}, {} from {}, ",
+                if n == 1 { "" } else { "s" },
+                mib(m.bytes_out()),
+                mib(std::fs::metadata(&o.input).map_or(0, |md| md.len()))
+            )
+        })
+        .unwrap_or_default();
+    let chunks = match o.chunks {
+        0 => String::new(),
+        n => format!(", {}/{n} chunks reused", o.reused_chunks),
+    };
+    let reason = o
+        .reason
+        .as_ref()
+        .map_or(String::new(), |r| format!(": {r}"));
+    format!(
+        "{:<11} {name}: {made}{:.1} s{chunks}{reason}",
+        o.status.as_str(),
+        o.elapsed_s
+    )
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
 async fn render_lines(events: &mut UnboundedReceiver<Event>) {
