@@ -32,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             reused_chunks: 0,
             progress: 1.0,
             analysis: None,
+            priority: 0,
         };
         repo.begin_job(&job)?;
         let tasks: Vec<TaskRecord> = (0..2)

@@ -348,6 +348,13 @@ pub async fn run(
         .map_err(|e| format!("{}: {e}", file.display()))?;
     restrict(&file);
     tracing::info!(api = %endpoint.url, workflows = daemon.entries.len(), "spool watch started");
+    match daemon.resume_api_jobs() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "API jobs interrupted by the last stop run again"),
+        Err(e) => {
+            tracing::error!(error = %e, "API jobs interrupted by the last stop could not be read")
+        }
+    }
 
     let stop = daemon.admitting.clone();
     let mut loops = Vec::new();

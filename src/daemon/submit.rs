@@ -79,7 +79,13 @@ impl Daemon {
             }
         }
         let out_dir = checked.output.join(stem_of(&checked.input));
+        // The job's workflow (with its params and callback) is kept before the job is, so a
+        // restart can run it again even if it never started.
+        self.repo
+            .put_workflow_version(&checked.workflow.version())?;
         self.repo.begin_job(&queued(&id, &checked, &out_dir))?;
+        // Durable before the caller hears 201: a crash right after loses no accepted job.
+        self.repo.flush()?;
         self.start(id.clone(), checked);
         Ok(Submitted {
             id,
@@ -220,6 +226,61 @@ impl Daemon {
     }
 }
 
+/// How an API job's workflow version names its source, so a restart can tell it apart.
+const API_SOURCE: &str = " (API job)";
+
+impl Daemon {
+    /// Runs again the API jobs a stop interrupted (queued or running): folder jobs come back
+    /// with the next scan, API jobs have no folder. Each keeps its id, workflow version
+    /// (params, callback) and priority; one whose input is gone is marked failed.
+    pub(super) fn resume_api_jobs(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let mut resumed = 0;
+        for mut job in self
+            .repo
+            .recent_jobs(None, usize::MAX, Some(JobStatus::Interrupted))?
+        {
+            let Some(version) = self.repo.workflow_version(&job.workflow_hash)? else {
+                continue;
+            };
+            if !version.source.ends_with(API_SOURCE) {
+                continue;
+            }
+            let input = PathBuf::from(&job.input);
+            let output = Path::new(&job.out_dir).parent().map(Path::to_path_buf);
+            let workflow = load_version(&version);
+            match (input.is_file(), output, workflow) {
+                (true, Some(output), Ok(workflow)) => {
+                    let priority = job.priority;
+                    let checked = Checked {
+                        input,
+                        output,
+                        workflow,
+                        priority,
+                    };
+                    tracing::info!(job = %job.id, "resuming a job submitted through the API");
+                    self.start(job.id, checked);
+                    resumed += 1;
+                }
+                (input_found, _, workflow) => {
+                    job.status = JobStatus::Failed;
+                    job.updated_ms = now_ms();
+                    job.error = Some(match workflow {
+                        Err(e) => {
+                            format!("could not be resumed: its workflow no longer loads: {e}")
+                        }
+                        Ok(_) if !input_found => {
+                            format!("could not be resumed: {} is gone", job.input)
+                        }
+                        Ok(_) => "could not be resumed: no output directory".into(),
+                    });
+                    self.repo.save_job(&job)?;
+                }
+            }
+        }
+        Ok(resumed)
+    }
+}
+
 fn bad(message: impl Into<String>) -> SubmitError {
     SubmitError::BadRequest(message.into())
 }
@@ -305,15 +366,13 @@ fn check_params(wf: &LoadedWorkflow, given: &Map<String, Value>) -> Result<(), S
 
 /// The workflow with the request's parameters and callback written into its text, loaded
 /// and validated again: the job stores that text, so a resumed job runs with them too.
+/// Every API job gets such a version (its source marked), even with nothing to add.
 fn derive(
     wf: &LoadedWorkflow,
     params: &Map<String, Value>,
     callback: Option<&str>,
     secret: Option<&str>,
 ) -> Result<LoadedWorkflow, SubmitError> {
-    if params.is_empty() && callback.is_none() {
-        return Ok(wf.clone());
-    }
     let internal = |e: String| bad(format!("the workflow could not take this request: {e}"));
     let mut doc: serde_yaml::Value =
         serde_yaml::from_str(&wf.text).map_err(|e| internal(e.to_string()))?;
@@ -346,10 +405,15 @@ fn derive(
             list.push(serde_yaml::Value::Mapping(hook));
         }
     }
-    let text = serde_yaml::to_string(&doc).map_err(|e| internal(e.to_string()))?;
+    // Always its own version, marked as an API job's: a restart runs these again itself
+    // (folder jobs come back with the next scan).
+    let text = format!(
+        "# submitted through the API\n{}",
+        serde_yaml::to_string(&doc).map_err(|e| internal(e.to_string()))?
+    );
     load_version(&WorkflowVersion {
         hash: String::new(),
-        source: format!("{} (API job)", wf.source),
+        source: format!("{}{API_SOURCE}", wf.source.trim_end_matches(API_SOURCE)),
         text,
         script_source: wf.script_source.clone(),
         base_dir: wf.base_dir.display().to_string(),
@@ -377,6 +441,7 @@ fn queued(id: &JobId, c: &Checked, out_dir: &Path) -> JobRecord {
         reused_chunks: 0,
         progress: 0.0,
         analysis: None,
+        priority: c.priority,
     }
 }
 

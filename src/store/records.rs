@@ -118,6 +118,9 @@ pub struct JobRecord {
     /// from the same numbers.
     #[serde(default)]
     pub analysis: Option<serde_json::Value>,
+    /// -100..100; see `engine::job_order`.
+    #[serde(default)]
+    pub priority: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

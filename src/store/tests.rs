@@ -20,6 +20,7 @@ fn job(id: &str, status: JobStatus) -> JobRecord {
         reused_chunks: 0,
         progress: 0.0,
         analysis: None,
+        priority: 0,
     }
 }
 

@@ -137,6 +137,7 @@ mod tests {
             reused_chunks: 0,
             progress: 0.0,
             analysis: None,
+            priority: 0,
         };
         repo.begin_job(&job)?;
         let task = TaskRecord {

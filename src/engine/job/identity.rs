@@ -112,6 +112,7 @@ mod tests {
             reused_chunks: 0,
             progress: 0.0,
             analysis: None,
+            priority: 0,
         }
     }
 

@@ -90,6 +90,7 @@ impl Engine {
             (Admission::New, None) => (self.new_job_id(), false),
         };
         let mut record = new_record(&id, input, &digest, wf, &out_dir);
+        record.priority = priority;
         if resumed {
             // A resumed job plans from what was measured before it stopped.
             let stored = self.store({
@@ -331,6 +332,7 @@ fn new_record(
         reused_chunks: 0,
         progress: 0.0,
         analysis: None,
+        priority: 0,
     }
 }
 
