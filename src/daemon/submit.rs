@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::Daemon;
 use crate::engine::plan::stem_of;
 use crate::engine::{JobOptions, JobOutcome, MAX_PRIORITY};
-use crate::store::{now_ms, JobId, JobRecord, JobStatus, StoreError, WorkflowVersion};
+use crate::store::{now_ms, JobId, JobRecord, JobStart, JobStatus, StoreError, WorkflowVersion};
 use crate::workflow::schema::WebhookEvent;
 use crate::workflow::{load_version, LoadedWorkflow};
 
@@ -422,27 +422,15 @@ fn derive(
 }
 
 fn queued(id: &JobId, c: &Checked, out_dir: &Path) -> JobRecord {
-    JobRecord {
-        id: id.clone(),
-        input: c.input.display().to_string(),
-        input_md5: String::new(),
-        input_size: 0,
-        workflow_name: c.workflow.workflow.name.clone(),
-        workflow_hash: c.workflow.content_hash.clone(),
-        out_dir: out_dir.display().to_string(),
+    JobRecord::start(JobStart {
+        id,
+        input: &c.input,
+        out_dir,
+        workflow_name: &c.workflow.workflow.name,
+        workflow_hash: &c.workflow.content_hash,
         status: JobStatus::Queued,
-        created_ms: now_ms(),
-        updated_ms: now_ms(),
-        fallback_reason: None,
-        error: None,
-        stderr_tail: Vec::new(),
-        manifest: None,
-        chunks: 0,
-        reused_chunks: 0,
-        progress: 0.0,
-        analysis: None,
         priority: c.priority,
-    }
+    })
 }
 
 /// Writes how a job that never ran under its own id ended: failed before it started, or

@@ -123,6 +123,44 @@ pub struct JobRecord {
     pub priority: i32,
 }
 
+/// Who a job is and where it writes: the fields every new record starts from.
+pub struct JobStart<'a> {
+    pub id: &'a JobId,
+    pub input: &'a std::path::Path,
+    pub out_dir: &'a std::path::Path,
+    pub workflow_name: &'a str,
+    pub workflow_hash: &'a str,
+    pub status: JobStatus,
+    pub priority: i32,
+}
+
+impl JobRecord {
+    /// A new job's record: nothing measured, nothing done yet.
+    pub fn start(s: JobStart<'_>) -> JobRecord {
+        JobRecord {
+            id: s.id.clone(),
+            input: s.input.display().to_string(),
+            input_md5: String::new(),
+            input_size: 0,
+            workflow_name: s.workflow_name.to_string(),
+            workflow_hash: s.workflow_hash.to_string(),
+            out_dir: s.out_dir.display().to_string(),
+            status: s.status,
+            created_ms: now_ms(),
+            updated_ms: now_ms(),
+            fallback_reason: None,
+            error: None,
+            stderr_tail: Vec::new(),
+            manifest: None,
+            chunks: 0,
+            reused_chunks: 0,
+            progress: 0.0,
+            analysis: None,
+            priority: s.priority,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {

@@ -303,48 +303,37 @@ pub fn ffmpeg(args: &[&str]) -> Result<(), String> {
     )
 }
 
-/// `spool run --json` of one input into `dir/out` with state in `dir/state`; it must succeed.
+/// `spool run --json` of one input into `dir/out` with state in `dir/state`.
+fn run_one(wf: &Path, dir: &Path, src: &Path) -> assert_cmd::assert::Assert {
+    spool()
+        .args(["run", "--json", "--workflow"])
+        .arg(wf)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg(src)
+        .assert()
+}
+
+/// [`run_one`], which must succeed; its one result.
 pub fn run_succeeds(
     wf: &Path,
     dir: &Path,
     src: &Path,
 ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
-    let out = outcomes(
-        &spool()
-            .args(["run", "--json", "--workflow"])
-            .arg(wf)
-            .arg("--out")
-            .arg(dir.join("out"))
-            .arg("--state")
-            .arg(dir.join("state"))
-            .arg(src)
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    );
+    let out = outcomes(&run_one(wf, dir, src).success().get_output().stdout);
     assert_eq!(out[0]["status"], "succeeded", "{out:?}");
     Ok(out[0].clone())
 }
 
-/// `spool run --json` of one input into `dir/out` with state in `dir/state`; it must fail.
+/// [`run_one`], which must fail; its results.
 pub fn run_fails(
     wf: &Path,
     dir: &Path,
     src: &Path,
 ) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
     Ok(outcomes(
-        &spool()
-            .args(["run", "--json", "--workflow"])
-            .arg(wf)
-            .arg("--out")
-            .arg(dir.join("out"))
-            .arg("--state")
-            .arg(dir.join("state"))
-            .arg(src)
-            .assert()
-            .failure()
-            .get_output()
-            .stdout,
+        &run_one(wf, dir, src).failure().get_output().stdout,
     ))
 }

@@ -31,7 +31,7 @@ use super::{job_order, Engine, Event, JobOptions, JobOutcome};
 use crate::media::confine::Paths;
 use crate::media::hash::FileDigest;
 use crate::script::JobScope;
-use crate::store::{now_ms, JobId, JobRecord, JobStatus, StoreError};
+use crate::store::{now_ms, JobId, JobRecord, JobStart, JobStatus, StoreError};
 use crate::workflow::schema::WebhookEvent;
 use crate::workflow::{LoadedWorkflow, Workflow};
 
@@ -313,27 +313,18 @@ fn new_record(
     wf: &LoadedWorkflow,
     out_dir: &Path,
 ) -> JobRecord {
-    JobRecord {
-        id: id.clone(),
-        input: input.display().to_string(),
-        input_md5: digest.md5.clone(),
-        input_size: digest.size,
-        workflow_name: wf.workflow.name.clone(),
-        workflow_hash: wf.content_hash.clone(),
-        out_dir: out_dir.display().to_string(),
+    let mut record = JobRecord::start(JobStart {
+        id,
+        input,
+        out_dir,
+        workflow_name: &wf.workflow.name,
+        workflow_hash: &wf.content_hash,
         status: JobStatus::Running,
-        created_ms: now_ms(),
-        updated_ms: now_ms(),
-        fallback_reason: None,
-        error: None,
-        stderr_tail: Vec::new(),
-        manifest: None,
-        chunks: 0,
-        reused_chunks: 0,
-        progress: 0.0,
-        analysis: None,
         priority: 0,
-    }
+    });
+    record.input_md5 = digest.md5.clone();
+    record.input_size = digest.size;
+    record
 }
 
 impl JobCtx<'_> {

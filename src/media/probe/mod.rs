@@ -313,30 +313,5 @@ pub async fn video_packets(
 /// Presentation times of the first video stream's keyframes, read from packet flags
 /// (nothing is decoded). Used to predict where the segment muxer will cut.
 pub async fn keyframe_times(tools: &Tools, path: &Path) -> Result<Vec<f64>, ProbeError> {
-    let args = [
-        "-v",
-        "error",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "packet=pts_time,flags",
-        "-of",
-        "csv=p=0",
-    ];
-    let out = tools.ffprobe(&args, path).await?;
-    if !out.status.success() {
-        return Err(ProbeError::NotMedia {
-            path: path.display().to_string(),
-            reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    let mut times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (t, flags) = l.split_once(',')?;
-            flags.starts_with('K').then(|| t.parse().ok()).flatten()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    Ok(times)
+    Ok(video_packets(tools, path).await?.keys)
 }
