@@ -47,6 +47,9 @@ pub struct Manifest {
     /// What could not be measured before planning, and so was not acted on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The earlier job whose verified outputs were linked here instead of encoding again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<JobId>,
 }
 
 /// One audio track's loudness normalisation (EBU R128), as measured.
@@ -122,6 +125,9 @@ pub struct OutputEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<u64>,
     pub bytes: u64,
+    /// SHA-256 of the published file (rungs and previews), for consumers and for reuse.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sha256: String,
     /// Every stream of the file, as verified.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<StreamEntry>,
@@ -196,6 +202,7 @@ impl OutputEntry {
             duration: None,
             frames: None,
             bytes,
+            sha256: String::new(),
             streams: Vec::new(),
         }
     }

@@ -70,6 +70,8 @@ pub trait JobStore: Send + Sync {
     fn list_jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
     /// Every job of this input content (MD5) into this output directory, by index.
     fn jobs_for_input(&self, md5: &str, out_dir: &str) -> Result<Vec<JobRecord>, StoreError>;
+    /// Every job of this input content (MD5), whatever its output directory.
+    fn jobs_for_content(&self, md5: &str) -> Result<Vec<JobRecord>, StoreError>;
     /// Up to `limit` jobs older than `before` (all when None), newest first, only those in
     /// `status` when given. Ids are time-ordered, so this reads no more than it returns
     /// (plus what the filter skips).

@@ -40,7 +40,15 @@ impl JobCtx<'_> {
                 }
                 .into());
             }
-            outputs.push(s.entry);
+            let mut entry = s.entry;
+            let dest = s.dest.clone();
+            // Recorded so a consumer can check what it got, and a later job reuse it safely.
+            if let Ok(Ok(d)) =
+                tokio::task::spawn_blocking(move || crate::media::hash::digest_file(&dest)).await
+            {
+                entry.sha256 = d.sha256;
+            }
+            outputs.push(entry);
         }
         let steps = self.run_steps(plan, source, &mut outputs).await?;
         let (w, h) = source.video.display_size();
@@ -74,6 +82,7 @@ impl JobCtx<'_> {
             picture: plan.picture.clone(),
             loudness,
             notes: plan.notes.clone(),
+            reused_from: None,
         };
         let path = self.out_dir.join("manifest.json");
         let bytes = serde_json::to_vec_pretty(&manifest)

@@ -11,6 +11,7 @@ mod original;
 mod outcome;
 mod planning;
 mod progress;
+mod reuse;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -177,7 +178,11 @@ impl Engine {
                     WebhookEvent::Started,
                     ctx.event_body(),
                 );
-                ctx.pipeline(&digest, source, &mut record).await
+                match ctx.reuse_whole(&digest, &record).await {
+                    Ok(Some(published)) => Ok(published),
+                    Ok(None) => ctx.pipeline(&digest, source, &mut record).await,
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         };

@@ -161,20 +161,31 @@ impl JobStore for SledRepo {
     }
 
     fn jobs_for_input(&self, md5: &str, out_dir: &str) -> Result<Vec<JobRecord>, StoreError> {
-        let prefix = index_prefix(md5, out_dir);
+        self.indexed_jobs(&index_prefix(md5, out_dir))
+    }
+
+    fn jobs_for_content(&self, md5: &str) -> Result<Vec<JobRecord>, StoreError> {
+        let mut prefix = md5.as_bytes().to_vec();
+        prefix.push(0);
+        self.indexed_jobs(&prefix)
+    }
+}
+
+impl SledRepo {
+    /// The jobs whose index key starts with `prefix` (the job id follows the last `\0`).
+    fn indexed_jobs(&self, prefix: &[u8]) -> Result<Vec<JobRecord>, StoreError> {
         let mut jobs = Vec::new();
-        for key in self.jobs_by_input.scan_prefix(&prefix).keys() {
+        for key in self.jobs_by_input.scan_prefix(prefix).keys() {
             let key = key?;
-            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let start = key.iter().rposition(|b| *b == 0).map_or(0, |i| i + 1);
+            let id = String::from_utf8_lossy(&key[start..]).into_owned();
             if let Some(job) = self.get_job(&JobId(id))? {
                 jobs.push(job);
             }
         }
         Ok(jobs)
     }
-}
 
-impl SledRepo {
     /// Writes a job and its place in the `active` index in one transaction, if `allowed`
     /// accepts the stored status: a crash never leaves a running job that recovery misses.
     fn write_job(
