@@ -31,36 +31,6 @@ struct StateArg {
     state: Option<PathBuf>,
 }
 
-#[derive(clap::Args)]
-struct CacheArgs {
-    #[command(flatten)]
-    state: StateArg,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Subcommand)]
-enum CacheCommand {
-    /// Entries, bytes, and the oldest and newest use.
-    Stats {
-        #[command(flatten)]
-        args: CacheArgs,
-    },
-    /// Evict least recently used entries until the cache fits SIZE (e.g. 20GiB).
-    Gc {
-        #[arg(long, value_name = "SIZE", value_parser = spool::engine::artifacts::evict::parse_size)]
-        max_size: u64,
-        #[command(flatten)]
-        args: CacheArgs,
-    },
-    /// Check every entry's file (present, size, SHA-256); drop the bad ones.
-    Verify {
-        #[command(flatten)]
-        args: CacheArgs,
-    },
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Process files in the foreground: probe, chunk, encode the ladder, join, verify, publish.
@@ -129,7 +99,7 @@ enum Command {
     /// `verify` (every entry's size and SHA-256; bad ones dropped; exit 1 if any).
     Cache {
         #[command(subcommand)]
-        action: CacheCommand,
+        action: cli::cache::CacheCommand,
     },
     /// Take a parked (or failed) watched file again, by job id or by path.
     Retry {
@@ -443,12 +413,9 @@ async fn dispatch(command: Command) -> Result<u8> {
             .await
         }
         Command::Cache { action } => {
-            let (action, args) = match action {
-                CacheCommand::Stats { args } => (cli::cache::Action::Stats, args),
-                CacheCommand::Gc { max_size, args } => (cli::cache::Action::Gc(max_size), args),
-                CacheCommand::Verify { args } => (cli::cache::Action::Verify, args),
-            };
-            cli::cache::cache(&state_dir(&args.state), action, args.json).await
+            let (action, args) = action.split();
+            let state = state_dir(&StateArg { state: args.state });
+            cli::cache::cache(&state, action, args.json).await
         }
         Command::Validate { files } => {
             let mut bad = 0;

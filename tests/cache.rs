@@ -90,9 +90,15 @@ fn eviction_keeps_the_limit_and_spares_a_running_jobs_chunks() -> TestResult {
     // With room again, a's chunks are encoded anew (they were evicted), then reused.
     let again = run(dir.path(), &wf, &[&a], Some("1GiB"))?;
     assert_eq!(again[0]["reused_chunks"], 0, "{}", again[0]);
+    // Through another workflow version (its name only), so chunks are reused, not outputs.
+    let renamed = write_workflow(
+        dir.path(),
+        "cached-again",
+        "profiles:\n- {name: p144, codec: h264, height: 144, always_encode: true, preset: ultrafast}\n",
+    )?;
     let third = spool()
         .args(["run", "--json", "--workflow"])
-        .arg(&wf)
+        .arg(&renamed)
         .arg("--out")
         .arg(dir.path().join("out2"))
         .arg("--state")

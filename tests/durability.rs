@@ -29,10 +29,13 @@ fn dedupe_second_run_of_the_same_content_encodes_nothing() -> TestResult {
     let first = outcomes(&first.arg(&a).assert().success().get_output().stdout);
     assert_eq!(first[0]["reused_chunks"], 0);
 
-    // The same bytes under another name: every chunk comes from the cache, no encode runs.
+    // The same bytes under another name, through another workflow version (its name only
+    // differs, so its outputs are not reused whole): every chunk comes from the cache, no
+    // encode runs.
     let b = dir.path().join("b copy.mp4");
     std::fs::copy(&a, &b)?;
     let trace = dir.path().join("trace.jsonl");
+    let wf = write_workflow(dir.path(), "dedupe-again", "")?;
     let mut second = spool();
     run_args(&mut second, &wf, dir.path());
     let second = outcomes(
@@ -96,6 +99,8 @@ fn a_damaged_cache_entry_is_not_trusted() -> TestResult {
     assert_eq!(out[0]["reused_chunks"], 0);
     let b = dir.path().join("b.mp4");
     std::fs::copy(&a, &b)?;
+    // Another workflow version, so the chunks (not the whole outputs) are what is reused.
+    let wf = write_workflow(dir.path(), "damaged-again", "")?;
     for f in find_files(&dir.path().join("state/cache"), ".mp4")
         .iter()
         .take(1)

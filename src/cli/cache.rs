@@ -12,6 +12,48 @@ use spool::store::{now_ms, CacheIndex, SledRepo};
 
 use super::EXIT_FAILED;
 
+#[derive(clap::Args)]
+pub struct CacheArgs {
+    /// State directory (sled store, work files, chunk cache). Default: $SPOOL_STATE or ~/.local/state/spool
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<std::path::PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum CacheCommand {
+    /// Entries, bytes, and the oldest and newest use.
+    Stats {
+        #[command(flatten)]
+        args: CacheArgs,
+    },
+    /// Evict least recently used entries until the cache fits SIZE (e.g. 20GiB).
+    Gc {
+        #[arg(long, value_name = "SIZE", value_parser = spool::engine::artifacts::evict::parse_size)]
+        max_size: u64,
+        #[command(flatten)]
+        args: CacheArgs,
+    },
+    /// Check every entry's file (present, size, SHA-256); drop the bad ones.
+    Verify {
+        #[command(flatten)]
+        args: CacheArgs,
+    },
+}
+
+impl CacheCommand {
+    /// What to do, and the options every action shares.
+    pub fn split(self) -> (Action, CacheArgs) {
+        match self {
+            CacheCommand::Stats { args } => (Action::Stats, args),
+            CacheCommand::Gc { max_size, args } => (Action::Gc(max_size), args),
+            CacheCommand::Verify { args } => (Action::Verify, args),
+        }
+    }
+}
+
 pub enum Action {
     Stats,
     /// Evict least recently used entries down to this many bytes.
