@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod api;
 pub mod sources;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
