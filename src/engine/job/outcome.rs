@@ -23,11 +23,14 @@ impl Engine {
         started: Instant,
     ) -> JobOutcome {
         let mut end = JobEnd::from_result(result, self.shutdown.is_cancelled());
-        apply(&end, &mut record);
+        apply(&end, &mut record, &self.state_dir);
         if let Err(e) = self.record_end(record.clone()).await {
             tracing::error!(job = %record.id, error = %e, "the job's end could not be recorded");
-            end = JobEnd::Failed(JobError::Store(e));
-            apply(&end, &mut record);
+            // A job that failed keeps its own cause (often the same full disk).
+            if !matches!(end, JobEnd::Failed(_)) {
+                end = JobEnd::Failed(JobError::Store(e));
+            }
+            apply(&end, &mut record, &self.state_dir);
         }
         if let JobEnd::Succeeded(p) = &end {
             Metrics::add(&self.metrics.bytes_in, digest.size);
@@ -44,6 +47,7 @@ impl Engine {
             }
         }
         let waiting_for_space = match &end {
+            JobEnd::Failed(e) if store_disk_problem(e).is_some() => Some(self.state_dir.clone()),
             JobEnd::Failed(e) => e.disk_trouble(&ctx.out_dir),
             _ => None,
         };
@@ -93,9 +97,26 @@ impl Engine {
     }
 }
 
-fn apply(end: &JobEnd, record: &mut JobRecord) {
+/// The disk trouble behind a failed state-store write, if that is what it was.
+fn store_disk_problem(e: &JobError) -> Option<crate::media::run::DiskProblem> {
+    match e {
+        JobError::Store(StoreError::Sled(sled::Error::Io(io))) => {
+            crate::media::run::DiskProblem::of(io)
+        }
+        _ => None,
+    }
+}
+
+fn apply(end: &JobEnd, record: &mut JobRecord, state_dir: &std::path::Path) {
     record.status = end.status();
-    record.error = end.reason();
+    record.error = match end {
+        // Said the way every other full disk is: what, and which directory's disk.
+        JobEnd::Failed(e) => match store_disk_problem(e) {
+            Some(problem) => Some(format!("{problem} (holding {}): {e}", state_dir.display())),
+            None => end.reason(),
+        },
+        _ => end.reason(),
+    };
     record.updated_ms = now_ms();
     match end {
         JobEnd::Succeeded(p) => {
