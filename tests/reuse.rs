@@ -66,3 +66,36 @@ fn a_renamed_copy_reuses_every_checked_output_and_a_damaged_one_is_not_reused() 
     assert!(good != damaged);
     Ok(())
 }
+
+#[test]
+fn an_hls_package_is_reused_whole_and_still_plays() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let wf = write_workflow(dir.path(), "hls", "steps:\n- hls: {segment_seconds: 1}\n")?;
+    let first = dir.path().join("show.mp4");
+    make_clip(&first, "426x240", 25, 3, Audio::Bursts)?;
+    let done = run_succeeds(&wf, dir.path(), &first)?;
+    let before = manifest(dir.path(), "show")?;
+    let files = before["files"].as_array().map_or(0, Vec::len);
+    assert!(files > 8, "playlists and segments are listed: {before}");
+    let copy = dir.path().join("episode.mp4");
+    std::fs::copy(&first, &copy)?;
+    let again = run_succeeds(&wf, dir.path(), &copy)?;
+    let m = manifest(dir.path(), "episode")?;
+    assert_eq!(m["reused_from"], done["id"], "{m}");
+    assert_eq!(again["chunks"], 0);
+    assert_eq!(m["files"].as_array().map_or(0, Vec::len), files);
+    assert!(m["outputs"].to_string().contains("episode.p240.mp4"), "{m}");
+    // The reused package plays through its master playlist: every frame of the top rung.
+    let master = dir.path().join("out/episode/hls/master.m3u8");
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&master)
+        .output()?;
+    let frames: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|v| v.trim_end_matches(',').parse().ok())
+        .collect();
+    assert!(frames.contains(&75), "{frames:?}");
+    Ok(())
+}

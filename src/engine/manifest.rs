@@ -50,6 +50,50 @@ pub struct Manifest {
     /// The earlier job whose verified outputs were linked here instead of encoding again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reused_from: Option<JobId>,
+    /// Every file in the job's output directory when it finished (HLS segments and
+    /// playlists, sprites, subtitles included; not this manifest), with its SHA-256.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileEntry>,
+}
+
+/// One published file, relative to the output directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Every file under `dir` but the manifest and temp files, hashed, sorted by path.
+pub fn published_files(dir: &std::path::Path) -> std::io::Result<Vec<FileEntry>> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(dir)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !kind.is_file() || rel == "manifest.json" || rel.contains(".spool-tmp") {
+                continue;
+            }
+            let digest = crate::media::hash::digest_file(&path)?;
+            files.push(FileEntry {
+                path: rel,
+                bytes: digest.size,
+                sha256: digest.sha256,
+            });
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
 }
 
 /// One audio track's loudness normalisation (EBU R128), as measured.

@@ -51,6 +51,15 @@ impl JobCtx<'_> {
             outputs.push(entry);
         }
         let steps = self.run_steps(plan, source, &mut outputs).await?;
+        let dir = self.out_dir.clone();
+        let files =
+            tokio::task::spawn_blocking(move || crate::engine::manifest::published_files(&dir))
+                .await
+                .map_err(|e| JobError::Internal(e.to_string()))?
+                .map_err(JobError::io(format!(
+                    "hashing what {} holds",
+                    self.out_dir.display()
+                )))?;
         let (w, h) = source.video.display_size();
         let manifest = Manifest {
             schema: MANIFEST_SCHEMA,
@@ -83,6 +92,7 @@ impl JobCtx<'_> {
             loudness,
             notes: plan.notes.clone(),
             reused_from: None,
+            files,
         };
         let path = self.out_dir.join("manifest.json");
         let bytes = serde_json::to_vec_pretty(&manifest)
