@@ -58,8 +58,12 @@ fn cache(dir: &Path, args: &[&str]) -> (i32, Value) {
     }
 }
 
+/// Every file the cache holds: encoded chunks (.mp4) and audio encodes (.m4a).
 fn cached_files(dir: &Path) -> Vec<PathBuf> {
-    find_files(&dir.join("state/cache"), ".mp4")
+    find_files(&dir.join("state/cache"), ".m")
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect()
 }
 
 #[test]
@@ -76,7 +80,7 @@ fn eviction_keeps_the_limit_and_spares_a_running_jobs_chunks() -> TestResult {
     make_clip(&long, "352x198", 25, 8, Audio::Bursts)?;
     run(dir.path(), &wf, &[&a], None)?;
     let (_, before) = cache(dir.path(), &["stats"]);
-    assert_eq!(before["entries"], 3, "{before}");
+    assert_eq!(before["entries"], 4, "three chunks and the audio: {before}");
     // A 1-byte cache: when the short job ends, the long one is still encoding. Its chunks
     // were made after it started, so they stay, and its join finds them; a's go.
     let both = run(dir.path(), &wf, &[&short, &long], Some("1"))?;
@@ -123,7 +127,10 @@ fn verify_drops_damaged_entries_and_gc_evicts_the_least_recently_used() -> TestR
     assert_eq!(cache(dir.path(), &["verify"]).0, 0);
     // Used last: a (b was made before). gc to a's size keeps a, evicts b.
     let (_, stats) = cache(dir.path(), &["stats"]);
-    assert_eq!(stats["entries"], 4, "{stats}");
+    assert_eq!(
+        stats["entries"], 6,
+        "two chunks and the audio each: {stats}"
+    );
     let a_bytes: u64 = cached_files(dir.path())
         .iter()
         .filter(|p| {
@@ -134,17 +141,19 @@ fn verify_drops_damaged_entries_and_gc_evicts_the_least_recently_used() -> TestR
         .sum();
     assert!(a_bytes > 0);
     let (code, gc) = cache(dir.path(), &["gc", "--max-size", &a_bytes.to_string()]);
-    assert_eq!((code, &gc["removed"]), (0, &Value::from(2)), "{gc}");
+    assert_eq!((code, &gc["removed"]), (0, &Value::from(3)), "{gc}");
     assert_eq!(gc["left"]["bytes"], a_bytes);
-    // Damage what is left: one byte flipped, one file cut short.
+    // Damage what is left: one byte flipped in one file, the others cut short.
     let files = cached_files(dir.path());
-    assert_eq!(files.len(), 2);
+    assert_eq!(files.len(), 3, "a's two chunks and its audio");
     let mut bytes = std::fs::read(&files[0])?;
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&files[0], &bytes)?;
-    let cut = std::fs::read(&files[1])?;
-    std::fs::write(&files[1], &cut[..cut.len() / 2])?;
+    for f in &files[1..] {
+        let cut = std::fs::read(f)?;
+        std::fs::write(f, &cut[..cut.len() / 2])?;
+    }
     let (code, report) = cache(dir.path(), &["verify"]);
     assert_eq!(code, 1, "{report}");
     let reasons = report["dropped"].to_string();

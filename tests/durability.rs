@@ -54,6 +54,10 @@ fn dedupe_second_run_of_the_same_content_encodes_nothing() -> TestResult {
         !traced.contains(r#""phase":"encode""#),
         "nothing should be encoded: {traced}"
     );
+    assert!(
+        !traced.contains(r#""phase":"audio""#),
+        "the audio comes from the cache too: {traced}"
+    );
     assert!(traced.contains(r#""phase":"join""#));
     let b_out = dir.path().join("out/b copy/b copy.p144.mp4");
     assert_eq!(probe_value(&b_out, "v:0", "nb_read_packets"), Some(100.0));
@@ -68,7 +72,8 @@ fn dedupe_second_run_of_the_same_content_encodes_nothing() -> TestResult {
         .arg(&b)
         .assert()
         .success();
-    assert!(std::fs::read_to_string(&trace)?.contains(r#""phase":"encode""#));
+    let forced = std::fs::read_to_string(&trace)?;
+    assert!(forced.contains(r#""phase":"encode""#) && forced.contains(r#""phase":"audio""#));
     Ok(())
 }
 

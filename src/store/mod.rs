@@ -96,6 +96,8 @@ pub trait TaskStore: Send + Sync {
 pub trait CacheIndex: Send + Sync {
     fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>, StoreError>;
     fn cache_remove(&self, key: &str) -> Result<(), StoreError>;
+    /// Records an entry made outside an encode task (an audio encode). Durable at return.
+    fn cache_put(&self, record: &CacheRecord) -> Result<(), StoreError>;
     /// Marks an entry used now (eviction keeps what was used last).
     fn cache_touch(&self, key: &str, now_ms: u64) -> Result<(), StoreError>;
     fn cache_entries(&self) -> Result<Vec<CacheRecord>, StoreError>;

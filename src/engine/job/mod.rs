@@ -410,7 +410,8 @@ impl JobCtx<'_> {
             digest,
             record,
         );
-        let ((plan, encoded), loudness) = tokio::try_join!(video, self.encode_audio(&plan))?;
+        let ((plan, encoded), loudness) =
+            tokio::try_join!(video, self.encode_audio(&plan, digest))?;
         record.reused_chunks = encoded
             .reused
             .iter()

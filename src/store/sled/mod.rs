@@ -150,6 +150,13 @@ impl CacheIndex for SledRepo {
         Ok(())
     }
 
+    fn cache_put(&self, record: &CacheRecord) -> Result<(), StoreError> {
+        self.cache
+            .insert(record.key.as_bytes(), encode(record)?.as_slice())?;
+        self.cache.flush()?;
+        Ok(())
+    }
+
     fn cache_touch(&self, key: &str, now_ms: u64) -> Result<(), StoreError> {
         // A lost race with a remove or another touch is fine: the entry is gone or fresh.
         let Some(old) = self.cache.get(key.as_bytes())? else {
