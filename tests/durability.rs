@@ -23,7 +23,8 @@ fn dedupe_second_run_of_the_same_content_encodes_nothing() -> TestResult {
     let dir = tempfile::tempdir()?;
     let a = dir.path().join("a.mp4");
     make_clip(&a, "256x144", 25, 4, Audio::Bursts)?;
-    let wf = write_workflow(dir.path(), "dedupe", "")?;
+    let gif = "gif: {enabled: true, width: 120, fps: 5}\n";
+    let wf = write_workflow(dir.path(), "dedupe", gif)?;
     let mut first = spool();
     run_args(&mut first, &wf, dir.path());
     let first = outcomes(&first.arg(&a).assert().success().get_output().stdout);
@@ -35,7 +36,7 @@ fn dedupe_second_run_of_the_same_content_encodes_nothing() -> TestResult {
     let b = dir.path().join("b copy.mp4");
     std::fs::copy(&a, &b)?;
     let trace = dir.path().join("trace.jsonl");
-    let wf = write_workflow(dir.path(), "dedupe-again", "")?;
+    let wf = write_workflow(dir.path(), "dedupe-again", gif)?;
     let mut second = spool();
     run_args(&mut second, &wf, dir.path());
     let second = outcomes(
@@ -55,9 +56,10 @@ fn dedupe_second_run_of_the_same_content_encodes_nothing() -> TestResult {
         "nothing should be encoded: {traced}"
     );
     assert!(
-        !traced.contains(r#""phase":"audio""#),
-        "the audio comes from the cache too: {traced}"
+        !traced.contains(r#""phase":"audio""#) && !traced.contains(r#""phase":"gif""#),
+        "the audio and the GIF come from the cache too: {traced}"
     );
+    assert!(dir.path().join("out/b copy/b copy.gif").is_file());
     assert!(traced.contains(r#""phase":"join""#));
     let b_out = dir.path().join("out/b copy/b copy.p144.mp4");
     assert_eq!(probe_value(&b_out, "v:0", "nb_read_packets"), Some(100.0));

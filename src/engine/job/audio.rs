@@ -1,21 +1,17 @@
 //! The audio stage: each distinct audio setting encoded once, straight from the source,
 //! alongside the video tasks (so nothing drifts at chunk boundaries), and kept in the
-//! artifact cache by (source content, setting, ffmpeg): the same track in the same setting
-//! is never encoded twice. A normalised track is measured again once encoded, so the
-//! manifest says what came out.
-
-use std::path::Path;
+//! artifact cache (see `derived`): the same track in the same setting is never encoded
+//! twice. A normalised track is measured again once encoded, so the manifest says what
+//! came out.
 
 use super::JobCtx;
-use crate::engine::artifacts::artifact_key;
 use crate::engine::error::{JobError, JobStop};
 use crate::engine::manifest::LoudnessEntry;
 use crate::engine::plan::{JobPlan, PlannedAudio};
-use crate::media::hash::{digest_file, sha256_hex, FileDigest};
+use crate::media::hash::FileDigest;
 use crate::media::measure::loudness;
 use crate::media::probe::probe;
 use crate::media::verify::VerifyError;
-use crate::store::now_ms;
 
 impl JobCtx<'_> {
     pub(super) async fn encode_audio(
@@ -38,16 +34,14 @@ impl JobCtx<'_> {
         source: &FileDigest,
     ) -> Result<Option<LoudnessEntry>, JobStop> {
         let tools = self.engine.runner.tools();
-        // The setting decides the command but for paths (which differ by job).
-        let settings = sha256_hex(format!("audio-v1\n{:?}", a.encode).as_bytes());
-        let key = artifact_key(source, &settings, &tools.version);
-        if !self.cached_audio(&key, &a.out).await? {
+        let key = self.derived_key(source, &a.command.args, &a.out);
+        if !self.take_cached(&key, &a.out).await? {
             self.engine
                 .runner
                 .run(&a.command, &self.placement, &self.cancel, |_| {})
                 .await
                 .map_err(JobStop::run("encoding the audio"))?;
-            self.keep_audio(&key, &a.out, source).await;
+            self.keep_derived(&key, &a.out, source).await;
         }
         let wrong = |source: VerifyError| JobError::Verify {
             what: "the encoded audio".into(),
@@ -76,72 +70,5 @@ impl JobCtx<'_> {
             result_lufs: result.integrated,
             result_true_peak_db: result.true_peak,
         }))
-    }
-}
-
-impl JobCtx<'_> {
-    /// Puts the cached encode for `key` at `out`, if the cache holds a sound one (its file
-    /// of the recorded size and SHA-256).
-    async fn cached_audio(&self, key: &str, out: &Path) -> Result<bool, JobStop> {
-        if self.force {
-            return Ok(false);
-        }
-        let store = &self.engine.artifacts;
-        // Shared with other lookups, exclusive of eviction (see ArtifactStore::guard).
-        let _reading = store.guard.read().await;
-        let k = key.to_string();
-        let Some(record) = self.engine.store(move |r| r.cache_get(&k)).await? else {
-            return Ok(false);
-        };
-        let path = store.path_of(&record);
-        let owned = path.clone();
-        let sound = match tokio::task::spawn_blocking(move || digest_file(&owned)).await {
-            Ok(Ok(d)) => d.size == record.bytes && d.sha256 == record.sha256,
-            _ => false,
-        };
-        if !sound {
-            let k = key.to_string();
-            self.engine.store(move |r| r.cache_remove(&k)).await?;
-            return Ok(false);
-        }
-        let _ = tokio::fs::remove_file(out).await;
-        if tokio::fs::hard_link(&path, out).await.is_err()
-            && tokio::fs::copy(&path, out).await.is_err()
-        {
-            return Ok(false);
-        }
-        let k = key.to_string();
-        self.engine
-            .store(move |r| r.cache_touch(&k, now_ms()))
-            .await?;
-        Ok(true)
-    }
-
-    /// Keeps a fresh encode in the cache (a link stays at `out`). Failing to is not the
-    /// job's failure: the next job just encodes again.
-    async fn keep_audio(&self, key: &str, out: &Path, source: &FileDigest) {
-        let ext = out
-            .extension()
-            .map_or("bin".to_string(), |e| e.to_string_lossy().into_owned());
-        let store = &self.engine.artifacts;
-        let kept = async {
-            let record = store.admit(key, out, source, 0, &ext).await?;
-            let cached = store.path_of(&record);
-            if tokio::fs::hard_link(&cached, out).await.is_err() {
-                tokio::fs::copy(&cached, out).await?;
-            }
-            Ok::<_, std::io::Error>(record)
-        }
-        .await;
-        match kept {
-            Ok(record) => {
-                if let Err(e) = self.engine.store(move |r| r.cache_put(&record)).await {
-                    tracing::warn!(job = %self.id, error = %e, "audio encode not recorded in the cache");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(job = %self.id, error = %e, "audio encode not kept in the cache");
-            }
-        }
     }
 }

@@ -11,6 +11,7 @@ use crate::engine::manifest::{OutputEntry, OutputKind, StreamEntry};
 use crate::engine::plan::analysis::Source;
 use crate::engine::plan::{JobPlan, PlannedGif, PlannedJoin};
 use crate::media::chunk::concat_list;
+use crate::media::hash::FileDigest;
 use crate::media::verify::{verify_output, Expected};
 
 /// A verified output waiting in its temp file to be renamed into place.
@@ -42,6 +43,7 @@ impl JobCtx<'_> {
         plan: &JobPlan,
         encoded: &Encoded,
         source: &Source,
+        digest: &FileDigest,
     ) -> Result<Vec<Staged>, JobStop> {
         let joins = plan
             .joins
@@ -52,7 +54,7 @@ impl JobCtx<'_> {
             staged.push(r?);
         }
         if let Some(gif) = &plan.gif {
-            staged.push(self.gif(gif).await?);
+            staged.push(self.gif(gif, digest).await?);
         }
         Ok(staged)
     }
@@ -124,12 +126,17 @@ impl JobCtx<'_> {
         })
     }
 
-    async fn gif(&self, gif: &PlannedGif) -> Result<Staged, JobStop> {
-        self.engine
-            .runner
-            .run(&gif.command, &self.placement, &self.cancel, |_| {})
-            .await
-            .map_err(JobStop::run("gif preview"))?;
+    async fn gif(&self, gif: &PlannedGif, digest: &FileDigest) -> Result<Staged, JobStop> {
+        // A preview of the same source in the same setting is made once (see `derived`).
+        let key = self.derived_key(digest, &gif.command.args, &gif.tmp);
+        if !self.take_cached(&key, &gif.tmp).await? {
+            self.engine
+                .runner
+                .run(&gif.command, &self.placement, &self.cancel, |_| {})
+                .await
+                .map_err(JobStop::run("gif preview"))?;
+            self.keep_derived(&key, &gif.tmp, digest).await;
+        }
         let want = Expected {
             codec: "gif",
             height: None,

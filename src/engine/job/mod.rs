@@ -3,6 +3,7 @@
 
 mod audio;
 mod chunking;
+mod derived;
 mod encode;
 mod finish;
 mod identity;
@@ -420,7 +421,7 @@ impl JobCtx<'_> {
         tokio::fs::create_dir_all(&self.out_dir)
             .await
             .map_err(JobError::io(self.out_dir.display().to_string()))?;
-        let staged = match self.join_and_verify(&plan, &encoded, &source).await {
+        let staged = match self.join_and_verify(&plan, &encoded, &source, digest).await {
             Ok(s) => s,
             Err(e) => {
                 finish::remove_temps(&self.out_dir).await;
