@@ -1,5 +1,6 @@
 //! spool: a durable media workflow engine built on ffmpeg.
 
+pub mod confine;
 pub mod daemon;
 pub mod engine;
 pub mod media;

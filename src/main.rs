@@ -222,9 +222,9 @@ fn main() -> ExitCode {
     // Every ffmpeg of a job starts as `spool __confine …` (see media::confine).
     if first
         .as_ref()
-        .is_some_and(|a| a == spool::media::confine::CONFINE_ARG)
+        .is_some_and(|a| a == spool::confine::CONFINE_ARG)
     {
-        return ExitCode::from(spool::media::confine::launch(
+        return ExitCode::from(spool::confine::launch(
             std::env::args_os().skip(2).collect(),
         ));
     }

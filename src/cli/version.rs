@@ -1,6 +1,6 @@
 //! `spool --version`: what this spool is and what it will run.
 
-use spool::media::confine::{detect_launcher, Enforcement};
+use spool::confine::{detect_launcher, Enforcement};
 use spool::media::tools::Tools;
 
 /// Prints the version, the ffmpeg found (path and version), the features built in and how

@@ -245,9 +245,9 @@ impl Engine {
             ),
             None => None,
         };
-        let launcher = match crate::media::confine::detect_launcher() {
-            Some((launcher, crate::media::confine::Enforcement::Full)) => Some(launcher),
-            Some((launcher, crate::media::confine::Enforcement::Partial)) => {
+        let launcher = match crate::confine::detect_launcher() {
+            Some((launcher, crate::confine::Enforcement::Full)) => Some(launcher),
+            Some((launcher, crate::confine::Enforcement::Partial)) => {
                 tracing::warn!("this kernel enforces Landlock only in part: ffmpeg is confined as far as it allows");
                 Some(launcher)
             }

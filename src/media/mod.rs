@@ -4,7 +4,6 @@ pub mod argv_guard;
 pub mod chunk;
 pub mod colour;
 pub mod command;
-pub mod confine;
 pub mod edits;
 pub mod hash;
 pub mod hls;

@@ -169,7 +169,7 @@ pub struct Registration<'a> {
 pub struct RunOptions<'a> {
     pub registration: Option<Registration<'a>>,
     /// Started through this launcher, confined to these paths (see [`super::confine`]).
-    pub confine: Option<(&'a Path, &'a super::confine::Paths)>,
+    pub confine: Option<(&'a Path, &'a crate::confine::Paths)>,
 }
 
 /// Takes a process group out of the registry however the run ends.
@@ -230,7 +230,7 @@ pub async fn run_ffmpeg_with(
     let started = Instant::now();
     let registration = options.registration;
     let argv = match options.confine {
-        Some((launcher, paths)) => super::confine::confined_command_line(
+        Some((launcher, paths)) => crate::confine::confined_command_line(
             launcher,
             paths,
             &ffmpeg_command_line(tools, args),

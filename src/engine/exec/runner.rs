@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::slots::{Priority, SlotGuard, Slots};
-use crate::media::confine::Paths;
+use crate::confine::Paths;
 use crate::media::progress::Progress;
 use crate::media::run::{
     ffmpeg_command_line, run_ffmpeg_with, ProcessGroups, Registration, RunError, RunOptions,

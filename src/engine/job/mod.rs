@@ -30,7 +30,7 @@ use super::plan::analysis::{analyse, Analysis, Source};
 use super::plan::{stem_of, PlanInputs};
 use super::steps::kind_of;
 use super::{job_order, Engine, Event, JobOptions, JobOutcome};
-use crate::media::confine::Paths;
+use crate::confine::Paths;
 use crate::media::hash::FileDigest;
 use crate::script::JobScope;
 use crate::store::{now_ms, JobId, JobRecord, JobStart, JobStatus, StoreError};

@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::spec::{Bindings, EncodeTask, OutputPaths};
 use super::{TaskError, TaskProgress, TaskResult};
+use crate::confine::Paths;
 use crate::engine::artifacts::{artifact_key, ArtifactStore};
 use crate::engine::exec::{Command, Phase, Placement, Runner};
-use crate::media::confine::Paths;
 use crate::media::verify::{verify_chunk, Expected};
 use crate::store::CacheRecord;
 

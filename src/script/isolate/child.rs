@@ -141,7 +141,7 @@ fn serve(io: &Arc<Mutex<Io>>) -> Result<(), String> {
 /// The runner may read its scripts and the job's files, and write only where `spool.fs`
 /// may: the kernel holds what the path checks in `api.rs` decide, symlink races included.
 fn confine(scripts_dir: &std::path::Path, scope: Option<&Scope>) {
-    use crate::media::confine::{restrict_self, Paths};
+    use crate::confine::{restrict_self, Paths};
     let mut paths = Paths {
         read: vec![scripts_dir.to_path_buf()],
         write: Vec::new(),

@@ -1,4 +1,6 @@
-//! Kernel confinement of ffmpeg (Linux Landlock). spool re-executes itself as a small
+//! Kernel confinement of spool's child processes (Linux Landlock): ffmpeg, through the
+//! launcher below, and the Lua hook runner, which confines itself with [`restrict_self`].
+//! A bottom layer: it knows nothing of ffmpeg options or Lua. spool re-executes itself as a small
 //! launcher, `spool __confine --read P… --write W… -- ffmpeg …`, which restricts itself and
 //! then execs ffmpeg: the restriction is inherited, so that ffmpeg can read only the job's
 //! files (and the system's libraries), write only in the job's directories, open no TCP
