@@ -65,7 +65,8 @@ impl JobError {
     }
 
     /// The directory whose disk refused a write, when that is why the job failed (the
-    /// output directory when an error of ours does not say).
+    /// output directory when an error of ours does not say). A state-store write the disk
+    /// refused is the state directory's, which the engine names (`job::outcome`).
     pub fn disk_trouble(&self, fallback: &std::path::Path) -> Option<PathBuf> {
         let from_run = |e: &RunError| match e {
             RunError::Disk { place, .. } => Some(place.clone().unwrap_or_else(|| fallback.into())),
@@ -82,9 +83,6 @@ impl JobError {
                 ..
             }
             | JobError::Io { source: e, .. } => {
-                crate::media::run::DiskProblem::of(e).map(|_| fallback.to_path_buf())
-            }
-            JobError::Store(StoreError::Sled(sled::Error::Io(e))) => {
                 crate::media::run::DiskProblem::of(e).map(|_| fallback.to_path_buf())
             }
             _ => None,

@@ -40,15 +40,7 @@ impl JobCtx<'_> {
                 }
                 .into());
             }
-            let mut entry = s.entry;
-            let dest = s.dest.clone();
-            // Recorded so a consumer can check what it got, and a later job reuse it safely.
-            if let Ok(Ok(d)) =
-                tokio::task::spawn_blocking(move || crate::media::hash::digest_file(&dest)).await
-            {
-                entry.sha256 = d.sha256;
-            }
-            outputs.push(entry);
+            outputs.push(s.entry);
         }
         let steps = self.run_steps(plan, source, &mut outputs).await?;
         let dir = self.out_dir.clone();
@@ -60,6 +52,12 @@ impl JobCtx<'_> {
                     "hashing what {} holds",
                     self.out_dir.display()
                 )))?;
+        // Each file hashed once: a consumer can check what it got, a later job reuse it.
+        for o in &mut outputs {
+            if let Some(f) = files.iter().find(|f| f.path == o.path) {
+                o.sha256 = f.sha256.clone();
+            }
+        }
         let (w, h) = source.video.display_size();
         let manifest = Manifest {
             schema: MANIFEST_SCHEMA,
