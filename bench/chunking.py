@@ -16,6 +16,8 @@ the job succeeded and its output has the source's frame count.
 import argparse, json, os, shutil, subprocess, time
 from pathlib import Path
 
+from spool_run import run_spool
+
 RUNGS = [240, 360, 480, 720, 1080]
 
 
@@ -38,17 +40,8 @@ def frames(path):
     return int(out.strip().strip(","))
 
 
-def run_spool(spool, wf, src, root):
-    shutil.rmtree(root, ignore_errors=True)
-    argv = [spool, "run", "--json", "--workflow", str(wf), "--out", str(root / "out"),
-            "--state", str(root / "state"), str(src)]
-    os.sync()
-    t = time.monotonic()
-    p = subprocess.run(argv, check=True, capture_output=True, text=True,
-                       env={**os.environ, "SPOOL_LOG": "spool=warn"})
-    elapsed = time.monotonic() - t
-    out = json.loads(p.stdout.splitlines()[-1])
-    assert out.get("status") == "succeeded", out
+def run_checked(spool, wf, src, root):
+    elapsed, out = run_spool(spool, src, root, wf)
     top = root / "out" / src.stem / f"{src.stem}.h264-1080p.mp4"
     assert frames(top) == frames(src), (top, frames(top), frames(src))
     return elapsed, out.get("chunks")
@@ -69,7 +62,7 @@ def compare(spool, frames_wf, copy_wf, src, root, repeat, label):
     for r in range(repeat):
         order = [("frames", frames_wf), ("copy", copy_wf)]
         for side, wf in (order if r % 2 == 0 else order[::-1]):
-            t, n = run_spool(spool, wf, src, root / f"{label}-{side}")
+            t, n = run_checked(spool, wf, src, root / f"{label}-{side}")
             times[side].append(t)
             chunks[side] = n
             print(f"  {label} round {r+1}: {side}: {t:.2f} s ({n} chunks)", flush=True)

@@ -10,15 +10,7 @@ Goal: second run / first run <= 0.03. Each round starts from an empty state dire
 import argparse, json, os, shutil, subprocess, time
 from pathlib import Path
 
-
-def run(spool, root, src):
-    argv = [spool, "run", "--json", "--out", str(root / "out"), "--state", str(root / "state"), str(src)]
-    t = time.monotonic()
-    p = subprocess.run(argv, check=True, capture_output=True, text=True, env={**os.environ, "SPOOL_LOG": "spool=warn"})
-    elapsed = time.monotonic() - t
-    out = json.loads(p.stdout.splitlines()[-1])
-    assert out["status"] == "succeeded", out
-    return elapsed, out
+from spool_run import run_spool
 
 
 def main():
@@ -39,10 +31,10 @@ def main():
         work = root / f"round{r}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
-        first, _ = run(spool, work, src)
+        first, _ = run_spool(spool, src, work, fresh=False)
         copy = work / "lecture.mp4"
         shutil.copy(src, copy)
-        second, out = run(spool, work, copy)
+        second, out = run_spool(spool, copy, work, fresh=False)
         manifest = json.loads(Path(out["manifest"]).read_text())
         assert manifest.get("reused_from"), manifest
         ratios.append(second / first)

@@ -14,6 +14,8 @@ Runs alternate between the two sides of each comparison; the best of --repeat is
 import argparse, json, os, shutil, subprocess, time
 from pathlib import Path
 
+from spool_run import run_spool
+
 RUNGS = [240, 360, 480, 720, 1080]
 
 
@@ -27,20 +29,6 @@ def workflow(path):
              "encode: {mode: ladder, keyframe_interval_seconds: 2}", "profiles:"]
     lines += [f"- {{name: h264-{h}p, codec: h264, height: {h}, preset: veryfast}}" for h in RUNGS]
     path.write_text("\n".join(lines) + "\n")
-
-
-def run_spool(spool, wf, src, root):
-    shutil.rmtree(root, ignore_errors=True)
-    argv = [spool, "run", "--json", "--workflow", str(wf), "--out", str(root / "out"),
-            "--state", str(root / "state"), str(src)]
-    os.sync()
-    t = time.monotonic()
-    p = subprocess.run(argv, check=True, capture_output=True, text=True,
-                       env={**os.environ, "SPOOL_LOG": "spool=warn"})
-    elapsed = time.monotonic() - t
-    out = json.loads(p.stdout.splitlines()[-1])
-    assert out.get("status") == "succeeded", out
-    return elapsed
 
 
 def sources(d, seconds):
@@ -69,7 +57,7 @@ def compare(spool, wf, a, b, root, repeat, label):
     times = {a: [], b: []}
     for r in range(repeat):
         for src in ([a, b] if r % 2 == 0 else [b, a]):
-            times[src].append(run_spool(spool, wf, src, root / src.stem))
+            times[src].append(run_spool(spool, src, root / src.stem, wf)[0])
             print(f"  {label} round {r+1}: {src.name}: {times[src][-1]:.2f} s", flush=True)
     best_a, best_b = min(times[a]), min(times[b])
     return best_a, best_b
