@@ -64,6 +64,34 @@ fn dedupe_second_run_of_the_same_content_encodes_nothing() -> TestResult {
     let b_out = dir.path().join("out/b copy/b copy.p144.mp4");
     assert_eq!(probe_value(&b_out, "v:0", "nb_read_packets"), Some(100.0));
 
+    // A cached audio encode that no longer matches its SHA-256 is not used: made again.
+    for f in find_files(&dir.path().join("state/cache"), ".m4a") {
+        let mut bytes = std::fs::read(&f)?;
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x5a;
+        std::fs::remove_file(&f)?; // linked into earlier outputs' work: a new file
+        std::fs::write(&f, bytes)?;
+    }
+    let c = dir.path().join("c.mp4");
+    std::fs::copy(&a, &c)?;
+    std::fs::remove_file(&trace)?;
+    let wf3 = write_workflow(dir.path(), "dedupe-third", gif)?;
+    let mut third = spool();
+    run_args(&mut third, &wf3, dir.path());
+    third
+        .arg("--trace-commands")
+        .arg(&trace)
+        .arg(&c)
+        .assert()
+        .success();
+    let traced = std::fs::read_to_string(&trace)?;
+    assert!(
+        traced.contains(r#""phase":"audio""#) && !traced.contains(r#""phase":"gif""#),
+        "the damaged audio is encoded again, the sound GIF reused: {traced}"
+    );
+    let c_bursts = burst_onsets(&dir.path().join("out/c/c.p144.mp4"))?;
+    assert_eq!(c_bursts.len(), 4, "{c_bursts:?}");
+
     // --force encodes again.
     std::fs::remove_file(&trace)?;
     let mut forced = spool();
