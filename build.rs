@@ -12,7 +12,16 @@ use std::process::Command;
 /// (ct2rs 0.10.3 vendors CTranslate2 4.8.4); another version could differ in struct layouts.
 const WHEEL_VERSION: &str = "4.8.4";
 
-fn main() {
+/// Shown as is when the build script returns it (cargo prints `Error: <Debug>`).
+struct BuildError(String);
+
+impl std::fmt::Debug for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "spool build: {}", self.0)
+    }
+}
+
+fn main() -> Result<(), BuildError> {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=SPOOL_CT2_LIB_DIR");
     println!("cargo:rerun-if-env-changed=PYTHON");
@@ -23,21 +32,15 @@ fn main() {
         feature("CT2_SOURCE"),
     );
     if prebuilt && source {
-        fail("features ct2-prebuilt and ct2-source exclude each other; for the source build use --no-default-features --features ct2-source");
+        return Err(BuildError("features ct2-prebuilt and ct2-source exclude each other; for the source build use --no-default-features --features ct2-source".into()));
     }
     if whisper && !prebuilt && !source {
-        fail("the whisper feature needs a CTranslate2: add ct2-prebuilt (the PyPI wheel) or ct2-source (cmake build)");
+        return Err(BuildError("the whisper feature needs a CTranslate2: add ct2-prebuilt (the PyPI wheel) or ct2-source (cmake build)".into()));
     }
     if prebuilt {
-        if let Err(why) = link_wheel() {
-            fail(&why);
-        }
+        link_wheel().map_err(BuildError)?;
     }
-}
-
-fn fail(why: &str) -> ! {
-    eprintln!("spool build: {why}");
-    std::process::exit(1);
+    Ok(())
 }
 
 /// Points the linker at the wheel's library and records its folder as the binaries' run path.

@@ -120,11 +120,11 @@ pub async fn watch(config: &Path) -> Result<u8> {
         signals.clone(),
         "signal received: finishing running jobs within the grace period",
     );
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    // The daemon's dashboard follows the engine's events.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = Engine::open(cfg, tx, CancellationToken::new()).await?;
     let clock = std::env::var_os("SPOOL_CLOCK_FILE").map(PathBuf::from);
-    spool::daemon::run(loaded, engine, signals, clock)
+    spool::daemon::run(loaded, engine, rx, signals, clock)
         .await
         .map_err(anyhow::Error::msg)
 }

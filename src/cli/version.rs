@@ -23,6 +23,13 @@ pub async fn print() -> u8 {
         "features: whisper (in-process CTranslate2 transcription): {}; vmaf: no (not built)",
         yes_no(cfg!(feature = "whisper"))
     );
+    if cfg!(feature = "whisper") {
+        // Set by build.rs when the prebuilt library of the ctranslate2 wheel is linked.
+        match option_env!("SPOOL_CT2_LIBRARY") {
+            Some(lib) => println!("CTranslate2: prebuilt, {lib}"),
+            None => println!("CTranslate2: compiled from source (ct2-source)"),
+        }
+    }
     let confinement = match detect_launcher() {
         Some((_, Enforcement::Full)) => "Landlock, full",
         Some((_, Enforcement::Partial)) => "Landlock, partial (this kernel's ABI)",

@@ -8,6 +8,7 @@ mod blobs;
 pub mod config;
 mod files;
 mod folders;
+pub mod live;
 pub mod schedule;
 mod submit;
 
@@ -75,6 +76,10 @@ pub struct Daemon {
     unavailable: Mutex<HashSet<PathBuf>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub token: Option<String>,
+    /// Running jobs' progress, for the dashboard's push stream.
+    pub board: live::LiveBoard,
+    /// Finished jobs' manifest summaries, read from disk once (manifests never change).
+    manifests: Mutex<HashMap<crate::store::JobId, serde_json::Value>>,
 }
 
 pub fn endpoint_file(state: &Path) -> PathBuf {
@@ -141,6 +146,8 @@ impl Daemon {
             unavailable: Mutex::new(HashSet::new()),
             tasks: Mutex::new(Vec::new()),
             token,
+            board: live::LiveBoard::default(),
+            manifests: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -322,6 +329,7 @@ where
 pub async fn run(
     loaded: config::Loaded,
     engine: Arc<Engine>,
+    events: tokio::sync::mpsc::UnboundedReceiver<crate::engine::Event>,
     signals: CancellationToken,
     clock_file: Option<PathBuf>,
 ) -> Result<u8, String> {
@@ -356,6 +364,8 @@ pub async fn run(
         }
     }
 
+    let board = daemon.clone();
+    tokio::spawn(async move { board.board.follow(events).await });
     let stop = daemon.admitting.clone();
     let mut loops = Vec::new();
     for (i, e) in daemon.entries.iter().enumerate() {

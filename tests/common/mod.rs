@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub mod api;
+pub mod browser;
 pub mod sources;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;

@@ -1,15 +1,20 @@
 //! The daemon's local HTTP API (sled allows one process, so the CLI asks the daemon):
-//! jobs (list, one, submit, cancel), workflows, retry, folder pause/resume, Prometheus
-//! metrics, and the OpenAPI description of all of it. [`ROUTES`] is the one list the router
-//! is built from and the description is checked against.
+//! jobs (list, one, submit, cancel, manifest and outputs), workflows, retry, folder
+//! pause/resume, the dashboard's event stream, Prometheus metrics, and the OpenAPI description
+//! of all of it. [`ROUTES`] is the one list the router is built from and the description is
+//! checked against. The dashboard page itself is served from `page`.
 
+mod board;
+mod downloads;
+mod guard;
 mod jobs;
 mod metrics;
+mod page;
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put, MethodRouter};
 use axum::{Json, Router};
@@ -31,6 +36,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/jobs"),
     ("get", "/v1/jobs/{id}"),
     ("post", "/v1/jobs/{id}/cancel"),
+    ("get", "/v1/jobs/{id}/manifest"),
+    ("get", "/v1/jobs/{id}/outputs/{n}"),
+    ("get", "/v1/events"),
     ("get", "/v1/workflows"),
     ("put", "/v1/blobs/{sha256}"),
     ("post", "/v1/retry"),
@@ -52,6 +60,9 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Arc<Daemon>>> {
         ("post", "/v1/jobs") => post(jobs::submit),
         ("get", "/v1/jobs/{id}") => get(jobs::job),
         ("post", "/v1/jobs/{id}/cancel") => post(jobs::cancel),
+        ("get", "/v1/jobs/{id}/manifest") => get(downloads::manifest),
+        ("get", "/v1/jobs/{id}/outputs/{n}") => get(downloads::output),
+        ("get", "/v1/events") => get(board::events),
         ("get", "/v1/workflows") => get(jobs::workflows),
         // Uploads are media: no body limit (the default is 2 MB).
         ("put", "/v1/blobs/{sha256}") => {
@@ -81,8 +92,18 @@ pub async fn serve(
             None => router,
         }
     });
+    let routes = page::PAGES.iter().fold(routes, |router, (path, _, _)| {
+        router.route(path, get(page::serve))
+    });
+    let guard = guard::Guard {
+        daemon: daemon.clone(),
+        loopback: listener.local_addr().is_ok_and(|a| a.ip().is_loopback()),
+    };
     let app = routes
-        .layer(axum::middleware::from_fn_with_state(daemon.clone(), auth))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(guard),
+            guard::check,
+        ))
         .with_state(daemon);
     let shutdown = async move { stop.cancelled().await };
     if let Err(e) = axum::serve(listener, app)
@@ -91,28 +112,6 @@ pub async fn serve(
     {
         tracing::error!(error = %e, "the HTTP API stopped");
     }
-}
-
-async fn auth(
-    State(d): Shared,
-    headers: HeaderMap,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if let Some(token) = &d.token {
-        let given = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({ "error": "a valid bearer token is required" })),
-            )
-                .into_response();
-        }
-    }
-    next.run(request).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -145,6 +144,7 @@ async fn retry(State(d): Shared, Json(body): Json<RetryBody>) -> Response {
         (None, None) => Ok(0),
     })
     .await;
+    d.board.touch_state();
     match retried {
         Ok(Ok(0)) => error(StatusCode::NOT_FOUND, "no parked or failed file matches"),
         Ok(Ok(n)) => Json(json!({ "retrying": n })).into_response(),
@@ -181,6 +181,7 @@ async fn resume(State(d): Shared, Json(body): Json<FolderBody>) -> Response {
 
 fn set_paused(d: &Daemon, folder: &str, pause: bool) -> Response {
     if d.set_paused(std::path::Path::new(folder), pause) {
+        d.board.touch_state();
         Json(json!({ "folder": folder, "paused": pause })).into_response()
     } else {
         error(
