@@ -85,6 +85,9 @@ pub async fn transcribe(args: Args) -> Result<u8> {
             "audio_seconds": transcript.audio_seconds, "load_s": load_s,
             "transcribe_s": transcript.elapsed_s,
             "realtime_factor": transcript.audio_seconds / transcript.elapsed_s.max(1e-6),
+            "windows": transcript.windows, "fallbacks": transcript.fallbacks,
+            "silent_windows": transcript.silent_windows,
+            "silence_skipped_s": transcript.silence_skipped_s, "dropped_cues": transcript.dropped_cues,
         });
         println!("{report}");
     } else if args.out.is_none() {

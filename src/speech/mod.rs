@@ -6,7 +6,9 @@
 //! 30 s windows the way Whisper does: after each window it moves to the end of the last
 //! complete segment, so speech cut at a window edge is decoded again whole.
 
+mod activity;
 pub mod cues;
+mod decode;
 mod features;
 mod model;
 
@@ -14,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
+use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper};
 use ct2rs::tokenizers::hf::Tokenizer as HfTokenizer;
 use ct2rs::Tokenizer as _;
 use serde::{Deserialize, Serialize};
@@ -55,6 +57,14 @@ pub struct Transcript {
     pub text: String,
     pub audio_seconds: f64,
     pub elapsed_s: f64,
+    /// 30 s windows decoded; of them, those decoded again at a higher temperature (their
+    /// first result repeated itself or was unsure) and those judged silent (no text kept).
+    pub windows: usize,
+    pub fallbacks: usize,
+    pub silent_windows: usize,
+    /// Seconds of silence skipped without decoding, and cues dropped for having no sound.
+    pub silence_skipped_s: f64,
+    pub dropped_cues: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,9 +140,21 @@ impl Transcriber {
         let mut language = self.options.language.clone();
         let mut cues = Vec::new();
         let mut seek = 0usize;
+        let (mut windows, mut fallbacks, mut silent_windows) = (0, 0, 0);
+        let activity = activity::Activity::measure(samples);
+        let mut skipped = 0usize;
         while seek + SAMPLE_RATE / 10 < total {
             if cancel.load(Ordering::Relaxed) {
                 return Err(SpeechError::Cancelled);
+            }
+            let Some(start) = activity.next_start(seek) else {
+                skipped += total - seek;
+                break;
+            };
+            if start > seek {
+                skipped += start - seek;
+                seek = start;
+                continue;
             }
             let window = &samples[seek..(seek + WINDOW_SAMPLES).min(total)];
             let mut feats = self.mel.features(window);
@@ -144,22 +166,25 @@ impl Transcriber {
             // No previous-text prompt: with it, tiny models stopped emitting timestamps and
             // gave 30 s cues (measured in bench/whisper.py).
             let prompt = self.prompt(multilingual, language.as_deref());
-            let options = WhisperOptions {
-                beam_size: self.options.beam_size.max(1),
-                ..WhisperOptions::default()
-            };
-            let result = self
-                .whisper
-                .generate(&view, &[prompt], &options)
-                .map_err(engine)?;
-            let tokens = result
-                .into_iter()
-                .next()
-                .and_then(|r| r.sequences.into_iter().next())
-                .unwrap_or_default();
+            let result = decode::decode_window(
+                &self.whisper,
+                &view,
+                &prompt,
+                self.options.beam_size,
+                |tokens| self.text_of(tokens),
+            )?;
+            windows += 1;
+            if result.temperature > 0.0 {
+                fallbacks += 1;
+            }
+            if result.is_silence() {
+                silent_windows += 1;
+                seek += window.len();
+                continue;
+            }
             let window_s = window.len() as f64 / SAMPLE_RATE as f64;
             let offset = seek as f64 / SAMPLE_RATE as f64;
-            let decoded = split_segments(&tokens, window_s);
+            let decoded = split_segments(&result.tokens, window_s);
             for seg in &decoded.segments {
                 let text = self.tokenizer.decode(seg.tokens.clone()).map_err(engine)?;
                 let text = text.trim().to_string();
@@ -173,7 +198,7 @@ impl Transcriber {
             }
             seek += (decoded.advance_s * SAMPLE_RATE as f64).round() as usize;
         }
-        tighten(&mut cues, samples);
+        let dropped_cues = activity.fit(&mut cues);
         let text = cues
             .iter()
             .map(|c| c.text.as_str())
@@ -185,7 +210,22 @@ impl Transcriber {
             text,
             audio_seconds: total as f64 / SAMPLE_RATE as f64,
             elapsed_s: started.elapsed().as_secs_f64(),
+            windows,
+            fallbacks,
+            silent_windows,
+            silence_skipped_s: skipped as f64 / SAMPLE_RATE as f64,
+            dropped_cues,
         })
+    }
+
+    /// The words of a decoding, without its timestamp and control tokens.
+    fn text_of(&self, tokens: &[String]) -> Result<String, SpeechError> {
+        let words: Vec<String> = tokens
+            .iter()
+            .filter(|t| !(t.starts_with("<|") && t.ends_with("|>")))
+            .cloned()
+            .collect();
+        self.tokenizer.decode(words).map_err(engine)
     }
 
     fn detect(&self, view: &StorageView) -> Result<String, SpeechError> {
@@ -216,60 +256,6 @@ impl Transcriber {
         }
         p
     }
-}
-
-/// Whisper's timestamps are coarse at the edges of speech (a first cue often starts at
-/// 0.00 after seconds of silence). Each cue is narrowed to where its audio is actually
-/// louder than the recording's noise floor, measured in 20 ms frames.
-fn tighten(cues: &mut [Cue], samples: &[f32]) {
-    const FRAME: usize = SAMPLE_RATE / 50;
-    let rms: Vec<f32> = samples
-        .chunks(FRAME)
-        .map(|f| (f.iter().map(|x| x * x).sum::<f32>() / f.len().max(1) as f32).sqrt())
-        .collect();
-    if rms.is_empty() {
-        return;
-    }
-    let mut sorted = rms.clone();
-    sorted.sort_by(f32::total_cmp);
-    let floor = sorted[sorted.len() / 10];
-    let threshold = (floor * 4.0).max(0.005);
-    let frame_s = FRAME as f64 / SAMPLE_RATE as f64;
-    // Pauses inside a sentence are shorter; a longer silence separates two speeches, and a
-    // cue is narrowed to its own speech, not to a neighbour's first or last syllable.
-    let max_pause = (MAX_PAUSE_S / frame_s) as usize;
-    for cue in cues.iter_mut() {
-        let first = (cue.start / frame_s) as usize;
-        let last = ((cue.end / frame_s).ceil() as usize).min(rms.len());
-        let loud: Vec<usize> = (first..last).filter(|i| rms[*i] >= threshold).collect();
-        let run = main_run(&loud, max_pause);
-        if let (Some(a), Some(b)) = (run.first(), run.last()) {
-            // A little air either side, as subtitles usually have.
-            cue.start = (*a as f64 * frame_s - 0.1).max(cue.start);
-            cue.end = ((*b + 1) as f64 * frame_s + 0.1)
-                .min(cue.end)
-                .max(cue.start + 0.2);
-        }
-    }
-}
-
-/// The longest silence within one speech; a longer one ends it.
-const MAX_PAUSE_S: f64 = 0.8;
-
-/// Of the loud frames, the run (split at gaps over `max_pause` frames) holding the most.
-fn main_run(loud: &[usize], max_pause: usize) -> &[usize] {
-    let mut best: &[usize] = &[];
-    let mut start = 0;
-    for i in 1..=loud.len() {
-        let split = i == loud.len() || loud[i] - loud[i - 1] > max_pause;
-        if split {
-            if i - start > best.len() {
-                best = &loud[start..i];
-            }
-            start = i;
-        }
-    }
-    best
 }
 
 /// A segment of one window, in seconds from the window's start.
@@ -361,46 +347,6 @@ mod tests {
         assert_eq!((d.segments[1].start, d.segments[1].end), (1.5, 2.8));
         assert_eq!(d.segments[0].tokens, toks("Hello Ġworld"));
         assert_eq!(d.advance_s, 30.0);
-    }
-
-    #[test]
-    fn cues_are_narrowed_to_the_sound() {
-        // 1 s of silence, 1 s of tone, 1 s of silence; Whisper said 0.0 → 3.0.
-        let mut samples = vec![0.0f32; 3 * SAMPLE_RATE];
-        for (i, s) in samples[SAMPLE_RATE..2 * SAMPLE_RATE].iter_mut().enumerate() {
-            *s = (i as f32 * 0.3).sin() * 0.3;
-        }
-        let mut cues = vec![Cue {
-            start: 0.0,
-            end: 3.0,
-            text: "hi".into(),
-        }];
-        tighten(&mut cues, &samples);
-        assert!((cues[0].start - 0.9).abs() < 0.03, "{cues:?}");
-        assert!((cues[0].end - 2.1).abs() < 0.03, "{cues:?}");
-    }
-
-    #[test]
-    fn a_cue_ends_with_its_speech_not_at_the_next_ones_onset() {
-        // Speech from 1 s to 5 s (with a 0.3 s pause), the next speech from 9.9 s; Whisper
-        // said 0 → 10 for the first cue.
-        let mut samples = vec![0.0f32; 11 * SAMPLE_RATE];
-        let tone = |s: &mut [f32]| {
-            for (i, x) in s.iter_mut().enumerate() {
-                *x = (i as f32 * 0.3).sin() * 0.3;
-            }
-        };
-        tone(&mut samples[SAMPLE_RATE..3 * SAMPLE_RATE]);
-        tone(&mut samples[(3.3 * SAMPLE_RATE as f64) as usize..5 * SAMPLE_RATE]);
-        tone(&mut samples[(9.9 * SAMPLE_RATE as f64) as usize..11 * SAMPLE_RATE]);
-        let mut cues = vec![Cue {
-            start: 0.0,
-            end: 10.0,
-            text: "first".into(),
-        }];
-        tighten(&mut cues, &samples);
-        assert!((cues[0].start - 0.9).abs() < 0.03, "{cues:?}");
-        assert!((cues[0].end - 5.1).abs() < 0.03, "{cues:?}");
     }
 
     #[test]

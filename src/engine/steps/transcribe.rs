@@ -159,6 +159,9 @@ async fn run(
         "vtt": vtt, "srt": srt, "model": model.display().to_string(),
         "audio_seconds": transcript.audio_seconds, "elapsed_s": transcript.elapsed_s,
         "realtime_factor": realtime, "translate": step.translate,
+        "windows": transcript.windows, "fallbacks": transcript.fallbacks,
+        "silent_windows": transcript.silent_windows,
+        "silence_skipped_s": transcript.silence_skipped_s, "dropped_cues": transcript.dropped_cues,
     });
     Ok(StepDone { outputs, data })
 }

@@ -1,0 +1,177 @@
+//! Where there is sound: the loudness of every 20 ms frame against the recording's own noise
+//! floor. Used twice: to skip stretches of silence before decoding (a long silence costs no
+//! decoding, and Whisper cannot invent words over it), and to fit each cue to its speech (or
+//! drop a cue that has none: Whisper's "You" over 15 s of room noise).
+
+use super::{Cue, SAMPLE_RATE};
+
+const FRAME: usize = SAMPLE_RATE / 50;
+const FRAME_S: f64 = FRAME as f64 / SAMPLE_RATE as f64;
+/// The longest silence within one speech; a longer one ends it.
+const MAX_PAUSE_S: f64 = 0.8;
+/// Silence shorter than this before the next speech is decoded anyway (it costs little and
+/// keeps Whisper's context).
+const SKIP_AFTER_S: f64 = 2.0;
+/// Air kept before speech when a silence is skipped.
+const LEAD_IN_S: f64 = 0.4;
+
+pub struct Activity {
+    loud: Vec<bool>,
+}
+
+impl Activity {
+    /// Frames louder than 4× the 10th-percentile frame (the noise floor), and at least 0.005.
+    pub fn measure(samples: &[f32]) -> Activity {
+        let rms: Vec<f32> = samples
+            .chunks(FRAME)
+            .map(|f| (f.iter().map(|x| x * x).sum::<f32>() / f.len().max(1) as f32).sqrt())
+            .collect();
+        let mut sorted = rms.clone();
+        sorted.sort_by(f32::total_cmp);
+        let floor = sorted.get(sorted.len() / 10).copied().unwrap_or(0.0);
+        let threshold = (floor * 4.0).max(0.005);
+        Activity {
+            loud: rms.iter().map(|r| *r >= threshold).collect(),
+        }
+    }
+
+    /// Where decoding should go on from `seek` (a sample index): `seek` itself when speech
+    /// comes within two seconds, else a little before the next speech; None when only
+    /// silence is left.
+    pub fn next_start(&self, seek: usize) -> Option<usize> {
+        let from = seek / FRAME;
+        let next = (from..self.loud.len()).find(|i| self.loud[*i])?;
+        let gap_s = (next - from) as f64 * FRAME_S;
+        if gap_s < SKIP_AFTER_S {
+            return Some(seek);
+        }
+        let start_s = next as f64 * FRAME_S - LEAD_IN_S;
+        Some(((start_s * SAMPLE_RATE as f64) as usize).max(seek))
+    }
+
+    /// Narrows each cue to its main run of loud frames (Whisper's timestamps are coarse at the
+    /// edges of speech: a first cue often starts at 0.00 after seconds of silence) and drops
+    /// cues with no loud frame at all. Returns how many were dropped.
+    pub fn fit(&self, cues: &mut Vec<Cue>) -> usize {
+        let max_pause = (MAX_PAUSE_S / FRAME_S) as usize;
+        let before = cues.len();
+        cues.retain_mut(|cue| {
+            let first = (cue.start / FRAME_S) as usize;
+            let last = ((cue.end / FRAME_S).ceil() as usize).min(self.loud.len());
+            let loud: Vec<usize> = (first..last).filter(|i| self.loud[*i]).collect();
+            // Pauses inside a sentence are shorter; a longer silence separates two speeches,
+            // and a cue is narrowed to its own speech, not a neighbour's first syllable.
+            let run = main_run(&loud, max_pause);
+            let (Some(a), Some(b)) = (run.first(), run.last()) else {
+                return false;
+            };
+            // A little air either side, as subtitles usually have.
+            cue.start = (*a as f64 * FRAME_S - 0.1).max(cue.start);
+            cue.end = ((*b + 1) as f64 * FRAME_S + 0.1)
+                .min(cue.end)
+                .max(cue.start + 0.2);
+            true
+        });
+        before - cues.len()
+    }
+}
+
+/// Of the loud frames, the run (split at gaps over `max_pause` frames) holding the most.
+fn main_run(loud: &[usize], max_pause: usize) -> &[usize] {
+    let mut best: &[usize] = &[];
+    let mut start = 0;
+    for i in 1..=loud.len() {
+        let split = i == loud.len() || loud[i] - loud[i - 1] > max_pause;
+        if split {
+            if i - start > best.len() {
+                best = &loud[start..i];
+            }
+            start = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(s: &mut [f32]) {
+        for (i, x) in s.iter_mut().enumerate() {
+            *x = (i as f32 * 0.3).sin() * 0.3;
+        }
+    }
+
+    fn at(seconds: f64) -> usize {
+        (seconds * SAMPLE_RATE as f64) as usize
+    }
+
+    #[test]
+    fn cues_are_narrowed_to_the_sound() {
+        // 1 s of silence, 1 s of tone, 1 s of silence; Whisper said 0.0 → 3.0.
+        let mut samples = vec![0.0f32; 3 * SAMPLE_RATE];
+        tone(&mut samples[SAMPLE_RATE..2 * SAMPLE_RATE]);
+        let mut cues = vec![Cue {
+            start: 0.0,
+            end: 3.0,
+            text: "hi".into(),
+        }];
+        assert_eq!(Activity::measure(&samples).fit(&mut cues), 0);
+        assert!((cues[0].start - 0.9).abs() < 0.03, "{cues:?}");
+        assert!((cues[0].end - 2.1).abs() < 0.03, "{cues:?}");
+    }
+
+    #[test]
+    fn a_cue_ends_with_its_speech_not_at_the_next_ones_onset() {
+        // Speech from 1 s to 5 s (with a 0.3 s pause), the next speech from 9.9 s; Whisper
+        // said 0 → 10 for the first cue.
+        let mut samples = vec![0.0f32; 11 * SAMPLE_RATE];
+        tone(&mut samples[SAMPLE_RATE..3 * SAMPLE_RATE]);
+        tone(&mut samples[at(3.3)..5 * SAMPLE_RATE]);
+        tone(&mut samples[at(9.9)..11 * SAMPLE_RATE]);
+        let mut cues = vec![Cue {
+            start: 0.0,
+            end: 10.0,
+            text: "first".into(),
+        }];
+        Activity::measure(&samples).fit(&mut cues);
+        assert!((cues[0].start - 0.9).abs() < 0.03, "{cues:?}");
+        assert!((cues[0].end - 5.1).abs() < 0.03, "{cues:?}");
+    }
+
+    #[test]
+    fn a_cue_over_silence_is_dropped() {
+        let mut samples = vec![0.0f32; 40 * SAMPLE_RATE];
+        tone(&mut samples[SAMPLE_RATE..3 * SAMPLE_RATE]);
+        let mut cues = vec![
+            Cue {
+                start: 0.9,
+                end: 3.2,
+                text: "speech".into(),
+            },
+            Cue {
+                start: 30.0,
+                end: 32.0,
+                text: "You".into(),
+            },
+        ];
+        assert_eq!(Activity::measure(&samples).fit(&mut cues), 1);
+        assert_eq!(cues.len(), 1);
+        assert_eq!(cues[0].text, "speech");
+    }
+
+    #[test]
+    fn decoding_jumps_over_long_silences_only() {
+        let mut samples = vec![0.0f32; 100 * SAMPLE_RATE];
+        tone(&mut samples[SAMPLE_RATE..3 * SAMPLE_RATE]);
+        tone(&mut samples[at(60.0)..at(62.0)]);
+        let activity = Activity::measure(&samples);
+        assert_eq!(activity.next_start(0), Some(0), "speech within 2 s");
+        let jumped = activity.next_start(at(3.5)).unwrap_or(0);
+        assert!(
+            (jumped as f64 / SAMPLE_RATE as f64 - 59.6).abs() < 0.03,
+            "{jumped}"
+        );
+        assert_eq!(activity.next_start(at(63.0)), None, "only silence left");
+    }
+}

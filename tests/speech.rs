@@ -1,0 +1,166 @@
+//! Whisper beyond English, on the multilingual base model (`.ci/setup` assembles it from two
+//! PyPI packages): French and German espeak-ng speech is detected as such, transcribed in its
+//! language, and translated into English with its key words; a translation that falls into a
+//! repetition loop at temperature 0 is decoded again (the fallback the reference implementations
+//! use); silence yields no cue; the English-only model refuses to translate, saying why.
+
+mod common;
+
+use std::path::Path;
+
+use common::sources::{say, say_in, whisper_base_model, whisper_model};
+use common::{ffmpeg, spool, TestResult};
+use serde_json::Value;
+
+fn transcribe(
+    model: &Path,
+    input: &Path,
+    extra: &[&str],
+) -> Result<Value, Box<dyn std::error::Error>> {
+    let out = spool()
+        .arg("transcribe")
+        .arg(input)
+        .arg("--model")
+        .arg(model)
+        .args(["--threads", "2", "--json"])
+        .args(extra)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "transcribe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn words(v: &Value) -> String {
+    v["text"].as_str().unwrap_or("").to_lowercase()
+}
+
+fn has_all(text: &str, wanted: &[&str]) -> Result<(), String> {
+    let missing: Vec<&&str> = wanted.iter().filter(|w| !text.contains(**w)).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{missing:?} missing from {text:?}"))
+    }
+}
+
+#[test]
+fn german_speech_is_detected_transcribed_and_translated() -> TestResult {
+    let model = whisper_base_model()?;
+    let dir = tempfile::tempdir()?;
+    let wav = dir.path().join("de.wav");
+    say_in(
+        "de",
+        "Guten Morgen. Heute sprechen wir über das Wetter in Berlin. Es regnet und der Wind ist kalt.",
+        &wav,
+    )?;
+    let heard = transcribe(&model, &wav, &[])?;
+    assert_eq!(heard["language"], "de", "{heard}");
+    has_all(&words(&heard), &["guten morgen", "berlin", "wind", "kalt"])?;
+    let english = transcribe(&model, &wav, &["--translate"])?;
+    assert_eq!(english["language"], "de");
+    has_all(&words(&english), &["morning", "weather", "berlin", "cold"])?;
+    Ok(())
+}
+
+#[test]
+fn french_speech_is_detected_and_its_translation_does_not_loop() -> TestResult {
+    let model = whisper_base_model()?;
+    let dir = tempfile::tempdir()?;
+    let wav = dir.path().join("fr.wav");
+    say_in(
+        "fr",
+        "Bonjour à tous. Aujourd'hui, nous allons parler de la cuisine française. Le fromage et le pain sont délicieux.",
+        &wav,
+    )?;
+    let heard = transcribe(&model, &wav, &[])?;
+    assert_eq!(heard["language"], "fr", "{heard}");
+    has_all(&words(&heard), &["bonjour", "française"])?;
+    // At temperature 0 this translation repeats "Good day to all." seven times (seen before
+    // the fallback existed); the kept result must not repeat itself.
+    let english = transcribe(&model, &wav, &["--translate"])?;
+    let text = words(&english);
+    // espeak-ng's French is hard for the base model: its translations vary with the sampling
+    // (faster-whisper on the same model: "I will be back. I will be back. I will speak to you
+    // in French…"), so only this is asked: English, not a loop.
+    assert!(!text.contains("bonjour") && !text.is_empty(), "{text:?}");
+    let sentences: Vec<&str> = text
+        .split('.')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    for s in &sentences {
+        let repeats = sentences.iter().filter(|t| *t == s).count();
+        assert!(repeats <= 2, "{s:?} repeated {repeats} times: {text:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn silence_after_speech_yields_no_cue() -> TestResult {
+    let model = whisper_base_model()?;
+    let dir = tempfile::tempdir()?;
+    let wav = dir.path().join("en.wav");
+    let spoken = say("The library opens at nine in the morning.", &wav)?;
+    // Speech at 1 s, then silence with faint noise to 45 s: a whole second window of nothing.
+    let src = dir.path().join("quiet.wav");
+    ffmpeg(&[
+        "-i",
+        wav.to_str().unwrap_or_default(),
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=a=0.0005:d=45:r=16000",
+        "-filter_complex",
+        "[0]aresample=16000,adelay=1000,apad=whole_dur=45[s];[s][1]amix=inputs=2:normalize=0[out]",
+        "-map",
+        "[out]",
+        "-t",
+        "45",
+        src.to_str().unwrap_or_default(),
+    ])?;
+    let heard = transcribe(&model, &src, &[])?;
+    has_all(&words(&heard), &["library", "morning"])?;
+    // One window holds the speech; the rest of the noise is skipped, not decoded (Whisper
+    // said "You" over it before speech detection).
+    assert_eq!(heard["windows"], 1, "{heard}");
+    assert!(
+        heard["silence_skipped_s"].as_f64().unwrap_or(0.0) >= 10.0,
+        "{heard}"
+    );
+    let end_of_speech = 1.0 + spoken;
+    for cue in heard["cues"].as_array().ok_or("no cues")? {
+        let (start, end) = (
+            cue["start"].as_f64().unwrap_or(0.0),
+            cue["end"].as_f64().unwrap_or(0.0),
+        );
+        assert!(
+            start < end_of_speech && end <= end_of_speech + 0.8,
+            "a cue over silence: {cue} (speech ends at {end_of_speech:.2} s)"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_english_only_model_refuses_to_translate_and_says_why() -> TestResult {
+    let model = whisper_model()?;
+    let dir = tempfile::tempdir()?;
+    let wav = dir.path().join("en.wav");
+    say("Hello there.", &wav)?;
+    let out = spool()
+        .arg("transcribe")
+        .arg(&wav)
+        .arg("--model")
+        .arg(&model)
+        .arg("--translate")
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("English-only model cannot translate"), "{err}");
+    Ok(())
+}
