@@ -8,14 +8,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::api::{Daemon, TOKEN};
 use common::browser::{Browser, ENTER};
-use common::{make_clip, spool_path, wait_until, Audio, TestResult};
+use common::{make_clip, wait_until, Audio, TestResult};
 use serde_json::{json, Value};
-
-const TOKEN: &str = "dashboard-token";
 
 /// Errors on discovery for files named `fixme*` (an upstream service that is down); the fix
 /// removes the script from the workflow.
@@ -45,76 +43,35 @@ fn workflow(with_script: bool) -> String {
     )
 }
 
-struct Daemon {
-    child: Child,
-    state: PathBuf,
+/// A daemon with the API token, one job at a time, watching `in` with the workflow above.
+fn start_daemon(dir: &Path) -> Result<Daemon, Box<dyn std::error::Error>> {
+    for d in ["in", "out"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    std::fs::write(dir.join("hooks.lua"), HOOKS)?;
+    std::fs::write(dir.join("wf.yaml"), workflow(true))?;
+    std::fs::write(
+        dir.join("spool.yaml"),
+        format!(
+            "state: state\nlisten: 127.0.0.1:0\ntoken: {TOKEN}\nworkflows: [wf.yaml]\n\
+             max_jobs: 1\nconcurrency: 1\n"
+        ),
+    )?;
+    Daemon::spawn(dir)
 }
 
-impl Daemon {
-    fn start(dir: &Path) -> Result<Daemon, Box<dyn std::error::Error>> {
-        for d in ["in", "out"] {
-            std::fs::create_dir_all(dir.join(d))?;
-        }
-        std::fs::write(dir.join("hooks.lua"), HOOKS)?;
-        std::fs::write(dir.join("wf.yaml"), workflow(true))?;
-        std::fs::write(
-            dir.join("spool.yaml"),
-            format!(
-                "state: state\nlisten: 127.0.0.1:0\ntoken: {TOKEN}\nworkflows: [wf.yaml]\n\
-                 max_jobs: 1\nconcurrency: 1\n"
-            ),
-        )?;
-        let log = std::fs::File::create(dir.join("watch.log"))?;
-        let child = Command::new(spool_path())
-            .args(["watch", "--config"])
-            .arg(dir.join("spool.yaml"))
-            .env("SPOOL_LOG", "spool=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        let d = Daemon {
-            child,
-            state: dir.join("state"),
-        };
-        wait_until("the daemon's API", Duration::from_secs(20), || {
-            d.url().is_some()
-        })?;
-        Ok(d)
-    }
-
-    fn url(&self) -> Option<String> {
-        let text = std::fs::read(self.state.join("daemon.json")).ok()?;
-        let v: Value = serde_json::from_slice(&text).ok()?;
-        v["url"].as_str().map(String::from)
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let url = format!("{}{path}", self.url().unwrap_or_default());
-        ureq::get(&url)
-            .set("authorization", &format!("Bearer {TOKEN}"))
-            .call()
-            .ok()
-            .and_then(|r| r.into_json().ok())
-            .unwrap_or(Value::Null)
-    }
-
-    fn jobs_named(&self, name: &str) -> Vec<Value> {
-        self.get("/v1/jobs")["jobs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|j| j["input"].as_str().is_some_and(|i| i.ends_with(name)))
-            .cloned()
-            .collect()
-    }
+fn get(d: &Daemon, path: &str) -> Value {
+    serde_json::from_str(&d.call("GET", path, None).1).unwrap_or(Value::Null)
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn jobs_named(d: &Daemon, name: &str) -> Vec<Value> {
+    get(d, "/v1/jobs")["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|j| j["input"].as_str().is_some_and(|i| i.ends_with(name)))
+        .cloned()
+        .collect()
 }
 
 /// Writes a clip beside the folder and moves it in whole (as an upload tool would).
@@ -145,7 +102,7 @@ fn wait_finished(b: &Browser, name: &str, state: &str, secs: u64) -> Result<(), 
 #[test]
 fn the_dashboard_shows_work_live_and_its_buttons_act_on_the_daemon() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let d = Daemon::start(dir.path())?;
+    let d = start_daemon(dir.path())?;
     let url = d.url().ok_or("no url")?;
     let b = Browser::start(1280, 900)?;
 
@@ -177,8 +134,7 @@ fn the_dashboard_shows_work_live_and_its_buttons_act_on_the_daemon() -> TestResu
     drop_clip(dir.path(), "fixme.mp4", 2)?;
     drop_clip(dir.path(), markup, 8)?;
     wait_finished(&b, markup, "succeeded", 120)?;
-    let job = d
-        .jobs_named(markup)
+    let job = jobs_named(&d, markup)
         .first()
         .cloned()
         .ok_or("no job for the clip")?;
@@ -262,19 +218,18 @@ fn the_dashboard_shows_work_live_and_its_buttons_act_on_the_daemon() -> TestResu
     )?;
     b.screenshot(&artifact("dashboard-running.png"))?;
     b.click("#running article button[data-action=cancel]")?;
-    let long = d
-        .jobs_named("long.mp4")
+    let long = jobs_named(&d, "long.mp4")
         .first()
         .cloned()
         .ok_or("no job for long.mp4")?;
     let long_id = long["id"].as_str().unwrap_or("").to_string();
     wait_until("long.mp4 to be cancelled", Duration::from_secs(15), || {
-        d.get(&format!("/v1/jobs/{long_id}"))["job"]["status"] == "cancelled"
+        get(&d, &format!("/v1/jobs/{long_id}"))["job"]["status"] == "cancelled"
     })?;
     wait_finished(&b, "long.mp4", "cancelled", 15)?;
 
     // Pause with a click, Resume with the keyboard; the daemon agrees each time.
-    let folder_state = || d.get("/v1/folders")["folders"][0]["state"].clone();
+    let folder_state = || get(&d, "/v1/folders")["folders"][0]["state"].clone();
     b.click("#folders button[data-action=pause]")?;
     wait_until("the folder to pause", Duration::from_secs(10), || {
         folder_state() == "paused"
@@ -314,7 +269,7 @@ fn the_dashboard_shows_work_live_and_its_buttons_act_on_the_daemon() -> TestResu
 #[test]
 fn another_site_cannot_press_the_buttons_or_read_the_board() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let d = Daemon::start(dir.path())?;
+    let d = start_daemon(dir.path())?;
     let url = d.url().ok_or("no url")?;
     let folder = dir.path().join("in").canonicalize()?;
     let body = json!({ "folder": folder }).to_string();
@@ -344,7 +299,7 @@ fn another_site_cannot_press_the_buttons_or_read_the_board() -> TestResult {
         post(&[("authorization", &bearer), ("sec-fetch-site", "cross-site")]),
         403
     );
-    assert_eq!(d.get("/v1/folders")["folders"][0]["state"], "watching");
+    assert_eq!(get(&d, "/v1/folders")["folders"][0]["state"], "watching");
     // The page is open (it holds no data); the stream and the API are not.
     let status = |path: &str| match ureq::get(&format!("{url}{path}")).call() {
         Ok(r) => r.status(),

@@ -52,6 +52,11 @@ impl Daemon {
                  concurrency: 2\napi: {{input_roots: [media], output_roots: [published], callback_secret: {SECRET}}}\n"
             ),
         )?;
+        Daemon::spawn(dir)
+    }
+
+    /// `spool watch --config dir/spool.yaml` (logging to `dir/watch.log`), once its API answers.
+    pub fn spawn(dir: &Path) -> Result<Daemon, Box<dyn std::error::Error>> {
         let log = std::fs::File::create(dir.join("watch.log"))?;
         let child = Command::new(spool_path())
             .args(["watch", "--config"])

@@ -294,33 +294,33 @@ pub fn whisper_base_model() -> Result<PathBuf, String> {
     }
 }
 
-/// Speaks `text` with espeak-ng's `voice` (`fr`, `de`) into `wav`; its duration.
+/// Speaks `text` with espeak-ng's `voice` (`en`, `fr`, `de`) at 140 words a minute into `wav`;
+/// its duration.
 pub fn say_in(voice: &str, text: &str, wav: &Path) -> Result<f64, Box<dyn std::error::Error>> {
-    super::run_ok(
-        "espeak-ng",
-        &[
-            "-v".into(),
-            voice.into(),
-            "-s".into(),
-            "140".into(),
-            "-w".into(),
-            wav.display().to_string(),
-            text.into(),
-        ],
-    )?;
-    super::probe_value(wav, "a:0", "duration").ok_or_else(|| "espeak-ng wrote no audio".into())
+    espeak(voice, 140, text, wav)
 }
 
+/// English at 150 words a minute.
 pub fn say(text: &str, wav: &Path) -> Result<f64, Box<dyn std::error::Error>> {
-    super::run_ok(
-        "espeak-ng",
-        &[
-            "-s".into(),
-            "150".into(),
-            "-w".into(),
-            wav.display().to_string(),
-            text.into(),
-        ],
-    )?;
+    espeak("en", 150, text, wav)
+}
+
+fn espeak(
+    voice: &str,
+    speed: u32,
+    text: &str,
+    wav: &Path,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let args = [
+        "-v",
+        voice,
+        "-s",
+        &speed.to_string(),
+        "-w",
+        &wav.display().to_string(),
+        text,
+    ]
+    .map(String::from);
+    super::run_ok("espeak-ng", &args)?;
     super::probe_value(wav, "a:0", "duration").ok_or_else(|| "espeak-ng wrote no audio".into())
 }
