@@ -7,18 +7,6 @@ use std::path::Path;
 
 use common::*;
 
-fn run_json(wf: &Path, dir: &Path, input: &Path) -> assert_cmd::assert::Assert {
-    spool()
-        .args(["run", "--json", "--workflow"])
-        .arg(wf)
-        .arg("--out")
-        .arg(dir.join("out"))
-        .arg("--state")
-        .arg(dir.join("state"))
-        .arg(input)
-        .assert()
-}
-
 fn make_hevc(path: &Path) -> Result<(), String> {
     run_ok(
         "ffmpeg",
@@ -54,12 +42,7 @@ fn archive_hevc_skips_hevc_sources_and_encodes_others_at_their_height() -> TestR
     make_clip(&h264, "256x144", 25, 2, Audio::Bursts)?;
     let wf = Path::new("workflows/archive-hevc.yaml");
 
-    let skipped = outcomes(
-        &run_json(wf, dir.path(), &hevc)
-            .success()
-            .get_output()
-            .stdout,
-    );
+    let skipped = outcomes(&run_one(wf, dir.path(), &hevc).success().get_output().stdout);
     assert_eq!(skipped[0]["status"], "skipped");
     assert!(
         skipped[0]["reason"]
@@ -73,12 +56,7 @@ fn archive_hevc_skips_hevc_sources_and_encodes_others_at_their_height() -> TestR
         "a skipped file produces nothing"
     );
 
-    let done = outcomes(
-        &run_json(wf, dir.path(), &h264)
-            .success()
-            .get_output()
-            .stdout,
-    );
+    let done = outcomes(&run_one(wf, dir.path(), &h264).success().get_output().stdout);
     assert_eq!(done[0]["status"], "succeeded", "{done:?}");
     let out = dir.path().join("out/fresh/fresh.hevc.mp4");
     assert!(ffprobe(&out, "stream=codec_name", "v")?.contains("hevc"));
@@ -97,7 +75,7 @@ fn adaptive_ladder_picks_rungs_from_height_and_bitrate() -> TestResult {
     let src = dir.path().join("small.mp4");
     make_clip(&src, "426x240", 25, 2, Audio::None)?;
     let done = outcomes(
-        &run_json(
+        &run_one(
             Path::new("workflows/adaptive-ladder.yaml"),
             dir.path(),
             &src,
@@ -148,7 +126,7 @@ fn a_bad_plan_reply_fails_the_job_naming_hook_and_field() -> TestResult {
         "return { plan = function(media, plan) plan.profiles[1].height = 'tall'; return plan end }",
         "plan",
     )?;
-    let out = outcomes(&run_json(&wf, dir.path(), &src).code(1).get_output().stdout);
+    let out = outcomes(&run_one(&wf, dir.path(), &src).code(1).get_output().stdout);
     let reason = out[0]["reason"].as_str().unwrap_or("");
     assert!(
         reason.contains("hook plan") && reason.contains("profiles[0].height"),
@@ -161,7 +139,7 @@ fn a_bad_plan_reply_fails_the_job_naming_hook_and_field() -> TestResult {
         "return { plan = function(media, plan) plan.profiles[1].height = 4000; return plan end }",
         "plan",
     )?;
-    let out = outcomes(&run_json(&wf, dir.path(), &src).code(1).get_output().stdout);
+    let out = outcomes(&run_one(&wf, dir.path(), &src).code(1).get_output().stdout);
     let reason = out[0]["reason"].as_str().unwrap_or("");
     assert!(
         reason.contains("invalid plan") && reason.contains("profiles[0].height"),
@@ -215,12 +193,7 @@ fn webhook_example_posts_the_finished_job() -> TestResult {
         );
     let wf = dir.path().join("webhook.yaml");
     std::fs::write(&wf, text)?;
-    let done = outcomes(
-        &run_json(&wf, dir.path(), &src)
-            .success()
-            .get_output()
-            .stdout,
-    );
+    let done = outcomes(&run_one(&wf, dir.path(), &src).success().get_output().stdout);
     assert_eq!(done[0]["status"], "succeeded", "{done:?}");
     wait_until("the webhook", std::time::Duration::from_secs(5), || {
         !server.received().is_empty()

@@ -306,7 +306,7 @@ pub fn ffmpeg(args: &[&str]) -> Result<(), String> {
 }
 
 /// `spool run --json` of one input into `dir/out` with state in `dir/state`.
-fn run_one(wf: &Path, dir: &Path, src: &Path) -> assert_cmd::assert::Assert {
+pub fn run_one(wf: &Path, dir: &Path, src: &Path) -> assert_cmd::assert::Assert {
     spool()
         .args(["run", "--json", "--workflow"])
         .arg(wf)
