@@ -95,6 +95,9 @@ enum Command {
         #[arg(long, default_value = "text")]
         log_format: String,
     },
+    /// Encode a coordinator's tasks on this machine: claim them from Redis, fetch each chunk
+    /// from the coordinator's API, upload the verified results.
+    Worker(cli::worker::WorkerArgs),
     /// The encoded-chunk cache: `stats`, `gc --max-size SIZE` (least recently used first),
     /// `verify` (every entry's size and SHA-256; bad ones dropped; exit 1 if any).
     Cache {
@@ -344,6 +347,7 @@ async fn dispatch(command: Command) -> Result<u8> {
             }
             watch(&config).await
         }
+        Command::Worker(args) => cli::worker::run(args).await,
         Command::Retry { what, state } => Ok(done(cli::status::retry(&state_dir(&state), &what))),
         Command::Pause { folder, state } => {
             Ok(done(cli::status::pause(&state_dir(&state), &folder, true)))

@@ -12,3 +12,4 @@ pub mod status;
 pub mod transcribe;
 pub mod ui;
 pub mod version;
+pub mod worker;

@@ -74,6 +74,7 @@ pub async fn run(
         trace_commands: debug.trace_commands,
         keep_work: debug.keep_work,
         cache_max_bytes,
+        remote: None,
     };
     let engine = Engine::open(cfg, tx, shutdown.clone()).await?;
     let outcomes = engine.run_all(inputs, &Arc::new(wf), out, options).await;
@@ -112,6 +113,13 @@ pub async fn watch(config: &Path) -> Result<u8> {
             .cache
             .max_bytes()
             .map_err(anyhow::Error::msg)?,
+        remote: loaded
+            .config
+            .queue
+            .as_ref()
+            .map(|q| q.settings())
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
     };
     // The daemon stops admitting on a signal; the engine's own token interrupts jobs only
     // after the grace period.
@@ -130,7 +138,7 @@ pub async fn watch(config: &Path) -> Result<u8> {
 }
 
 /// Ctrl-C and SIGTERM stop cleanly: ffmpeg groups are killed, jobs stay resumable.
-fn spawn_signal_handler(shutdown: CancellationToken) {
+pub fn spawn_signal_handler(shutdown: CancellationToken) {
     spawn_signal_handler_saying(
         shutdown,
         "stopping: killing running ffmpeg processes; run the same command again to resume",

@@ -117,7 +117,7 @@ fn render(shown: &Shown, as_json: bool, state: &Path) {
                 print_job(j, &TaskCounts::of(tasks));
                 for t in tasks {
                     println!(
-                        "    task {:>4}  {:<9} chunk {:<6} {:>3.0}%  attempts {}  reused {}  [{}]{}",
+                        "    task {:>4}  {:<9} chunk {:<6} {:>3.0}%  attempts {}  reused {}  [{}]{}{}",
                         t.index,
                         t.status.as_str(),
                         t.chunk.map_or("whole".into(), |c| c.to_string()),
@@ -125,6 +125,10 @@ fn render(shown: &Shown, as_json: bool, state: &Path) {
                         t.attempts,
                         t.reused_rungs,
                         t.rungs.join(","),
+                        t.worker
+                            .as_ref()
+                            .map(|w| format!("  on {w}"))
+                            .unwrap_or_default(),
                         t.error
                             .as_ref()
                             .map(|e| format!("  {e}"))

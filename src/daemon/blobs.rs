@@ -35,9 +35,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BlobError {
 }
 
 pub fn is_digest(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    crate::engine::queue::is_sha256(s)
 }
 
 /// Where blobs live: `<state>/blobs/<sha256>`, and each job's named link under `links/`.
@@ -48,7 +46,7 @@ pub struct Blobs {
 impl Blobs {
     pub fn new(state: &Path) -> Blobs {
         Blobs {
-            dir: state.join("blobs"),
+            dir: crate::engine::blobs_dir(state),
         }
     }
 
@@ -65,9 +63,13 @@ impl Blobs {
         tokio::fs::create_dir_all(&self.dir)
             .await
             .map_err(io(self.dir.display().to_string()))?;
-        let tmp = self
-            .dir
-            .join(format!(".upload-{sha256}-{}", std::process::id()));
+        // Distinct for every upload in flight (two workers may send the same result at once).
+        let partial = tempfile::Builder::new()
+            .prefix(&format!(".upload-{sha256}-"))
+            .tempfile_in(&self.dir)
+            .map_err(io(self.dir.display().to_string()))?
+            .into_temp_path();
+        let tmp = partial.to_path_buf();
         let kept = self.receive(&tmp, body).await;
         let got = match kept {
             Ok(got) => got,

@@ -35,6 +35,55 @@ pub struct DaemonConfig {
     pub api: ApiConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Encode on `spool worker`s through Redis instead of on this machine.
+    #[serde(default)]
+    pub queue: Option<QueueConfig>,
+}
+
+/// The distributed queue (see `spool worker`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// `redis://HOST:PORT[/DB]`.
+    pub redis: String,
+    /// Key prefix; one coordinator per prefix.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// A worker silent this long loses its task to another worker.
+    #[serde(default = "default_lease")]
+    pub lease_seconds: f64,
+    /// Deliveries of one task (first included) before it fails.
+    #[serde(default = "default_deliveries")]
+    pub max_deliveries: u32,
+}
+
+impl QueueConfig {
+    pub fn settings(&self) -> Result<crate::engine::queue::remote::RedisSettings, String> {
+        let mut s = crate::engine::queue::remote::RedisSettings::new(&self.redis)
+            .map_err(|e| format!("queue.redis: {e}"))?;
+        if !(self.lease_seconds.is_finite() && self.lease_seconds >= 1.0) {
+            return Err(format!(
+                "queue.lease_seconds: {} (at least 1)",
+                self.lease_seconds
+            ));
+        }
+        if self.max_deliveries == 0 {
+            return Err("queue.max_deliveries: at least 1".into());
+        }
+        s.lease = std::time::Duration::from_secs_f64(self.lease_seconds);
+        s.max_deliveries = self.max_deliveries;
+        if let Some(p) = &self.prefix {
+            s.prefix = p.clone();
+        }
+        Ok(s)
+    }
+}
+
+fn default_lease() -> f64 {
+    30.0
+}
+fn default_deliveries() -> u32 {
+    5
 }
 
 /// The encoded-chunk cache.

@@ -15,6 +15,17 @@ pub struct Metrics {
     /// The cache's size and entries after the last eviction pass.
     pub cache_bytes: AtomicU64,
     pub cache_entries: AtomicU64,
+    /// Remote workers that sent a heartbeat lately (Redis queue only).
+    pub workers_alive: AtomicU64,
+    /// Tasks remote workers claimed, and deliveries taken back from a worker that went quiet.
+    pub remote_claimed: AtomicU64,
+    pub remote_redelivered: AtomicU64,
+    /// Blob bytes served to workers and received from them.
+    pub blob_bytes_sent: AtomicU64,
+    pub blob_bytes_received: AtomicU64,
+    /// Coordinator time spent checking and admitting remote results, and how many.
+    pub remote_intake_ms: AtomicU64,
+    pub remote_intakes: AtomicU64,
 }
 
 impl Metrics {

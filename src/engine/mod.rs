@@ -118,6 +118,8 @@ pub enum EngineError {
     Tools(#[from] FfmpegError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the Redis queue: {0}")]
+    Remote(#[from] queue::remote::RemoteError),
     #[error("cannot prepare {path}: {source}")]
     Dir {
         path: String,
@@ -136,6 +138,8 @@ pub struct EngineConfig {
     /// The encoded-chunk cache's limit; by default what it holds plus half the free space
     /// of its disk when spool starts.
     pub cache_max_bytes: Option<u64>,
+    /// Encode through Redis on `spool worker`s instead of this machine's own workers.
+    pub remote: Option<queue::remote::RedisSettings>,
 }
 
 /// The parts an engine is built from.
@@ -144,6 +148,7 @@ pub struct EngineParts {
     pub runner: Arc<Runner>,
     pub queue: Arc<dyn TaskQueue>,
     pub artifacts: Arc<ArtifactStore>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// How one job runs, besides its input and workflow.
@@ -190,7 +195,7 @@ pub struct Engine {
     /// Webhook deliveries in flight; drained (bounded) at the end of a run.
     deliveries: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     webhook_seq: notify::Sequence,
-    pub metrics: metrics::Metrics,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 fn ensure_dir(path: &Path) -> Result<(), EngineError> {
@@ -198,6 +203,11 @@ fn ensure_dir(path: &Path) -> Result<(), EngineError> {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// Where uploads (`PUT /v1/blobs/<sha256>`) are kept.
+pub fn blobs_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("blobs")
 }
 
 /// Where `spool cancel` drops requests for a running spool to pick up.
@@ -232,6 +242,7 @@ impl Engine {
             );
         }
         recovery::clean_work_dir(&state_dir.join("work"));
+        recovery::clean_blobs_dir(&blobs_dir(&state_dir));
         let trace = match &cfg.trace_commands {
             Some(p) => Some(
                 std::fs::OpenOptions::new()
@@ -245,36 +256,48 @@ impl Engine {
             ),
             None => None,
         };
-        let launcher = match crate::confine::detect_launcher() {
-            Some((launcher, crate::confine::Enforcement::Full)) => Some(launcher),
-            Some((launcher, crate::confine::Enforcement::Partial)) => {
-                tracing::warn!("this kernel enforces Landlock only in part: ffmpeg is confined as far as it allows");
-                Some(launcher)
-            }
-            None => {
-                tracing::warn!("ffmpeg runs unconfined (no Landlock here, or SPOOL_CONFINE=off): scripts' argv are checked by the parser alone");
-                None
-            }
-        };
+        let launcher = exec::confining_launcher();
         let runner = Arc::new(Runner::new(tools, cfg.concurrency, trace, launcher));
         let artifacts = Arc::new(ArtifactStore::new(state_dir.join("cache")));
-        let local = Arc::new(LocalQueue::new());
-        let env = Arc::new(ExecEnv {
-            runner: runner.clone(),
-            artifacts: artifacts.clone(),
-        });
-        for _ in 0..cfg.concurrency.max(1) {
-            let source: Arc<dyn WorkSource> = local.clone();
-            tokio::spawn(queue::work(source, env.clone()));
-        }
+        let metrics = Arc::new(metrics::Metrics::default());
+        let (queue, local): (Arc<dyn TaskQueue>, _) = match cfg.remote {
+            Some(settings) => {
+                let intake = queue::remote::Intake {
+                    tools: runner.tools().clone(),
+                    artifacts: artifacts.clone(),
+                    blobs: blobs_dir(&state_dir),
+                };
+                let remote = queue::remote::RedisQueue::start(
+                    settings,
+                    intake,
+                    metrics.clone(),
+                    shutdown.clone(),
+                )
+                .await?;
+                (Arc::new(remote), None)
+            }
+            None => {
+                let local = Arc::new(LocalQueue::new());
+                let env = Arc::new(ExecEnv {
+                    runner: runner.clone(),
+                    artifacts: artifacts.clone(),
+                });
+                for _ in 0..cfg.concurrency.max(1) {
+                    let source: Arc<dyn WorkSource> = local.clone();
+                    tokio::spawn(queue::work(source, env.clone()));
+                }
+                (local.clone() as Arc<dyn TaskQueue>, Some(local))
+            }
+        };
         let parts = EngineParts {
             repo,
             runner,
-            queue: local.clone(),
+            queue,
             artifacts,
+            metrics,
         };
         let mut engine = Engine::new(parts, state_dir, cfg.keep_work, events, shutdown);
-        engine.local = Some(local);
+        engine.local = local;
         let engine = Arc::new(engine);
         engine.set_cache_limit(cfg.cache_max_bytes)?;
         Ok(engine)
@@ -303,7 +326,7 @@ impl Engine {
             keep_work,
             deliveries: Mutex::new(Vec::new()),
             webhook_seq: notify::Sequence::default(),
-            metrics: metrics::Metrics::default(),
+            metrics: parts.metrics,
         }
     }
 
@@ -426,6 +449,12 @@ impl Engine {
     /// Opens or closes one workflow's gate on new ffmpeg starts (its schedule).
     pub fn set_gate(&self, workflow: &str, open: bool) {
         self.runner.set_gate(workflow, open);
+        self.queue.set_gate(workflow, open);
+    }
+
+    /// An input a remote worker may download (`GET /v1/blobs/<sha256>`), by SHA-256.
+    pub fn offered_blob(&self, sha256: &str) -> Option<PathBuf> {
+        self.queue.offered(sha256)
     }
 
     /// Signals one workflow's running ffmpeg processes (SIGSTOP to pause, SIGCONT).

@@ -54,3 +54,19 @@ pub fn clean_work_dir(work_dir: &Path) {
         }
     }
 }
+
+/// Uploads and intakes of remote results that a stopped coordinator left half done.
+pub fn clean_blobs_dir(blobs: &Path) {
+    let Ok(entries) = std::fs::read_dir(blobs) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".upload-") || name.starts_with(".intake-") {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                tracing::warn!(file = %e.path().display(), error = %err, "a partial upload could not be removed");
+            }
+        }
+    }
+}

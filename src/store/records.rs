@@ -203,6 +203,9 @@ pub struct TaskRecord {
     /// Rungs taken from the dedupe cache instead of encoded.
     pub reused_rungs: u32,
     pub error: Option<String>,
+    /// The remote worker that last ran it (None on this machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl TaskRecord {
@@ -218,6 +221,7 @@ impl TaskRecord {
             progress: 0.0,
             reused_rungs: 0,
             error: None,
+            worker: None,
         }
     }
 

@@ -149,7 +149,15 @@ pub(super) async fn put_blob(
     UrlPath(sha256): UrlPath<String>,
     body: axum::body::Body,
 ) -> Response {
-    match d.blobs.put(&sha256, body).await {
+    let received = d.blobs.put(&sha256, body).await;
+    if received.is_ok() {
+        let size =
+            tokio::fs::metadata(crate::engine::blobs_dir(d.engine.state_dir()).join(&sha256))
+                .await
+                .map_or(0, |m| m.len());
+        crate::engine::metrics::Metrics::add(&d.engine.metrics.blob_bytes_received, size);
+    }
+    match received {
         Ok(true) => (StatusCode::CREATED, Json(json!({ "blob": sha256 }))).into_response(),
         Ok(false) => Json(json!({ "blob": sha256 })).into_response(),
         Err(e @ crate::daemon::blobs::BlobError::Io { .. }) => {

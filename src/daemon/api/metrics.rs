@@ -94,6 +94,12 @@ pub(super) async fn metrics(State(d): Shared) -> Response {
         plain(d.engine.cache_limit()),
     );
     gauge(
+        "spool_workers_alive",
+        "Remote workers heard from in the last 6 seconds (Redis queue).",
+        "gauge",
+        plain(Metrics::get(&m.workers_alive)),
+    );
+    gauge(
         "spool_files_queued",
         "Admitted files waiting for a job slot.",
         "gauge",
@@ -142,6 +148,36 @@ pub(super) async fn metrics(State(d): Shared) -> Response {
         "spool_jobs_finished_total",
         "Jobs finished since start.",
         Metrics::get(&m.jobs_finished),
+    );
+    gauge(
+        "spool_remote_tasks_claimed_total",
+        "Tasks remote workers claimed.",
+        Metrics::get(&m.remote_claimed),
+    );
+    gauge(
+        "spool_remote_tasks_redelivered_total",
+        "Deliveries taken back from a worker whose lease ran out, and sent again.",
+        Metrics::get(&m.remote_redelivered),
+    );
+    gauge(
+        "spool_blob_bytes_sent_total",
+        "Bytes remote workers downloaded.",
+        Metrics::get(&m.blob_bytes_sent),
+    );
+    gauge(
+        "spool_blob_bytes_received_total",
+        "Bytes uploaded (remote results and API inputs).",
+        Metrics::get(&m.blob_bytes_received),
+    );
+    gauge(
+        "spool_remote_intakes_total",
+        "Remote results checked and admitted (or refused).",
+        Metrics::get(&m.remote_intakes),
+    );
+    gauge(
+        "spool_remote_intake_milliseconds_total",
+        "Coordinator time spent checking and admitting remote results.",
+        Metrics::get(&m.remote_intake_ms),
     );
     gauge(
         "spool_files_admitted_total",

@@ -4,6 +4,7 @@
 //! of all of it. [`ROUTES`] is the one list the router is built from and the description is
 //! checked against. The dashboard page itself is served from `page`.
 
+mod blob_get;
 mod board;
 mod downloads;
 mod guard;
@@ -40,6 +41,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/jobs/{id}/outputs/{n}"),
     ("get", "/v1/events"),
     ("get", "/v1/workflows"),
+    ("get", "/v1/blobs/{sha256}"),
     ("put", "/v1/blobs/{sha256}"),
     ("post", "/v1/retry"),
     ("get", "/v1/files"),
@@ -64,6 +66,7 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<Arc<Daemon>>> {
         ("get", "/v1/jobs/{id}/outputs/{n}") => get(downloads::output),
         ("get", "/v1/events") => get(board::events),
         ("get", "/v1/workflows") => get(jobs::workflows),
+        ("get", "/v1/blobs/{sha256}") => get(blob_get::get_blob),
         // Uploads are media: no body limit (the default is 2 MB).
         ("put", "/v1/blobs/{sha256}") => {
             put(jobs::put_blob).layer(axum::extract::DefaultBodyLimit::disable())

@@ -253,6 +253,7 @@ impl JobCtx<'_> {
             backoff_seconds: self.workflow.retries.backoff_seconds,
         };
         let mut attempt = 0;
+        let mut reasons: Vec<String> = Vec::new();
         let error = loop {
             attempt += 1;
             record.attempts += 1;
@@ -263,8 +264,11 @@ impl JobCtx<'_> {
             if matches!(e, TaskError::Cancelled) {
                 break e;
             }
+            reasons.push(e.to_string());
             let reply = self.ask_on_error(record, &spec.label, attempt, &e).await?;
             match decide(policy, attempt, &e, reply.as_ref(), &spec.label) {
+                // One reason per attempt when there were several (on several workers).
+                Next::Fail if reasons.len() > 1 => break TaskError::Attempts(reasons),
                 Next::Fail => break e,
                 Next::Skip(reason) => return Err(JobStop::Skipped(reason)),
                 Next::Retry { after } => {
@@ -299,7 +303,7 @@ impl JobCtx<'_> {
     async fn attempt(
         &self,
         spec: &EncodeTask,
-        record: &TaskRecord,
+        record: &mut TaskRecord,
         book: &ProgressBook,
         duration: f64,
         cancel: &CancellationToken,
@@ -314,6 +318,11 @@ impl JobCtx<'_> {
                 event = events.recv() => match event {
                     Some(TaskEvent::Progress(p)) => {
                         let fraction = p.fraction(duration);
+                        let moved = p.worker.is_some() && p.worker != record.worker;
+                        if moved {
+                            record.worker = p.worker.clone();
+                            persisted = None;
+                        }
                         self.engine.emit(Event::TaskProgress {
                             job: self.id.clone(),
                             task: spec.label.clone(),

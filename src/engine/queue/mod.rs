@@ -4,6 +4,7 @@
 //! distributed backend implements the same two traits.
 
 mod local;
+pub mod remote;
 
 use std::sync::Arc;
 
@@ -39,6 +40,20 @@ pub trait TaskQueue: Send + Sync {
     fn submit(&self, task: EncodeTask) -> Result<TaskEvents, QueueError>;
     /// Stops a task: dropped if it waits, killed if it runs (it then fails as cancelled).
     fn cancel(&self, task: &TaskId);
+    /// The file of an input a remote worker may download, by SHA-256 (none for a local queue).
+    fn offered(&self, _sha256: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+    /// A workflow's schedule opened or closed: a distributed queue holds back (and tells its
+    /// workers); the local queue needs nothing, the runner's gates do it.
+    fn set_gate(&self, _gate: &str, _open: bool) {}
+}
+
+/// 64 lowercase hex digits: how blobs and uploads are named.
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A task a worker holds.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::spec::{Bindings, EncodeTask, OutputPaths};
+use super::spec::{Bindings, EncodeTask, OutputPaths, TaskRung};
 use super::{TaskError, TaskProgress, TaskResult};
 use crate::confine::Paths;
 use crate::engine::artifacts::{artifact_key, ArtifactStore};
@@ -62,6 +62,7 @@ pub async fn execute(
                         pass,
                         passes,
                         progress: p.clone(),
+                        worker: None,
                     })
                 })
                 .await?;
@@ -125,26 +126,39 @@ async fn verify_outputs(
     outputs: &[OutputPaths],
 ) -> Result<(), TaskError> {
     let tools = env.runner.tools();
-    let checks = task.rungs.iter().zip(outputs).map(|(r, o)| async move {
-        let want = Expected {
-            codec: r.rung.codec.probe_name(),
-            height: r.rung.coded_height(),
-            frames: Some(r.rung.frames_from(task.expected_frames)),
-            duration: None,
-            has_audio: false,
-            max_av_start_gap_s: 0.0,
-            streams: None,
-        };
-        verify_chunk(tools, &o.path, &want)
-            .await
-            .map_err(|source| TaskError::Verify {
-                rung: r.rung.name.clone(),
-                source,
-            })
-    });
+    let checks = task
+        .rungs
+        .iter()
+        .zip(outputs)
+        .map(|(r, o)| verify_rung(tools, r, task.expected_frames, &o.path));
     futures::future::join_all(checks)
         .await
         .into_iter()
         .collect::<Result<Vec<()>, _>>()
         .map(|_| ())
+}
+
+/// One rung's encode against what the task asked for: codec, height, frames. A coordinator
+/// checks a remote worker's upload with the same function.
+pub async fn verify_rung(
+    tools: &crate::media::tools::Tools,
+    rung: &TaskRung,
+    task_frames: u64,
+    path: &Path,
+) -> Result<(), TaskError> {
+    let want = Expected {
+        codec: rung.rung.codec.probe_name(),
+        height: rung.rung.coded_height(),
+        frames: Some(rung.rung.frames_from(task_frames)),
+        duration: None,
+        has_audio: false,
+        max_av_start_gap_s: 0.0,
+        streams: None,
+    };
+    verify_chunk(tools, path, &want)
+        .await
+        .map_err(|source| TaskError::Verify {
+            rung: rung.rung.name.clone(),
+            source,
+        })
 }

@@ -5,7 +5,7 @@ pub mod execute;
 pub mod retry;
 pub mod spec;
 
-pub use execute::{execute, ExecEnv};
+pub use execute::{execute, verify_rung, ExecEnv};
 pub use spec::{EncodeTask, LocalPaths, OutputPaths, TaskRung};
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,9 @@ pub struct TaskProgress {
     pub pass: usize,
     pub passes: usize,
     pub progress: Progress,
+    /// The remote worker running it (None on this machine).
+    #[serde(default)]
+    pub worker: Option<String>,
 }
 
 impl TaskProgress {
@@ -54,8 +57,27 @@ pub enum TaskError {
     Artifact(#[source] std::io::Error),
     #[error(transparent)]
     Render(#[from] spec::RenderError),
+    /// A remote worker's attempt failed, or what it sent back was refused.
+    #[error("on worker {worker}: {message}")]
+    Remote {
+        worker: String,
+        message: String,
+        fatal: bool,
+    },
+    /// Every attempt failed; each one's reason, in order.
+    #[error("failed {} times: {}", .0.len(), numbered(.0))]
+    Attempts(Vec<String>),
     #[error("cancelled")]
     Cancelled,
+}
+
+fn numbered(reasons: &[String]) -> String {
+    reasons
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("{}) {r}", i + 1))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl TaskError {
@@ -69,6 +91,8 @@ impl TaskError {
                 source: crate::media::verify::VerifyError::Frames { .. },
                 ..
             } => true,
+            TaskError::Remote { fatal, .. } => *fatal,
+            TaskError::Attempts(_) => true,
             TaskError::Verify { .. } | TaskError::Artifact(_) => false,
         }
     }
@@ -81,6 +105,8 @@ impl TaskError {
             TaskError::Input(_) => "input",
             TaskError::Artifact(_) => "artifact",
             TaskError::Render(_) => "render",
+            TaskError::Remote { .. } => "remote",
+            TaskError::Attempts(_) => "attempts",
             TaskError::Cancelled => "cancelled",
         }
     }

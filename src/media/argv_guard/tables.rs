@@ -82,6 +82,14 @@ pub(super) const ALLOWED: &[&str] = &[
     "-ss",
     "-t",
     "-to",
+    // Timing options spool's own chunk and range commands use (a remote worker checks
+    // spool's argv with no original to compare against); none of them names a file.
+    "-copyts",
+    "-start_at_zero",
+    "-seek_timestamp",
+    "-accurate_seek",
+    "-noaccurate_seek",
+    "-enc_time_base",
     "-frames",
     "-vframes",
     "-fps_mode",

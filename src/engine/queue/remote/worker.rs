@@ -1,0 +1,388 @@
+//! `spool worker`: claims encode tasks from Redis, fetches each input from the coordinator,
+//! checks the task's argv with its own guard, runs the same `execute` as a local worker,
+//! uploads the verified outputs and reports. It keeps no durable state: its directory is
+//! scratch space, emptied at start and after each task, and it runs no Lua.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamId, StreamReadReply};
+use tokio_util::sync::CancellationToken;
+
+use super::lease::{Lease, LeaseEnd};
+use super::transfer::{Coordinator, TransferError};
+use super::{connect_patiently, ensure_group, send_report, Envelope, Keys, RedisSettings};
+use super::{Report, Uploaded, GROUP, HEARTBEAT};
+use crate::engine::artifacts::ArtifactStore;
+use crate::engine::exec::Runner;
+use crate::engine::task::spec::Bindings;
+use crate::engine::task::{execute, EncodeTask, ExecEnv, LocalPaths, OutputPaths, TaskError};
+use crate::media::argv_guard::{check_argv, ArgvRules};
+use crate::media::tools::{FfmpegError, Tools};
+
+const BLOCK: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub settings: RedisSettings,
+    /// The coordinator's API, e.g. `http://10.0.0.5:7300`.
+    pub coordinator: String,
+    pub token: Option<String>,
+    pub concurrency: usize,
+    /// Scratch space (emptied at start).
+    pub work: PathBuf,
+    pub name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Tools(#[from] FfmpegError),
+    #[error("cannot prepare {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A default worker name: host and process.
+pub fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// What every slot of this worker shares.
+struct Ctx {
+    cfg: WorkerConfig,
+    keys: Keys,
+    env: ExecEnv,
+    coordinator: Coordinator,
+    conn: ConnectionManager,
+}
+
+/// Runs until `stop`: a task running then is killed and left to its lease (another worker
+/// gets it once the lease runs out).
+pub async fn run(cfg: WorkerConfig, stop: CancellationToken) -> Result<(), WorkerError> {
+    let tools = Tools::locate().await?;
+    // Absolute: ffmpeg's argv and the argv guard need whole paths.
+    std::fs::create_dir_all(&cfg.work).map_err(|source| WorkerError::Dir {
+        path: cfg.work.display().to_string(),
+        source,
+    })?;
+    let mut cfg = cfg;
+    cfg.work = std::fs::canonicalize(&cfg.work).map_err(|source| WorkerError::Dir {
+        path: cfg.work.display().to_string(),
+        source,
+    })?;
+    for sub in ["in", "jobs", "cache"] {
+        let dir = cfg.work.join(sub);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|source| WorkerError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let launcher = crate::engine::exec::confining_launcher();
+    let runner = Arc::new(Runner::new(tools, cfg.concurrency.max(1), None, launcher));
+    let Some(conn) = connect_patiently(&cfg.settings, Duration::from_secs(1), &stop).await else {
+        return Ok(());
+    };
+    let ctx = Arc::new(Ctx {
+        keys: cfg.settings.keys(),
+        env: ExecEnv {
+            runner,
+            artifacts: Arc::new(ArtifactStore::new(cfg.work.join("cache"))),
+        },
+        coordinator: Coordinator::new(&cfg.coordinator, cfg.token.clone()),
+        conn,
+        cfg,
+    });
+    tracing::info!(worker = %ctx.cfg.name, ffmpeg = %ctx.env.runner.tools().version, "worker ready");
+    let beat = tokio::spawn(heartbeat(ctx.clone(), stop.clone()));
+    let slots: Vec<_> = (0..ctx.cfg.concurrency.max(1))
+        .map(|_| tokio::spawn(slot(ctx.clone(), stop.clone())))
+        .collect();
+    for s in slots {
+        let _ = s.await;
+    }
+    beat.abort();
+    let _: redis::RedisResult<()> = redis::cmd("ZREM")
+        .arg(ctx.keys.workers())
+        .arg(&ctx.cfg.name)
+        .query_async(&mut ctx.conn.clone())
+        .await;
+    Ok(())
+}
+
+/// Says this worker is alive, and follows the schedules' gates.
+async fn heartbeat(ctx: Arc<Ctx>, stop: CancellationToken) {
+    let mut conn = ctx.conn.clone();
+    let mut closed: Vec<String> = Vec::new();
+    loop {
+        let beat: redis::RedisResult<((), Vec<String>)> = redis::pipe()
+            .cmd("ZADD")
+            .arg(ctx.keys.workers())
+            .arg(super::now_ms())
+            .arg(&ctx.cfg.name)
+            .cmd("HKEYS")
+            .arg(ctx.keys.gates())
+            .query_async(&mut conn)
+            .await;
+        if let Ok((_, now_closed)) = beat {
+            for g in closed.iter().filter(|g| !now_closed.contains(g)) {
+                ctx.env.runner.set_gate(g, true);
+            }
+            for g in now_closed.iter().filter(|g| !closed.contains(g)) {
+                tracing::info!(workflow = %g, "schedule closed: no new encodes of it start");
+                ctx.env.runner.set_gate(g, false);
+            }
+            closed = now_closed;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// One task at a time, claimed from the group.
+async fn slot(ctx: Arc<Ctx>, stop: CancellationToken) {
+    let Some(mut conn) = connect_patiently(&ctx.cfg.settings, BLOCK, &stop).await else {
+        return;
+    };
+    while !stop.is_cancelled() {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(&ctx.cfg.name)
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(ctx.keys.tasks())
+            .arg(">");
+        let read = cmd.query_async::<Option<StreamReadReply>>(&mut conn);
+        let reply = tokio::select! {
+            r = read => r,
+            _ = stop.cancelled() => return,
+        };
+        match reply {
+            Ok(Some(reply)) => {
+                for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+                    take(&ctx, entry, &stop).await;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                if e.code() == Some("NOGROUP") {
+                    let _ = ensure_group(&mut conn, &ctx.keys).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// One claimed entry, from the claim to the acknowledgement.
+async fn take(ctx: &Ctx, entry: StreamId, stop: &CancellationToken) {
+    let mut conn = ctx.conn.clone();
+    let envelope = entry
+        .get::<String>("task")
+        .and_then(|j| serde_json::from_str::<Envelope>(&j).ok());
+    let Some(Envelope { task, delivery }) = envelope else {
+        tracing::warn!(entry = %entry.id, "a malformed task entry was dropped");
+        ack(ctx, &entry.id).await;
+        return;
+    };
+    let lease = Lease::keep(
+        ctx.conn.clone(),
+        ctx.keys.clone(),
+        &ctx.cfg,
+        &entry.id,
+        &task.id,
+        stop,
+    );
+    let report = Report::Claimed {
+        task: task.id.clone(),
+        worker: ctx.cfg.name.clone(),
+    };
+    let _ = send_report(&mut conn, &ctx.keys, &report).await;
+    tracing::info!(task = %task.id, label = %task.label, delivery, "claimed");
+    let scratch = ctx
+        .cfg
+        .work
+        .join("jobs")
+        .join(format!("{}-{}-{delivery}", task.id.job, task.id.index));
+    let outcome = encode(ctx, task.clone(), &scratch, &lease).await;
+    let end = lease.end().await;
+    let report = match (outcome, end) {
+        (_, LeaseEnd::Lost) | (_, LeaseEnd::Stopped) => {
+            tracing::warn!(task = %task.id, "lease lost or worker stopping: the task is left to another worker");
+            None
+        }
+        (_, LeaseEnd::Cancelled) => {
+            ack(ctx, &entry.id).await;
+            None
+        }
+        (Ok(outputs), LeaseEnd::Held) => Some(Report::Done {
+            task: task.id.clone(),
+            worker: ctx.cfg.name.clone(),
+            ffmpeg: ctx.env.runner.tools().version.clone(),
+            outputs,
+        }),
+        (Err(error), LeaseEnd::Held) => Some(Report::Failed {
+            task: task.id.clone(),
+            worker: ctx.cfg.name.clone(),
+            fatal: error.is_fatal(),
+            message: error.to_string(),
+        }),
+    };
+    if let Some(report) = report {
+        deliver(ctx, &report).await;
+        ack(ctx, &entry.id).await;
+    }
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    let _ = tokio::fs::remove_file(ctx.cfg.work.join("in").join(&task.input.sha256)).await;
+}
+
+/// Download, check, encode, upload. The outputs' files are gone from here afterwards.
+async fn encode(
+    ctx: &Ctx,
+    mut task: EncodeTask,
+    scratch: &Path,
+    lease: &Lease,
+) -> Result<Vec<Uploaded>, TaskError> {
+    let input = fetch(ctx, &task).await?;
+    tokio::fs::create_dir_all(scratch.join("enc"))
+        .await
+        .map_err(|e| TaskError::Input(format!("{}: {e}", scratch.display())))?;
+    task.local = LocalPaths {
+        input,
+        work: scratch.to_path_buf(),
+    };
+    guard(&task)?;
+    let result = execute(&ctx.env, &task, lease.token(), lease.progress_sender()).await?;
+    let mut uploaded = Vec::new();
+    let mut failure = None;
+    for record in &result.artifacts {
+        let path = ctx.env.artifacts.path_of(record);
+        if failure.is_none() {
+            match upload(ctx, &path, &record.sha256).await {
+                Ok(()) => uploaded.push(Uploaded {
+                    sha256: record.sha256.clone(),
+                    size: record.bytes,
+                }),
+                Err(e) => failure = Some(e),
+            }
+        }
+        let _ = tokio::fs::remove_file(&path).await;
+    }
+    match failure {
+        None => Ok(uploaded),
+        Some(e) => Err(TaskError::Input(format!("uploading the result: {e}"))),
+    }
+}
+
+async fn fetch(ctx: &Ctx, task: &EncodeTask) -> Result<PathBuf, TaskError> {
+    let (sha, size, dir) = (
+        task.input.sha256.clone(),
+        task.input.size,
+        ctx.cfg.work.join("in"),
+    );
+    let here = dir.join(&sha);
+    if tokio::fs::metadata(&here)
+        .await
+        .is_ok_and(|m| m.len() == size)
+    {
+        return Ok(here);
+    }
+    let coordinator = ctx.coordinator.clone();
+    let got = tokio::task::spawn_blocking(move || coordinator.download(&sha, size, &dir))
+        .await
+        .map_err(|e| TaskError::Input(e.to_string()))?;
+    match got {
+        Ok((path, _moved)) => Ok(path),
+        // Not the input's fault: another delivery may succeed.
+        Err(e) => Err(TaskError::Remote {
+            worker: ctx.cfg.name.clone(),
+            message: format!("fetching the input: {e}"),
+            fatal: false,
+        }),
+    }
+}
+
+async fn upload(ctx: &Ctx, path: &Path, sha256: &str) -> Result<(), TransferError> {
+    let coordinator = ctx.coordinator.clone();
+    let (path, sha) = (path.to_path_buf(), sha256.to_string());
+    tokio::task::spawn_blocking(move || coordinator.upload(&path, &sha))
+        .await
+        .map_err(|e| TransferError::Unreachable(e.to_string()))?
+        .map(|_| ())
+}
+
+/// The coordinator checked this argv before publishing it; this worker checks it again,
+/// rendered with its own paths, with the same guard: it may read only its input and
+/// scratch directory and write only there. Nothing runs through a shell.
+fn guard(task: &EncodeTask) -> Result<(), TaskError> {
+    let outputs: Vec<OutputPaths> = task
+        .rungs
+        .iter()
+        .map(|r| OutputPaths::of(&task.local.work, task.id.index, &r.rung))
+        .collect();
+    let bound = Bindings {
+        input: &task.local.input,
+        work: &task.local.work,
+        outputs: &outputs,
+    };
+    let rules = ArgvRules {
+        readable: vec![task.local.input.clone(), task.local.work.clone()],
+        writable: task.local.work.clone(),
+    };
+    for template in &task.commands {
+        let argv: Vec<String> = template
+            .render(&bound)?
+            .into_iter()
+            .map(|a| a.into_string())
+            .collect::<Result<_, _>>()
+            .map_err(|a| {
+                TaskError::Input(format!(
+                    "the task's argv holds a non-UTF-8 argument {a:?}: refused"
+                ))
+            })?;
+        check_argv(&[], &argv, &rules).map_err(|why| TaskError::Remote {
+            worker: "guard".into(),
+            message: format!("this worker's argv guard refused the task: {why}"),
+            fatal: true,
+        })?;
+    }
+    Ok(())
+}
+
+/// Sends a final report, trying for a while if Redis is away.
+async fn deliver(ctx: &Ctx, report: &Report) {
+    let mut conn = ctx.conn.clone();
+    for _ in 0..60 {
+        match send_report(&mut conn, &ctx.keys, report).await {
+            Ok(()) => return,
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+    tracing::error!(task = %report.task(), "the task's report could not be sent; its lease runs out and it goes to another worker");
+}
+
+async fn ack(ctx: &Ctx, entry: &str) {
+    let acked: redis::RedisResult<()> = redis::cmd("XACK")
+        .arg(ctx.keys.tasks())
+        .arg(GROUP)
+        .arg(entry)
+        .query_async(&mut ctx.conn.clone())
+        .await;
+    if let Err(e) = acked {
+        tracing::debug!(%entry, error = %e, "acknowledging failed; the coordinator clears it");
+    }
+}
