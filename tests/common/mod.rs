@@ -6,6 +6,7 @@ use std::process::Command;
 
 pub mod api;
 pub mod browser;
+pub mod cluster;
 pub mod sources;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;

@@ -1,0 +1,195 @@
+//! A real cluster on this machine: `redis-server` on a free loopback port with an empty
+//! temp dir and no persistence (Debian's default), a `spool watch` coordinator whose config
+//! names it as its queue, and `spool worker` processes, each with its own scratch directory
+//! and no storage shared with the coordinator.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::api::{Daemon, TOKEN};
+use super::{spool_path, wait_until};
+
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Redis {
+    pub fn start(dir: &Path) -> Result<Redis, Box<dyn std::error::Error>> {
+        let port = free_port()?;
+        let child = Redis::spawn(dir, port)?;
+        Ok(Redis {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Result<Child, Box<dyn std::error::Error>> {
+        std::fs::create_dir_all(dir)?;
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("redis-server (apt-get install redis-server): {e}"))?;
+        wait_until("redis-server to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })?;
+        Ok(child)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: whatever Redis held is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A new, empty Redis on the same port.
+    pub fn restart_empty(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        self.kill();
+        self.child = Redis::spawn(&self.dir, self.port)?;
+        Ok(())
+    }
+
+    pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(self.url())?.get_connection()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Writes the coordinator's workflow and config (the API may read `dir/media`, write
+/// `dir/published`; its queue is `redis`) and starts it.
+pub fn coordinator(
+    dir: &Path,
+    redis: &Redis,
+    workflow_extra: &str,
+) -> Result<Daemon, Box<dyn std::error::Error>> {
+    for d in ["in", "out", "media", "published"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    std::fs::write(
+        dir.join("wf.yaml"),
+        format!(
+            "version: 1\nname: web\n\
+             chunking: {{segment_seconds: 1, min_duration_seconds: 0}}\n\
+             encode: {{mode: ladder, keyframe_interval_seconds: 1}}\n\
+             watch: {{folders: [in], output: out, settle_seconds: 1}}\n{workflow_extra}"
+        ),
+    )?;
+    std::fs::write(
+        dir.join("spool.yaml"),
+        format!(
+            "state: state\nlisten: 127.0.0.1:{}\ntoken: {TOKEN}\nworkflows: [wf.yaml]\nmax_jobs: 2\n\
+             api: {{input_roots: [media], output_roots: [published]}}\n\
+             queue: {{redis: \"{}\", lease_seconds: 3, max_deliveries: 4}}\n",
+            free_port()?,
+            redis.url()
+        ),
+    )?;
+    Daemon::spawn(dir)
+}
+
+pub struct Worker {
+    pub child: Child,
+    pub name: String,
+    pub work: PathBuf,
+}
+
+impl Worker {
+    /// `spool worker` with one slot and its own scratch directory under `dir`.
+    pub fn start(
+        dir: &Path,
+        name: &str,
+        redis: &Redis,
+        coordinator: &str,
+    ) -> Result<Worker, Box<dyn std::error::Error>> {
+        let work = dir.join(format!("worker-{name}"));
+        std::fs::create_dir_all(&work)?;
+        let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+        let child = Command::new(spool_path())
+            .args([
+                "worker",
+                "--queue",
+                &redis.url(),
+                "--coordinator",
+                coordinator,
+            ])
+            .args(["--token", TOKEN, "--concurrency", "1", "--name", name])
+            .arg("--work")
+            .arg(&work)
+            .env("SPOOL_LOG", "spool=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(Worker {
+            child,
+            name: name.to_string(),
+            work,
+        })
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Files a coordinator must not keep after a job: partial uploads and intakes.
+pub fn leftovers(state: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(state.join("blobs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect()
+}
+
+/// The job's tasks as the API shows them.
+pub fn tasks(d: &Daemon, id: &str) -> Vec<serde_json::Value> {
+    let (_, text) = d.call("GET", &format!("/v1/jobs/{id}"), None);
+    serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default()["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// One counter from `/metrics`.
+pub fn metric(d: &Daemon, name: &str) -> f64 {
+    let (_, text) = d.call("GET", "/metrics", None);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
