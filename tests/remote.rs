@@ -44,6 +44,26 @@ fn workers(
         .collect()
 }
 
+/// The coordinator, its workers, the source and the job of [`slow_job_under_way`].
+type UnderWay = (Daemon, Vec<Worker>, std::path::PathBuf, String);
+
+/// A slow job on two workers, followed until two of its tasks are done.
+fn slow_job_under_way(dir: &Path, redis: &Redis) -> Result<UnderWay, Box<dyn std::error::Error>> {
+    let d = coordinator(dir, redis, SLOW)?;
+    let ws = workers(dir, redis, &d, 2)?;
+    let source = dir.join("media/clip.mp4");
+    make_clip(&source, "640x360", 25, 10, Audio::Bursts)?;
+    let id = submit(&d, dir, "clip.mp4")?;
+    wait_until("two tasks done", Duration::from_secs(120), || {
+        tasks(&d, &id)
+            .iter()
+            .filter(|t| t["status"] == "done")
+            .count()
+            >= 2
+    })?;
+    Ok((d, ws, source, id))
+}
+
 /// Every output of the job: frames, duration and tone bursts against the source.
 fn check_outputs(job: &Value, source: &Path, frames: u64) -> TestResult {
     let manifest = common::read_json(Path::new(job["manifest"].as_str().ok_or("no manifest")?))?;
@@ -274,18 +294,7 @@ fn a_worker_killed_mid_encode_loses_its_task_to_another() -> TestResult {
 fn redis_lost_for_ten_seconds_and_back_empty_loses_nothing() -> TestResult {
     let dir = tempfile::tempdir()?;
     let mut redis = Redis::start(&dir.path().join("redis"))?;
-    let d = coordinator(dir.path(), &redis, SLOW)?;
-    let _workers = workers(dir.path(), &redis, &d, 2)?;
-    let source = dir.path().join("media/clip.mp4");
-    make_clip(&source, "640x360", 25, 10, Audio::Bursts)?;
-    let id = submit(&d, dir.path(), "clip.mp4")?;
-    wait_until("two tasks done", Duration::from_secs(120), || {
-        tasks(&d, &id)
-            .iter()
-            .filter(|t| t["status"] == "done")
-            .count()
-            >= 2
-    })?;
+    let (d, _workers, source, id) = slow_job_under_way(dir.path(), &redis)?;
     redis.kill();
     let t = tasks(&d, &id);
     let open = t.iter().filter(|t| t["status"] != "done").count();
@@ -307,18 +316,7 @@ fn redis_lost_for_ten_seconds_and_back_empty_loses_nothing() -> TestResult {
 fn a_coordinator_killed_mid_job_resumes_with_its_workers_attached() -> TestResult {
     let dir = tempfile::tempdir()?;
     let redis = Redis::start(&dir.path().join("redis"))?;
-    let mut d = coordinator(dir.path(), &redis, SLOW)?;
-    let _workers = workers(dir.path(), &redis, &d, 2)?;
-    let source = dir.path().join("media/clip.mp4");
-    make_clip(&source, "640x360", 25, 10, Audio::Bursts)?;
-    let id = submit(&d, dir.path(), "clip.mp4")?;
-    wait_until("two tasks done", Duration::from_secs(120), || {
-        tasks(&d, &id)
-            .iter()
-            .filter(|t| t["status"] == "done")
-            .count()
-            >= 2
-    })?;
+    let (mut d, _workers, source, id) = slow_job_under_way(dir.path(), &redis)?;
     let open = tasks(&d, &id)
         .iter()
         .filter(|t| t["status"] != "done")

@@ -128,61 +128,63 @@ pub(super) async fn metrics(State(d): Shared) -> Response {
         "# HELP spool_encode_seconds_total Seconds spent in encode tasks.\n# TYPE spool_encode_seconds_total counter\nspool_encode_seconds_total {:.3}",
         Metrics::get(&m.encode_ms) as f64 / 1000.0
     );
-    let mut gauge = |name: &str, help: &str, v: u64| {
+    let counters: [(&str, &str, u64); 10] = [
+        (
+            "spool_cache_hits_total",
+            "Encoded chunks reused from the cache.",
+            Metrics::get(&m.cache_hits),
+        ),
+        (
+            "spool_cache_evictions_total",
+            "Cache entries evicted to keep the cache under its limit.",
+            Metrics::get(&m.cache_evictions),
+        ),
+        (
+            "spool_jobs_finished_total",
+            "Jobs finished since start.",
+            Metrics::get(&m.jobs_finished),
+        ),
+        (
+            "spool_remote_tasks_claimed_total",
+            "Tasks remote workers claimed.",
+            Metrics::get(&m.remote_claimed),
+        ),
+        (
+            "spool_remote_tasks_redelivered_total",
+            "Deliveries taken back from a worker whose lease ran out, and sent again.",
+            Metrics::get(&m.remote_redelivered),
+        ),
+        (
+            "spool_blob_bytes_sent_total",
+            "Bytes remote workers downloaded.",
+            Metrics::get(&m.blob_bytes_sent),
+        ),
+        (
+            "spool_blob_bytes_received_total",
+            "Bytes uploaded (remote results and API inputs).",
+            Metrics::get(&m.blob_bytes_received),
+        ),
+        (
+            "spool_remote_intakes_total",
+            "Remote results checked and admitted (or refused).",
+            Metrics::get(&m.remote_intakes),
+        ),
+        (
+            "spool_remote_intake_milliseconds_total",
+            "Coordinator time spent checking and admitting remote results.",
+            Metrics::get(&m.remote_intake_ms),
+        ),
+        (
+            "spool_files_admitted_total",
+            "Files taken from watched folders since start.",
+            d.admitted(),
+        ),
+    ];
+    for (name, help, v) in counters {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
         );
-    };
-    gauge(
-        "spool_cache_hits_total",
-        "Encoded chunks reused from the cache.",
-        Metrics::get(&m.cache_hits),
-    );
-    gauge(
-        "spool_cache_evictions_total",
-        "Cache entries evicted to keep the cache under its limit.",
-        Metrics::get(&m.cache_evictions),
-    );
-    gauge(
-        "spool_jobs_finished_total",
-        "Jobs finished since start.",
-        Metrics::get(&m.jobs_finished),
-    );
-    gauge(
-        "spool_remote_tasks_claimed_total",
-        "Tasks remote workers claimed.",
-        Metrics::get(&m.remote_claimed),
-    );
-    gauge(
-        "spool_remote_tasks_redelivered_total",
-        "Deliveries taken back from a worker whose lease ran out, and sent again.",
-        Metrics::get(&m.remote_redelivered),
-    );
-    gauge(
-        "spool_blob_bytes_sent_total",
-        "Bytes remote workers downloaded.",
-        Metrics::get(&m.blob_bytes_sent),
-    );
-    gauge(
-        "spool_blob_bytes_received_total",
-        "Bytes uploaded (remote results and API inputs).",
-        Metrics::get(&m.blob_bytes_received),
-    );
-    gauge(
-        "spool_remote_intakes_total",
-        "Remote results checked and admitted (or refused).",
-        Metrics::get(&m.remote_intakes),
-    );
-    gauge(
-        "spool_remote_intake_milliseconds_total",
-        "Coordinator time spent checking and admitting remote results.",
-        Metrics::get(&m.remote_intake_ms),
-    );
-    gauge(
-        "spool_files_admitted_total",
-        "Files taken from watched folders since start.",
-        d.admitted(),
-    );
+    }
     ([("content-type", "text/plain; version=0.0.4")], out).into_response()
 }

@@ -52,6 +52,11 @@ pub(super) async fn run(s: Arc<Shared>, stop: CancellationToken) {
                         .get::<String>("report")
                         .map(|j| serde_json::from_str(&j))
                     {
+                        // Results are checked side by side: one slow intake holds up no other.
+                        Some(Ok(report @ Report::Done { .. })) => {
+                            let s = s.clone();
+                            tokio::spawn(async move { handle(&s, report).await });
+                        }
                         Some(Ok(report)) => handle(&s, report).await,
                         _ => {
                             tracing::warn!(entry = %entry.id, "a malformed worker report was ignored")
@@ -177,11 +182,23 @@ async fn intake(
         }
     }
     if failure.is_none() {
+        // Every rung at once (ffprobe for other containers than MP4).
+        let checks = task
+            .rungs
+            .iter()
+            .zip(&taken)
+            .map(|(rung, path)| verify_rung(&s.intake.tools, rung, task.expected_frames, path));
+        failure = futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .zip(outputs)
+            .find_map(|(r, up)| {
+                r.err()
+                    .map(|e| format!("its upload {} was refused: {e}", up.sha256))
+            });
+    }
+    if failure.is_none() {
         for ((rung, up), path) in task.rungs.iter().zip(outputs).zip(&taken) {
-            if let Err(e) = verify_rung(&s.intake.tools, rung, task.expected_frames, path).await {
-                failure = Some(format!("its upload {} was refused: {e}", up.sha256));
-                break;
-            }
             let key = artifact_key(&task.input, &rung.settings, ffmpeg);
             let ext = rung.rung.chunk_ext();
             match s
