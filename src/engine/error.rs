@@ -46,6 +46,8 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error("quality of {rung}: {message}")]
+    Quality { rung: String, message: String },
     #[error("step {step}: {message}")]
     Step { step: String, message: String },
     #[error("{context}: {source}")]

@@ -26,6 +26,11 @@ pub struct Metrics {
     /// Coordinator time spent checking and admitting remote results, and how many.
     pub remote_intake_ms: AtomicU64,
     pub remote_intakes: AtomicU64,
+    /// Probe encodes of quality searches run (cached probes not counted), their encode and
+    /// scoring time, and probes answered from the store.
+    pub probe_encodes: AtomicU64,
+    pub probe_ms: AtomicU64,
+    pub probe_cache_hits: AtomicU64,
 }
 
 impl Metrics {

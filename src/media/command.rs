@@ -219,6 +219,30 @@ fn shared_prefix(range: Option<&FrameRange>, outputs: &[&RungOutput<'_>]) -> Str
         .collect()
 }
 
+/// The source as a rung sees it before its scale: the range's trim, the picture's filters,
+/// the tone map and any matrix conversion, `,`-joined (empty when there are none). What a
+/// quality score compares the rung's encode with.
+pub fn reference_filters(range: Option<&FrameRange>, rung: &Rung) -> String {
+    let path = Path::new("");
+    let o = RungOutput {
+        rung,
+        path,
+        passlog: path,
+        scale: false,
+    };
+    let tonemap = rung
+        .colour
+        .tonemap
+        .as_deref()
+        .map_or(String::new(), |t| format!("{t},"));
+    let chain = format!("{}{tonemap}{}", shared_prefix(range, &[&o]), rung_chain(&o));
+    chain
+        .trim_end_matches(",null")
+        .trim_end_matches("null")
+        .trim_end_matches(',')
+        .to_string()
+}
+
 /// The filter graph feeding `[oN]` for each output: the source is split once per colour
 /// branch (a tone-map chain runs once for every rung that wants SDR), then once per rung.
 fn ladder_graph(range: Option<&FrameRange>, outputs: &[&RungOutput<'_>]) -> String {

@@ -56,7 +56,7 @@ fn is_name(s: &str) -> bool {
 }
 
 /// `c` escaped with a backslash when it is one of `special`.
-fn escape(value: &str, special: &str) -> String {
+pub(crate) fn escape(value: &str, special: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         if special.contains(c) {

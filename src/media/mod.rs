@@ -14,6 +14,7 @@ pub mod picture;
 pub mod probe;
 pub mod profiles;
 pub mod progress;
+pub mod quality;
 pub mod ranges;
 pub mod run;
 pub mod thumbs;

@@ -193,6 +193,10 @@ pub struct Rung {
     pub colour: ColourPlan,
     /// Deinterlacing, crop and rotation, decided for this source (the same for every rung).
     pub picture: Picture,
+    /// A quality target: `crf` is then searched per chunk or per title (not part of the
+    /// cache key: the CRF it leads to is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::media::quality::QualityTarget>,
 }
 
 impl Rung {
@@ -248,6 +252,7 @@ pub(crate) fn sample_rung(name: &str, height: u32) -> Rung {
         audio_channels: AudioChannels::Stereo,
         colour: crate::media::colour::sdr_8bit(),
         picture: Picture::default(),
+        quality: None,
     }
 }
 

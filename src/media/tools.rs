@@ -54,6 +54,11 @@ fn find_on_path(name: &'static str, env: &'static str) -> Result<PathBuf, Ffmpeg
         .ok_or(FfmpegError::Missing { tool: name, env })
 }
 
+/// Where ffmpeg is (`SPOOL_FFMPEG`, else PATH), without running it.
+pub fn ffmpeg_path() -> Result<PathBuf, FfmpegError> {
+    find_on_path("ffmpeg", "SPOOL_FFMPEG")
+}
+
 impl Tools {
     /// Finds ffmpeg and ffprobe (SPOOL_FFMPEG / SPOOL_FFPROBE override PATH) and reads the version.
     pub async fn locate() -> Result<Tools, FfmpegError> {

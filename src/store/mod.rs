@@ -103,6 +103,13 @@ pub trait CacheIndex: Send + Sync {
     fn cache_entries(&self) -> Result<Vec<CacheRecord>, StoreError>;
 }
 
+/// Probe encodes' scores, so no job measures the same probe twice.
+pub trait ProbeBook: Send + Sync {
+    fn probe_get(&self, key: &str) -> Result<Option<ProbeRecord>, StoreError>;
+    /// Durable at return.
+    fn probe_put(&self, record: &ProbeRecord) -> Result<(), StoreError>;
+}
+
 /// Lua hooks' replies, so a resumed job does not ask again.
 pub trait HookLog: Send + Sync {
     /// Durable at return.
@@ -152,6 +159,7 @@ pub trait Repo:
     JobStore
     + TaskStore
     + CacheIndex
+    + ProbeBook
     + HookLog
     + WorkflowVersions
     + WatchRecords
@@ -164,6 +172,7 @@ impl<T> Repo for T where
     T: JobStore
         + TaskStore
         + CacheIndex
+        + ProbeBook
         + HookLog
         + WorkflowVersions
         + WatchRecords

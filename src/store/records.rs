@@ -287,6 +287,23 @@ pub struct CacheRecord {
     pub sha256: String,
 }
 
+/// One probe encode's measurement, by (chunk content + video settings + CRF + scoring
+/// settings + both ffmpeg versions): a resumed or repeated job never probes it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRecord {
+    pub key: String,
+    pub crf: u32,
+    pub mean: f64,
+    pub p5: f64,
+    pub min: f64,
+    pub frames: u64,
+    /// Bytes of the probe encode.
+    pub bytes: u64,
+    /// Seconds the probe's encode and scoring took.
+    pub seconds: f64,
+    pub created_ms: u64,
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -46,6 +46,8 @@ pub struct Workflow {
     pub picture: super::picture::PictureSettings,
     /// EBU R128 loudness normalisation of every kept audio track; off when absent.
     pub loudness: Option<super::picture::LoudnessSettings>,
+    /// No published rung bigger than this fraction of the source (each profile may override).
+    pub size_guard: Option<SizeGuard>,
 }
 
 /// One step after the ladder. Each is a one-key map, e.g. `- lua: { function: sidecar }`.
@@ -460,6 +462,18 @@ pub struct Profile {
     pub hdr: Option<HdrPolicy>,
     /// 8, 10 or source; 8 for h264 (10 when it keeps HDR), the source's for the others.
     pub bit_depth: Option<BitDepth>,
+    /// Instead of `crf`: the CRF is searched so the encode scores at least the target.
+    pub quality: Option<crate::media::quality::QualityTarget>,
+    /// Overrides the workflow's `size_guard` for this rung.
+    pub size_guard: Option<SizeGuard>,
+}
+
+/// An output never bigger than `max_ratio` × the source: a rung over it is not published,
+/// with the reason in the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeGuard {
+    pub max_ratio: f64,
 }
 
 fn default_rate_control() -> RateControl {

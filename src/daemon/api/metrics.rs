@@ -128,7 +128,7 @@ pub(super) async fn metrics(State(d): Shared) -> Response {
         "# HELP spool_encode_seconds_total Seconds spent in encode tasks.\n# TYPE spool_encode_seconds_total counter\nspool_encode_seconds_total {:.3}",
         Metrics::get(&m.encode_ms) as f64 / 1000.0
     );
-    let counters: [(&str, &str, u64); 10] = [
+    let counters: [(&str, &str, u64); 13] = [
         (
             "spool_cache_hits_total",
             "Encoded chunks reused from the cache.",
@@ -173,6 +173,21 @@ pub(super) async fn metrics(State(d): Shared) -> Response {
             "spool_remote_intake_milliseconds_total",
             "Coordinator time spent checking and admitting remote results.",
             Metrics::get(&m.remote_intake_ms),
+        ),
+        (
+            "spool_probe_encodes_total",
+            "Probe encodes run by quality searches (each scored once).",
+            Metrics::get(&m.probe_encodes),
+        ),
+        (
+            "spool_probe_seconds_total",
+            "Seconds of probe encoding and scoring.",
+            Metrics::get(&m.probe_ms) / 1000,
+        ),
+        (
+            "spool_probe_cache_hits_total",
+            "Probes answered from the store instead of encoding again.",
+            Metrics::get(&m.probe_cache_hits),
         ),
         (
             "spool_files_admitted_total",

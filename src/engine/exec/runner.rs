@@ -32,6 +32,10 @@ pub enum Phase {
     Hls,
     Thumbnails,
     Transcribe,
+    /// A quality search's probe encode.
+    Probe,
+    /// Scoring encodes against the source (quality searches and checks).
+    Score,
     /// A `spool.ffmpeg` call from a Lua hook or step.
     Lua,
 }
@@ -47,6 +51,8 @@ impl Phase {
             Phase::Hls => "hls",
             Phase::Thumbnails => "thumbnails",
             Phase::Transcribe => "transcribe",
+            Phase::Probe => "probe",
+            Phase::Score => "score",
             Phase::Lua => "lua",
         }
     }
@@ -118,10 +124,24 @@ impl Runner {
         cancel: &CancellationToken,
         on_progress: impl FnMut(&Progress) + Send,
     ) -> Result<RunOutcome, RunError> {
+        self.run_program(&self.tools, command, at, cancel, on_progress)
+            .await
+    }
+
+    /// [`Runner::run`] with another ffmpeg (the one that scores); `at` must let it read its
+    /// own file when it lies outside the system's directories.
+    pub async fn run_program(
+        &self,
+        tools: &Tools,
+        command: &Command,
+        at: &Placement,
+        cancel: &CancellationToken,
+        on_progress: impl FnMut(&Progress) + Send,
+    ) -> Result<RunOutcome, RunError> {
         let Some(_slot) = self.slot(at, cancel).await else {
             return Err(RunError::Cancelled);
         };
-        self.record(command);
+        self.record(tools, command);
         let options = RunOptions {
             registration: Some(Registration {
                 groups: &self.groups,
@@ -129,7 +149,7 @@ impl Runner {
             }),
             confine: self.launcher.as_deref().map(|l| (l, at.paths.as_ref())),
         };
-        run_ffmpeg_with(&self.tools, &command.args, cancel, options, on_progress)
+        run_ffmpeg_with(tools, &command.args, cancel, options, on_progress)
             .await
             .map_err(|e| match e {
                 RunError::Disk {
@@ -171,10 +191,9 @@ impl Runner {
         self.groups.count()
     }
 
-    fn record(&self, command: &Command) {
+    fn record(&self, tools: &Tools, command: &Command) {
         let Some(file) = &self.trace else { return };
-        let argv: Vec<String> = self
-            .command_line(&command.args)
+        let argv: Vec<String> = ffmpeg_command_line(tools, &command.args)
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();

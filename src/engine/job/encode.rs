@@ -107,7 +107,9 @@ impl JobCtx<'_> {
             .content
             .as_ref()
             .ok_or_else(|| JobError::Internal("a chunk was planned but never inspected".into()))?;
-        let rungs: Vec<&Rung> = task.rungs.iter().map(|r| &plan.rungs[*r]).collect();
+        // Each with the CRF its quality search chose for this chunk, if it has a target.
+        let owned = plan.task_rungs(task);
+        let rungs: Vec<&Rung> = owned.iter().collect();
         let settings: Vec<String> = rungs
             .iter()
             .map(|r| settings_print(r, task.hook_change.as_deref(), chunk.cache_part()))
@@ -115,8 +117,10 @@ impl JobCtx<'_> {
         let mut files = self.cached(task, &rungs, &settings, content).await?;
         let reused = files.iter().filter(|f| f.is_some()).count();
         Metrics::add(&self.engine.metrics.cache_hits, reused as u64);
+        let mut admitted = self
+            .adopt_probes(plan, task, &rungs, &settings, &mut files)
+            .await;
         let missing: Vec<usize> = (0..rungs.len()).filter(|i| files[*i].is_none()).collect();
-        let mut admitted = Vec::new();
         if !missing.is_empty() {
             let spec = self.task_spec(plan, task, &record, &rungs, &settings, &missing)?;
             let result = self
@@ -133,6 +137,42 @@ impl JobCtx<'_> {
             files: files.into_iter().flatten().collect(),
             reused,
         })
+    }
+
+    /// Missing rungs whose chosen quality probe is exactly their encode: admitted as this
+    /// task's encode (not counted as reused). A task a hook changed encodes as usual.
+    async fn adopt_probes(
+        &self,
+        plan: &JobPlan,
+        task: &PlannedTask,
+        rungs: &[&Rung],
+        settings: &[String],
+        files: &mut [Option<PathBuf>],
+    ) -> Vec<CacheRecord> {
+        let mut admitted = Vec::new();
+        let Some(content) = plan.chunks[task.chunk].content.as_ref() else {
+            return admitted;
+        };
+        if task.hook_change.is_some() {
+            return admitted;
+        }
+        for (slot, r) in task.rungs.iter().enumerate() {
+            let Some(probe) = plan
+                .final_probe(task.chunk, *r)
+                .filter(|_| files[slot].is_none())
+            else {
+                continue;
+            };
+            let rung = TaskRung {
+                rung: rungs[slot].clone(),
+                settings: settings[slot].clone(),
+            };
+            if let Some(record) = self.adopt_probe(probe, &rung, content).await {
+                files[slot] = Some(self.engine.artifacts.path_of(&record));
+                admitted.push(record);
+            }
+        }
+        admitted
     }
 
     /// Each rung's cached file, if the cache holds a sound one. A task a hook changed is

@@ -11,7 +11,9 @@ mod join;
 mod original;
 mod outcome;
 mod planning;
+mod probe;
 mod progress;
+mod quality;
 mod reuse;
 
 use std::path::{Path, PathBuf};

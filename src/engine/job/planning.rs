@@ -32,6 +32,9 @@ impl JobCtx<'_> {
         let cut = self.cut(&inputs, &plan_chunking(&inputs), whole).await?;
         let mut plan = plan_job(&inputs, cut.whole_file_reason, cut.chunks)
             .map_err(|e| JobError::Plan(e.to_string()))?;
+        // Before the hooks: before_task sees the commands with the CRFs the searches chose.
+        let searched = self.search_quality(&plan).await?;
+        plan.apply_searches(searched);
         self.script
             .hook_tasks(&self.id, &self.work, &mut plan)
             .await?;

@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod chunks;
 pub mod picture;
 pub mod preview;
+pub mod quality;
 pub mod rungs;
 pub mod streams;
 
@@ -71,6 +72,10 @@ pub struct JobPlan {
     pub loudness: Vec<(usize, crate::media::measure::Loudness)>,
     /// What could not be measured before planning.
     pub notes: Vec<String>,
+    /// The CRF searches of rungs with a quality target.
+    pub searches: Vec<quality::SearchPlan>,
+    /// Their results, once run (the job fills them in before encoding).
+    pub quality: Vec<quality::SearchResult>,
 }
 
 /// One encode task: a chunk into one or more rungs.
@@ -89,6 +94,8 @@ pub struct PlannedTask {
     pub commands: Vec<Command>,
     /// A fingerprint of what before_task changed, if anything (part of the cache key).
     pub hook_change: Option<String>,
+    /// Per rung of the task: the CRF its quality search chose for this chunk, if any.
+    pub crf: Vec<Option<u32>>,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +131,15 @@ pub struct PlannedGif {
     pub command: Command,
 }
 
+/// The picture as the viewer sees it (after crop and turns, stood up): what scores compare at.
+fn upright(inputs: &PlanInputs<'_>, picture: &crate::media::picture::Picture) -> (u32, u32) {
+    let (w, h) = picture.size((inputs.video.width, inputs.video.height));
+    match picture.sideways() {
+        true => (h, w),
+        false => (w, h),
+    }
+}
+
 /// The output directory's name for an input: its stem, made safe.
 pub fn stem_of(input: &Path) -> String {
     let stem = input
@@ -152,6 +168,7 @@ pub fn plan_job(
         &picture,
     )?;
     let rungs = rung_plan.rungs;
+    let searches = quality::plan_searches(&rungs, upright(inputs, &picture));
     let tasks = plan_tasks(inputs, &rungs, &chunks);
     let kept = streams::kept(&inputs.workflow.streams, inputs.media);
     let audio = plan_audio(inputs, &rungs, &kept);
@@ -202,6 +219,8 @@ pub fn plan_job(
         picture,
         loudness: inputs.analysis.loudness.clone(),
         notes: inputs.analysis.notes.clone(),
+        searches,
+        quality: Vec::new(),
     })
 }
 
@@ -274,6 +293,7 @@ fn plan_tasks(inputs: &PlanInputs<'_>, rungs: &[Rung], chunks: &[ChunkRef]) -> V
             PlannedTask {
                 index,
                 chunk,
+                crf: vec![None; task_rungs.len()],
                 rungs: task_rungs,
                 rank,
                 label,

@@ -77,6 +77,7 @@ pub fn plan_rungs(
                 audio_channels: p.audio_channels,
                 colour,
                 picture: picture.clone(),
+                quality: p.quality.clone(),
             },
         ));
     }

@@ -25,6 +25,7 @@ pub struct SledRepo {
     meta: sled::Tree,
     tasks: sled::Tree,
     cache: sled::Tree,
+    probes: sled::Tree,
     hooks: sled::Tree,
     workflows: sled::Tree,
     files: sled::Tree,
@@ -75,6 +76,7 @@ impl SledRepo {
             meta: db.open_tree("meta")?,
             tasks: db.open_tree("tasks")?,
             cache: db.open_tree("cache")?,
+            probes: db.open_tree("probes")?,
             hooks: db.open_tree("hooks")?,
             workflows: db.open_tree("workflows")?,
             files: db.open_tree("files")?,
@@ -173,6 +175,19 @@ impl CacheIndex for SledRepo {
 
     fn cache_entries(&self) -> Result<Vec<CacheRecord>, StoreError> {
         Self::scan(&self.cache, "")
+    }
+}
+
+impl crate::store::ProbeBook for SledRepo {
+    fn probe_get(&self, key: &str) -> Result<Option<ProbeRecord>, StoreError> {
+        Self::get(&self.probes, key)
+    }
+
+    fn probe_put(&self, record: &ProbeRecord) -> Result<(), StoreError> {
+        self.probes
+            .insert(record.key.as_bytes(), encode(record)?.as_slice())?;
+        self.probes.flush()?;
+        Ok(())
     }
 }
 

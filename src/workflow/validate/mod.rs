@@ -2,6 +2,7 @@
 //! section, each adding to the same list.
 
 mod profiles;
+mod quality;
 mod sections;
 mod steps;
 
@@ -38,6 +39,7 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
     sections::chunking(w, &mut p);
     sections::gif(w, &mut p);
     profiles::check(w, &mut p);
+    quality::check(w, &mut p);
     steps::check(w, &mut p);
     sections::watch(w, &mut p);
     sections::schedule(w, &mut p);
@@ -94,9 +96,10 @@ pub fn validate_script(
     Ok(source)
 }
 
-/// Checks the files a workflow names (besides its script), relative to its directory.
+/// Checks the files a workflow names (besides its script), relative to its directory, and
+/// the tools it needs beyond the encoding ffmpeg (a metric's filter).
 pub fn validate_paths(w: &Workflow, base_dir: &Path) -> Vec<FieldError> {
-    let mut errors = Vec::new();
+    let mut errors = quality::environment(w);
     for (i, step) in w.steps.iter().enumerate() {
         #[cfg(feature = "whisper")]
         if let Step::Transcribe(super::schema::TranscribeStep {
