@@ -80,6 +80,15 @@ pub async fn plan(input: &Path, wf: &LoadedWorkflow, out: &Path, json: bool) -> 
             l.integrated, l.true_peak
         );
     }
+    for q in &report.quality {
+        let _ = writeln!(text, "quality:  {}", q.describe());
+    }
+    if !report.quality.is_empty() {
+        let _ = writeln!(
+            text,
+            "          (the encode commands below show each search's starting CRF; a run uses the one it chooses)"
+        );
+    }
     for n in &report.notes {
         let _ = writeln!(text, "  note: {n}");
     }

@@ -50,6 +50,9 @@ pub struct Manifest {
     /// The earlier job whose verified outputs were linked here instead of encoding again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reused_from: Option<JobId>,
+    /// Each quality rung's search: the CRF chosen per chunk and the probes behind it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality: Vec<crate::engine::plan::quality::SearchResult>,
     /// Every file in the job's output directory when it finished (HLS segments and
     /// playlists, sprites, subtitles included; not this manifest), with its SHA-256.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -175,6 +178,27 @@ pub struct OutputEntry {
     /// Every stream of the file, as verified.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<StreamEntry>,
+    /// The published file's measured quality, for a rung with a quality target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<MeasuredQuality>,
+}
+
+/// A published rung scored against its source, on sampled frames at the display size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredQuality {
+    pub metric: crate::media::quality::Metric,
+    pub target: f64,
+    pub tolerance: f64,
+    pub mean: f64,
+    /// 5th percentile over the frames scored.
+    pub p5: f64,
+    pub min: f64,
+    pub frames_scored: usize,
+    /// Every Nth frame was scored, at this size.
+    pub subsample: u32,
+    pub display: (u32, u32),
+    /// mean ≥ target − tolerance.
+    pub meets_target: bool,
 }
 
 /// One stream of a published file.
@@ -248,6 +272,7 @@ impl OutputEntry {
             bytes,
             sha256: String::new(),
             streams: Vec::new(),
+            quality: None,
         }
     }
 }

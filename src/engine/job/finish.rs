@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::join::Staged;
+use super::join::Joined;
 use super::original::dispose_original;
 use super::JobCtx;
 use crate::engine::error::{JobError, JobStop, Published};
@@ -23,14 +23,14 @@ impl JobCtx<'_> {
     pub(super) async fn publish(
         &self,
         plan: &JobPlan,
-        staged: Vec<Staged>,
+        joined: Joined,
         source: &Source,
         digest: &FileDigest,
         record: &JobRecord,
         loudness: Vec<LoudnessEntry>,
     ) -> Result<Published, JobStop> {
         let mut outputs = Vec::new();
-        for s in staged {
+        for s in joined.staged {
             if let Err(e) = rename_durably(&s.tmp, &s.dest) {
                 remove_temps(&self.out_dir).await;
                 let _ = tokio::fs::remove_file(&s.tmp).await;
@@ -78,7 +78,12 @@ impl JobCtx<'_> {
             },
             outputs,
             steps,
-            skipped: plan.skipped_rungs.clone(),
+            skipped: plan
+                .skipped_rungs
+                .iter()
+                .chain(&joined.guarded)
+                .cloned()
+                .collect(),
             fallback_reason: plan.whole_file_reason.clone(),
             chunks: plan.chunks.len(),
             chunking: plan.chunking.clone(),
@@ -90,6 +95,7 @@ impl JobCtx<'_> {
             loudness,
             notes: plan.notes.clone(),
             reused_from: None,
+            quality: plan.quality.clone(),
             files,
         };
         let path = self.out_dir.join("manifest.json");

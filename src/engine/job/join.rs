@@ -14,6 +14,12 @@ use crate::media::chunk::concat_list;
 use crate::media::hash::FileDigest;
 use crate::media::verify::{verify_output, Expected};
 
+/// The joined rungs to publish, and those a size guard held back (with why).
+pub(super) struct Joined {
+    pub staged: Vec<Staged>,
+    pub guarded: Vec<String>,
+}
+
 /// A verified output waiting in its temp file to be renamed into place.
 pub(super) struct Staged {
     pub tmp: PathBuf,
@@ -44,19 +50,50 @@ impl JobCtx<'_> {
         encoded: &Encoded,
         source: &Source,
         digest: &FileDigest,
-    ) -> Result<Vec<Staged>, JobStop> {
+    ) -> Result<Joined, JobStop> {
         let joins = plan
             .joins
             .iter()
             .map(|j| self.join(plan, j, encoded, source));
         let mut staged = Vec::new();
+        let mut guarded = Vec::new();
         for r in futures::future::join_all(joins).await {
-            staged.push(r?);
+            let s = r?;
+            match self.size_guard(&s, digest.size) {
+                None => staged.push(s),
+                Some(reason) => {
+                    let _ = tokio::fs::remove_file(&s.tmp).await;
+                    self.note(format!("not published: {reason}"));
+                    guarded.push(reason);
+                }
+            }
+        }
+        if staged.is_empty() {
+            return Err(JobStop::Skipped(format!(
+                "no rung is small enough to publish: {}",
+                guarded.join("; ")
+            )));
         }
         if let Some(gif) = &plan.gif {
             staged.push(self.gif(gif, digest).await?);
         }
-        Ok(staged)
+        Ok(Joined { staged, guarded })
+    }
+
+    /// Why a joined rung must not be published: bigger than its size guard allows.
+    fn size_guard(&self, s: &Staged, source_bytes: u64) -> Option<String> {
+        let profile = self.workflow.profiles.iter().find(|p| p.name == s.entry.profile);
+        let guard = profile.and_then(|p| p.size_guard).or(self.workflow.size_guard)?;
+        let limit = source_bytes as f64 * guard.max_ratio;
+        (s.entry.bytes as f64 > limit).then(|| {
+            format!(
+                "{}: {} bytes is {:.0} % of the source's {source_bytes} (size_guard max_ratio {})",
+                s.entry.profile,
+                s.entry.bytes,
+                s.entry.bytes as f64 * 100.0 / source_bytes.max(1) as f64,
+                guard.max_ratio
+            )
+        })
     }
 
     async fn join(
@@ -120,6 +157,7 @@ impl JobCtx<'_> {
                 bytes,
                 sha256: String::new(),
                 streams: StreamEntry::all_of(&info),
+                quality: self.verify_quality(plan, rung, &join.tmp).await?,
             },
             tmp: join.tmp.clone(),
             dest: join.dest.clone(),
@@ -170,6 +208,7 @@ impl JobCtx<'_> {
                 bytes,
                 sha256: String::new(),
                 streams: Vec::new(),
+                quality: None,
             },
             tmp: gif.tmp.clone(),
             dest: gif.dest.clone(),

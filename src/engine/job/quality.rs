@@ -3,6 +3,8 @@
 //! so every round is one probe ffmpeg and one scoring ffmpeg per chunk. Choices go into the
 //! plan's tasks; a chosen probe made at the rung's own preset is the chunk's encode.
 
+use std::path::Path;
+
 use super::probe::{probe_path, Wanted};
 use super::JobCtx;
 use crate::engine::artifacts::artifact_key;
@@ -11,6 +13,13 @@ use crate::engine::plan::quality::{ChunkCrf, SearchPlan, SearchResult, TITLE_SAM
 use crate::engine::plan::JobPlan;
 use crate::engine::task::execute::verify_rung;
 use crate::engine::task::TaskRung;
+use crate::engine::exec::{Command, Phase};
+use crate::engine::manifest::MeasuredQuality;
+use crate::media::command::reference_filters;
+use crate::media::profiles::Rung;
+use crate::media::quality::score::{
+    read_scores, same_tags, score_args, Distorted, Reference, Scoring,
+};
 use crate::media::quality::search::{Choice, Next, Probe};
 use crate::media::quality::{MetricsTool, Scope};
 use crate::store::{CacheRecord, ProbeRecord};
@@ -201,6 +210,67 @@ impl JobCtx<'_> {
                 None
             }
         }
+    }
+}
+
+impl JobCtx<'_> {
+    /// A joined rung with a quality target, scored against the source on sampled frames
+    /// (every 5th at least): the manifest reports it, and a note says when it misses.
+    pub(super) async fn verify_quality(
+        &self,
+        plan: &JobPlan,
+        rung: &Rung,
+        joined: &Path,
+    ) -> Result<Option<MeasuredQuality>, JobStop> {
+        let Some(search) = plan.searches.iter().find(|s| s.name == rung.name) else {
+            return Ok(None);
+        };
+        let metrics = self.metrics_tool(&rung.name).await?;
+        let scoring = Scoring {
+            subsample: search.scoring.subsample.max(5),
+            ..search.scoring
+        };
+        let log = self.work.join(format!("quality-{}.log", rung.name));
+        let reference = Reference {
+            path: self.input,
+            range: None,
+            filters: reference_filters(None, rung),
+            pix_fmt: rung.colour.pix_fmt(),
+            tags: same_tags(&rung.colour),
+        };
+        let command = Command {
+            phase: Phase::Score,
+            label: format!("score {}", rung.name),
+            args: score_args(&reference, &[Distorted { path: joined, log: &log }], &scoring),
+        };
+        self.score(&metrics, &command).await?;
+        let scores = read_scores(scoring.metric, &log).map_err(|e| JobError::Quality {
+            rung: rung.name.clone(),
+            message: e.to_string(),
+        })?;
+        let _ = tokio::fs::remove_file(&log).await;
+        let (target, tolerance) = (search.search.target, search.search.tolerance);
+        let meets_target = scores.mean >= target - tolerance;
+        if !meets_target {
+            self.note(format!(
+                "{}: measured {} {:.2} is below the target {target} by more than {tolerance}",
+                rung.name,
+                scoring.metric.name(),
+                scores.mean
+            ));
+        }
+        Ok(Some(MeasuredQuality {
+            metric: scoring.metric,
+            target,
+            tolerance,
+            mean: scores.mean,
+            p5: scores.p5,
+            min: scores.min,
+            frames_scored: scores.frames,
+            subsample: scoring.subsample,
+            display: scoring.display,
+            meets_target,
+        }))
     }
 }
 

@@ -48,6 +48,10 @@ pub struct PlanReport {
     pub loudness: Vec<(usize, crate::media::measure::Loudness)>,
     /// What could not be measured.
     pub notes: Vec<String>,
+    /// The CRF search each quality rung runs before encoding (its probe and score commands
+    /// depend on what the probes measure, so only the search is shown; the encode commands
+    /// below carry the search's starting CRF, which the run replaces with the chosen one).
+    pub quality: Vec<super::quality::SearchPlan>,
     /// The work directory the paths above use; a run uses `<state>/work/<job id>`.
     pub work_dir: String,
 }
@@ -118,6 +122,7 @@ pub async fn plan_input(
         skip: decision.skip.clone(),
         rungs: Vec::new(),
         skipped_rungs: Vec::new(),
+        quality: Vec::new(),
         whole_file_reason: None,
         chunking: Default::default(),
         chunks: 0,
@@ -176,6 +181,7 @@ pub async fn plan_input(
     report.picture = plan.picture.clone();
     report.loudness = plan.loudness.clone();
     report.notes = plan.notes.clone();
+    report.quality = plan.searches.clone();
     report.outputs = plan
         .joins
         .iter()

@@ -121,7 +121,8 @@ impl Search {
         let span = (b.crf - g.crf) as f64;
         let fall = (g.score - b.score).max(1e-9);
         let at = g.crf as f64 + (g.score - self.aim()) / fall * span;
-        (at.round() as u32).clamp(g.crf + 1, b.crf - 1)
+        // Down, toward the passing side: a miss costs another probe, a bit more is harmless.
+        (at.floor() as u32).clamp(g.crf + 1, b.crf - 1)
     }
 
     /// The fall per CRF step measured by the two probes nearest the target, if they measure
