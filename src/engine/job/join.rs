@@ -82,8 +82,14 @@ impl JobCtx<'_> {
 
     /// Why a joined rung must not be published: bigger than its size guard allows.
     fn size_guard(&self, s: &Staged, source_bytes: u64) -> Option<String> {
-        let profile = self.workflow.profiles.iter().find(|p| p.name == s.entry.profile);
-        let guard = profile.and_then(|p| p.size_guard).or(self.workflow.size_guard)?;
+        let profile = self
+            .workflow
+            .profiles
+            .iter()
+            .find(|p| p.name == s.entry.profile);
+        let guard = profile
+            .and_then(|p| p.size_guard)
+            .or(self.workflow.size_guard)?;
         let limit = source_bytes as f64 * guard.max_ratio;
         (s.entry.bytes as f64 > limit).then(|| {
             format!(

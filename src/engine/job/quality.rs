@@ -9,12 +9,12 @@ use super::probe::{probe_path, Wanted};
 use super::JobCtx;
 use crate::engine::artifacts::artifact_key;
 use crate::engine::error::{JobError, JobStop};
+use crate::engine::exec::{Command, Phase};
+use crate::engine::manifest::MeasuredQuality;
 use crate::engine::plan::quality::{ChunkCrf, SearchPlan, SearchResult, TITLE_SAMPLES};
 use crate::engine::plan::JobPlan;
 use crate::engine::task::execute::verify_rung;
 use crate::engine::task::TaskRung;
-use crate::engine::exec::{Command, Phase};
-use crate::engine::manifest::MeasuredQuality;
 use crate::media::command::reference_filters;
 use crate::media::profiles::Rung;
 use crate::media::quality::score::{
@@ -241,7 +241,14 @@ impl JobCtx<'_> {
         let command = Command {
             phase: Phase::Score,
             label: format!("score {}", rung.name),
-            args: score_args(&reference, &[Distorted { path: joined, log: &log }], &scoring),
+            args: score_args(
+                &reference,
+                &[Distorted {
+                    path: joined,
+                    log: &log,
+                }],
+                &scoring,
+            ),
         };
         self.score(&metrics, &command).await?;
         let scores = read_scores(scoring.metric, &log).map_err(|e| JobError::Quality {

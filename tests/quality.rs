@@ -1,0 +1,316 @@
+//! Quality targets, through `spool run` with real ffmpeg: the CRF follows the content, the
+//! published outputs meet the target as an independent VMAF run measures them, probes are
+//! never run twice, the size guard holds a rung back with its reason, and a workflow asking
+//! for a metric this machine cannot measure is refused at validation.
+//!
+//! VMAF needs an ffmpeg with libvmaf: `SPOOL_METRICS_FFMPEG`, or the static ffmpeg of the
+//! `imageio-ffmpeg` wheel that `.ci/setup` installs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+
+/// The scoring ffmpeg: `$SPOOL_METRICS_FFMPEG`, else the imageio-ffmpeg wheel's.
+fn metrics_ffmpeg() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("SPOOL_METRICS_FFMPEG") {
+        return Ok(PathBuf::from(p));
+    }
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+        ])
+        .current_dir("/")
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || path.is_empty() {
+        return Err("no ffmpeg with libvmaf: run .ci/setup (pip install imageio-ffmpeg)".into());
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// testsrc2 at 320x180, 3 s; `noise` > 0 adds temporal grain (hard to compress).
+fn source(path: &Path, noise: u32) -> Result<(), String> {
+    let grain = match noise {
+        0 => String::new(),
+        n => format!(",noise=alls={n}:allf=t+u"),
+    };
+    let video = format!("testsrc2=s=320x180:r=25:d=3{grain}");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:d=3",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "8",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        "-shortest",
+        path.to_str().unwrap_or_default(),
+    ])
+}
+
+fn quality_workflow(dir: &Path, name: &str, rung: &str) -> Result<PathBuf, std::io::Error> {
+    write_workflow(
+        dir,
+        name,
+        &format!(
+            "profiles:\n\
+             - {{name: p180, codec: h264, height: 180, preset: veryfast, bitrate_kbps: 8000, {rung}}}\n"
+        ),
+    )
+}
+
+fn run_with_metrics(
+    wf: &Path,
+    dir: &Path,
+    src: &Path,
+    extra: &[&str],
+) -> Result<Value, Box<dyn std::error::Error>> {
+    let out = spool()
+        .env("SPOOL_METRICS_FFMPEG", metrics_ffmpeg()?)
+        .args(["run", "--json", "--workflow"])
+        .arg(wf)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .args(extra)
+        .arg(src)
+        .assert()
+        .success();
+    let results = outcomes(&out.get_output().stdout);
+    assert_eq!(results[0]["status"], "succeeded", "{results:?}");
+    Ok(results[0].clone())
+}
+
+/// VMAF of `encoded` against `source`, every frame, measured here (not by spool).
+fn vmaf(encoded: &Path, source: &Path) -> Result<f64, Box<dyn std::error::Error>> {
+    let graph = "[0:v]setparams=range=tv:colorspace=bt709:color_primaries=bt709:color_trc=bt709,format=yuv420p[d];\
+                 [1:v]setparams=range=tv:colorspace=bt709:color_primaries=bt709:color_trc=bt709,format=yuv420p[r];\
+                 [d][r]libvmaf";
+    let out = std::process::Command::new(metrics_ffmpeg()?)
+        .args(["-hide_banner", "-i"])
+        .arg(encoded)
+        .arg("-i")
+        .arg(source)
+        .args(["-lavfi", graph, "-f", "null", "-"])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let score = text
+        .lines()
+        .find_map(|l| l.split("VMAF score: ").nth(1))
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .ok_or_else(|| format!("no VMAF score: {text}"))?;
+    Ok(score)
+}
+
+fn manifest(dir: &Path, stem: &str) -> Result<Value, Box<dyn std::error::Error>> {
+    read_json(&dir.join(format!("out/{stem}/manifest.json")))
+}
+
+fn chosen_crfs(m: &Value) -> Vec<u64> {
+    m["quality"][0]["chunks"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c["choice"]["crf"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_crf_follows_the_content_and_every_output_meets_the_target() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (easy, hard) = (dir.path().join("easy.mp4"), dir.path().join("hard.mp4"));
+    source(&easy, 0)?;
+    source(&hard, 30)?;
+    let wf = quality_workflow(dir.path(), "q", "quality: {metric: vmaf, target: 93}")?;
+    run_with_metrics(&wf, dir.path(), &easy, &[])?;
+    run_with_metrics(&wf, dir.path(), &hard, &[])?;
+    let (me, mh) = (manifest(dir.path(), "easy")?, manifest(dir.path(), "hard")?);
+    let (ce, ch) = (chosen_crfs(&me), chosen_crfs(&mh));
+    assert_eq!((ce.len(), ch.len()), (3, 3), "a CRF per chunk: {me} {mh}");
+    let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len() as f64;
+    assert!(mean(&ce) >= mean(&ch) + 3.0, "easy {ce:?} vs hard {ch:?}");
+    for (m, stem, src) in [(&me, "easy", &easy), (&mh, "hard", &hard)] {
+        let out = &m["outputs"][0];
+        assert_eq!(out["quality"]["metric"], "vmaf", "{m}");
+        assert_eq!(out["quality"]["meets_target"], true, "{m}");
+        let published = dir.path().join(format!("out/{stem}/{stem}.p180.mp4"));
+        let measured = vmaf(&published, src)?;
+        assert!(measured >= 92.0, "{stem}: independent VMAF {measured}");
+        for chunk in m["quality"][0]["chunks"].as_array().into_iter().flatten() {
+            assert!(
+                chunk["probes"].as_array().map_or(0, |p| p.len()) <= 4,
+                "{chunk}"
+            );
+        }
+    }
+    // At fixed CRF 23 the easy source costs much more than at the target.
+    let fixed_dir = dir.path().join("fixed");
+    std::fs::create_dir_all(&fixed_dir)?;
+    let fixed = quality_workflow(&fixed_dir, "fixed", "crf: 23")?;
+    run_succeeds(&fixed, &fixed_dir, &easy)?;
+    let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let at_target = size(dir.path().join("out/easy/easy.p180.mp4"));
+    let at_23 = size(fixed_dir.join("out/easy/easy.p180.mp4"));
+    assert!(
+        (at_target as f64) < 0.9 * at_23 as f64,
+        "at the target {at_target} bytes (CRFs {ce:?}), at CRF 23 {at_23}"
+    );
+    Ok(())
+}
+
+#[test]
+fn probes_are_cached_and_a_title_search_uses_one_crf() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("clip.mp4");
+    source(&src, 10)?;
+    let wf = quality_workflow(
+        dir.path(),
+        "t",
+        "quality: {metric: ssim, target: 0.97, scope: title, probe_preset: ultrafast}",
+    )?;
+    let trace1 = dir.path().join("trace1.jsonl");
+    run_with_metrics(
+        &wf,
+        dir.path(),
+        &src,
+        &["--trace-commands", trace1.to_str().unwrap_or_default()],
+    )?;
+    let m = manifest(dir.path(), "clip")?;
+    let crfs = chosen_crfs(&m);
+    assert_eq!(crfs.len(), 3, "{m}");
+    assert!(
+        crfs.iter().all(|c| *c == crfs[0]),
+        "one CRF for the title: {crfs:?}"
+    );
+    assert!(
+        !m["quality"][0]["sampled"]
+            .as_array()
+            .is_none_or(|s| s.is_empty()),
+        "{m}"
+    );
+    let phases = |trace: &Path| -> Vec<String> {
+        std::fs::read_to_string(trace)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["phase"].as_str().map(String::from))
+            .collect()
+    };
+    let first = phases(&trace1);
+    assert!(first.iter().any(|p| p == "probe"), "{first:?}");
+    assert!(first.iter().any(|p| p == "score"), "{first:?}");
+    // Again, forced to encode: every probe is answered from the store.
+    let trace2 = dir.path().join("trace2.jsonl");
+    run_with_metrics(
+        &wf,
+        dir.path(),
+        &src,
+        &[
+            "--force",
+            "--trace-commands",
+            trace2.to_str().unwrap_or_default(),
+        ],
+    )?;
+    let second = phases(&trace2);
+    assert!(second.iter().any(|p| p == "encode"), "{second:?}");
+    assert!(
+        !second.iter().any(|p| p == "probe"),
+        "probed again: {second:?}"
+    );
+    assert_eq!(chosen_crfs(&manifest(dir.path(), "clip")?), crfs);
+    Ok(())
+}
+
+#[test]
+fn the_size_guard_holds_back_a_rung_bigger_than_the_source() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("small.mp4");
+    // A heavily compressed source: a near-lossless rung of it is bigger.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x180:r=25:d=2",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "40",
+        src.to_str().unwrap_or_default(),
+    ])?;
+    let wf = write_workflow(
+        dir.path(),
+        "g",
+        "size_guard: {max_ratio: 1.0}\n\
+         profiles:\n\
+         - {name: big, codec: h264, height: 180, crf: 5, preset: ultrafast, bitrate_kbps: 20000}\n\
+         - {name: small, codec: h264, height: 144, crf: 45, preset: ultrafast}\n",
+    )?;
+    run_succeeds(&wf, dir.path(), &src)?;
+    let m = manifest(dir.path(), "small")?;
+    let names: Vec<&str> = m["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["profile"].as_str())
+        .collect();
+    assert_eq!(names, ["small"], "{m}");
+    let skipped = m["skipped"].to_string();
+    assert!(
+        skipped.contains("big:") && skipped.contains("size_guard max_ratio 1"),
+        "{skipped}"
+    );
+    assert!(!dir.path().join("out/small/small.big.mp4").exists());
+    assert!(src.exists(), "the original stays");
+    Ok(())
+}
+
+#[test]
+fn asking_for_vmaf_without_libvmaf_is_a_validation_error() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let wf = quality_workflow(dir.path(), "v", "quality: {metric: vmaf, target: 93}")?;
+    // Debian's ffmpeg 5.1 has no libvmaf filter.
+    let out = spool()
+        .env("SPOOL_METRICS_FFMPEG", "/usr/bin/ffmpeg")
+        .args(["validate"])
+        .arg(&wf)
+        .assert()
+        .failure();
+    let text = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(text.contains("profiles[0].quality.metric"), "{text}");
+    assert!(
+        text.contains("libvmaf") && text.contains("SPOOL_METRICS_FFMPEG"),
+        "{text}"
+    );
+    // And crf with quality, or a target off the metric's scale, is refused too.
+    let bad = quality_workflow(
+        dir.path(),
+        "b",
+        "crf: 20, quality: {metric: ssim, target: 93}",
+    )?;
+    let out = spool().args(["validate"]).arg(&bad).assert().failure();
+    let text = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        text.contains("either crf or quality") && text.contains("0..=1"),
+        "{text}"
+    );
+    Ok(())
+}
