@@ -8,7 +8,7 @@ use super::JobPlan;
 use crate::media::profiles::{Codec, Rung};
 use crate::media::quality::score::Scoring;
 use crate::media::quality::search::{Choice, Probe, Search};
-use crate::media::quality::{display_size, Metric, QualityTarget, Scope};
+use crate::media::quality::{display_size, Metric, QualityTarget, Scope, ScoredAt};
 
 /// Probe encodes per decision, at most.
 pub const MAX_PROBES: usize = 4;
@@ -104,7 +104,13 @@ fn search_plan(index: usize, rung: &Rung, q: &QualityTarget, upright: (u32, u32)
         },
         scoring: Scoring {
             metric: q.metric,
-            display: display_size(upright),
+            display: display_size(
+                upright,
+                match q.scored_at {
+                    ScoredAt::Display => 1080,
+                    ScoredAt::Rung => rung.height,
+                },
+            ),
             subsample: q.subsample,
         },
         probe_preset: q

@@ -79,6 +79,19 @@ pub enum Scope {
     Title,
 }
 
+/// The size a rung is scored at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoredAt {
+    /// The source's picture, at most 1080 lines: as a viewer sees any rung on one screen
+    /// (a low rung then scores low, as it looks).
+    #[default]
+    Display,
+    /// The rung's own size against the source scaled to it (ab-av1's way): the target
+    /// means the same on every rung.
+    Rung,
+}
+
 /// A rung's quality target: the CRF is searched so the encode scores at least `target`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +109,8 @@ pub struct QualityTarget {
     pub probe_preset: Option<String>,
     /// Above the target by at most this, a probe ends the search ([`Metric::default_tolerance`]).
     pub tolerance: Option<f64>,
+    #[serde(default)]
+    pub scored_at: ScoredAt,
     /// Score every Nth frame (1 = all).
     #[serde(default = "default_subsample")]
     pub subsample: u32,
@@ -199,11 +214,11 @@ fn has_filter(listing: &str, name: &str) -> bool {
         .any(|l| l.split_whitespace().nth(1) == Some(name))
 }
 
-/// The size every rung is scored at: the source's upright picture, at most 1080 lines,
-/// even sides, as a viewer sees any rung scaled to the screen.
-pub fn display_size(upright: (u32, u32)) -> (u32, u32) {
+/// The size a rung is scored at: the source's upright picture at most `max_height` lines
+/// high (1080 for the display), even sides, the aspect kept.
+pub fn display_size(upright: (u32, u32), max_height: u32) -> (u32, u32) {
     let (w, h) = (upright.0.max(2), upright.1.max(2));
-    let height = h.min(1080);
+    let height = h.min(max_height);
     let width = (u64::from(w) * u64::from(height) / u64::from(h)) as u32;
     (width.max(2) & !1, height.max(2) & !1)
 }
@@ -222,8 +237,9 @@ mod tests {
 
     #[test]
     fn the_display_size_keeps_the_aspect_and_caps_at_1080() {
-        assert_eq!(display_size((3840, 2160)), (1920, 1080));
-        assert_eq!(display_size((320, 180)), (320, 180));
-        assert_eq!(display_size((1080, 1920)), (606, 1080));
+        assert_eq!(display_size((3840, 2160), 1080), (1920, 1080));
+        assert_eq!(display_size((320, 180), 1080), (320, 180));
+        assert_eq!(display_size((1080, 1920), 1080), (606, 1080));
+        assert_eq!(display_size((1920, 1080), 360), (640, 360));
     }
 }
