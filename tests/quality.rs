@@ -81,14 +81,8 @@ fn run_with_metrics(
     src: &Path,
     extra: &[&str],
 ) -> Result<Value, Box<dyn std::error::Error>> {
-    let out = spool()
+    let out = run_command(wf, dir)
         .env("SPOOL_METRICS_FFMPEG", metrics_ffmpeg()?)
-        .args(["run", "--json", "--workflow"])
-        .arg(wf)
-        .arg("--out")
-        .arg(dir.join("out"))
-        .arg("--state")
-        .arg(dir.join("state"))
         .args(extra)
         .arg(src)
         .assert()

@@ -306,17 +306,21 @@ pub fn ffmpeg(args: &[&str]) -> Result<(), String> {
     )
 }
 
-/// `spool run --json` of one input into `dir/out` with state in `dir/state`.
-pub fn run_one(wf: &Path, dir: &Path, src: &Path) -> assert_cmd::assert::Assert {
-    spool()
-        .args(["run", "--json", "--workflow"])
+/// `spool run --json` into `dir/out` with state in `dir/state`; inputs and options follow.
+pub fn run_command(wf: &Path, dir: &Path) -> assert_cmd::Command {
+    let mut cmd = spool();
+    cmd.args(["run", "--json", "--workflow"])
         .arg(wf)
         .arg("--out")
         .arg(dir.join("out"))
         .arg("--state")
-        .arg(dir.join("state"))
-        .arg(src)
-        .assert()
+        .arg(dir.join("state"));
+    cmd
+}
+
+/// `spool run --json` of one input into `dir/out` with state in `dir/state`.
+pub fn run_one(wf: &Path, dir: &Path, src: &Path) -> assert_cmd::assert::Assert {
+    run_command(wf, dir).arg(src).assert()
 }
 
 /// [`run_one`], which must succeed; its one result.
