@@ -83,6 +83,13 @@ pub async fn plan(input: &Path, wf: &LoadedWorkflow, out: &Path, json: bool) -> 
     for q in &report.quality {
         let _ = writeln!(text, "quality:  {}", q.describe());
     }
+    if let Some(ladder) = &report.ladder {
+        let _ = writeln!(text, "ladder:   {}", ladder.describe());
+        let _ = writeln!(
+            text,
+            "          (the encodes below are the candidates at their own settings; a run encodes the rungs the hull chooses, at their CRFs)"
+        );
+    }
     if !report.quality.is_empty() {
         let _ = writeln!(
             text,

@@ -53,6 +53,9 @@ pub struct Manifest {
     /// Each quality rung's search: the CRF chosen per chunk and the probes behind it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quality: Vec<crate::engine::plan::quality::SearchResult>,
+    /// `ladder: per_title`: every sampled point, the hull, and the rungs chosen from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_title: Option<crate::engine::plan::ladder::LadderResult>,
     /// Every file in the job's output directory when it finished (HLS segments and
     /// playlists, sprites, subtitles included; not this manifest), with its SHA-256.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -48,6 +48,23 @@ pub struct Workflow {
     pub loudness: Option<super::picture::LoudnessSettings>,
     /// No published rung bigger than this fraction of the source (each profile may override).
     pub size_guard: Option<SizeGuard>,
+    /// `fixed` (the profiles as written) or `per_title` (chosen from sample encodes).
+    #[serde(default)]
+    pub ladder: Ladder,
+    /// `ladder: per_title`'s settings.
+    pub per_title: Option<crate::media::quality::hull::PerTitle>,
+}
+
+/// How the rungs are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ladder {
+    /// Every profile that fits the source, at its own settings.
+    #[default]
+    Fixed,
+    /// The profiles are candidates: sample encodes at each height × CRF, and the rungs are
+    /// taken from the bitrate-quality hull (Netflix's per-title encoding).
+    PerTitle,
 }
 
 /// One step after the ladder. Each is a one-key map, e.g. `- lua: { function: sidecar }`.

@@ -344,3 +344,23 @@ pub fn run_fails(
         &run_one(wf, dir, src).failure().get_output().stdout,
     ))
 }
+
+/// The scoring ffmpeg: `$SPOOL_METRICS_FFMPEG`, else the imageio-ffmpeg wheel's.
+pub fn metrics_ffmpeg() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("SPOOL_METRICS_FFMPEG") {
+        return Ok(PathBuf::from(p));
+    }
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+        ])
+        .current_dir("/")
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || path.is_empty() {
+        return Err("no ffmpeg with libvmaf: run .ci/setup (pip install imageio-ffmpeg)".into());
+    }
+    Ok(PathBuf::from(path))
+}

@@ -96,6 +96,7 @@ impl JobCtx<'_> {
             notes: plan.notes.clone(),
             reused_from: None,
             quality: plan.quality.clone(),
+            per_title: plan.per_title.clone(),
             files,
         };
         let path = self.out_dir.join("manifest.json");

@@ -8,6 +8,7 @@ mod encode;
 mod finish;
 mod identity;
 mod join;
+mod ladder;
 mod original;
 mod outcome;
 mod planning;

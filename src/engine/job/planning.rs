@@ -8,7 +8,8 @@ use super::JobCtx;
 use crate::engine::error::{JobError, JobStop};
 use crate::engine::plan::analysis::{Analysis, Source};
 use crate::engine::plan::chunks::{plan_chunking, ChunkContent};
-use crate::engine::plan::{plan_job, JobPlan};
+use crate::engine::plan::ladder::chosen_workflow;
+use crate::engine::plan::{plan_job, JobPlan, PlanInputs};
 use crate::engine::task::TaskError;
 use crate::engine::Event;
 use crate::media::hash::FileDigest;
@@ -30,8 +31,21 @@ impl JobCtx<'_> {
             frames: source.frames,
         };
         let cut = self.cut(&inputs, &plan_chunking(&inputs), whole).await?;
-        let mut plan = plan_job(&inputs, cut.whole_file_reason, cut.chunks)
+        let reason = cut.whole_file_reason;
+        let mut plan = plan_job(&inputs, reason.clone(), cut.chunks)
             .map_err(|e| JobError::Plan(e.to_string()))?;
+        // A per-title ladder samples its candidates on the cut chunks, then the plan is made
+        // again from the rungs the hull chose.
+        if let Some(result) = self.choose_ladder(&plan, source.video.fps.as_f64()).await? {
+            let workflow = chosen_workflow(inputs.workflow, &result);
+            let chosen = PlanInputs {
+                workflow: &workflow,
+                ..inputs
+            };
+            plan = plan_job(&chosen, reason, std::mem::take(&mut plan.chunks))
+                .map_err(|e| JobError::Plan(e.to_string()))?;
+            plan.per_title = Some(result);
+        }
         // Before the hooks: before_task sees the commands with the CRFs the searches chose.
         let searched = self.search_quality(&plan).await?;
         plan.apply_searches(searched);

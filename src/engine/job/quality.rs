@@ -282,7 +282,7 @@ impl JobCtx<'_> {
 }
 
 /// Probes of one CRF on several chunks as one: the frame-weighted mean, the bytes summed.
-fn pooled(crf: u32, over: &[&ProbeRecord]) -> Probe {
+pub(super) fn pooled(crf: u32, over: &[&ProbeRecord]) -> Probe {
     let frames: u64 = over.iter().map(|p| p.frames.max(1)).sum();
     let score = over
         .iter()
@@ -297,7 +297,7 @@ fn pooled(crf: u32, over: &[&ProbeRecord]) -> Probe {
 }
 
 /// Up to [`TITLE_SAMPLES`] chunks spread evenly over `n` (each in the middle of its share).
-fn samples(n: usize) -> Vec<usize> {
+pub(super) fn samples(n: usize) -> Vec<usize> {
     let k = TITLE_SAMPLES.min(n);
     let mut picked: Vec<usize> = (0..k).map(|i| (2 * i + 1) * n / (2 * k)).collect();
     picked.dedup();

@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod chunks;
+pub mod ladder;
 pub mod picture;
 pub mod preview;
 pub mod quality;
@@ -76,6 +77,10 @@ pub struct JobPlan {
     pub searches: Vec<quality::SearchPlan>,
     /// Their results, once run (the job fills them in before encoding).
     pub quality: Vec<quality::SearchResult>,
+    /// `ladder: per_title`: the sampling to run; the rungs above are its candidates.
+    pub ladder: Option<ladder::LadderPlan>,
+    /// Once run: the hull and the rungs taken from it (the rungs above are those).
+    pub per_title: Option<ladder::LadderResult>,
 }
 
 /// One encode task: a chunk into one or more rungs.
@@ -131,15 +136,6 @@ pub struct PlannedGif {
     pub command: Command,
 }
 
-/// The picture as the viewer sees it (after crop and turns, stood up): what scores compare at.
-fn upright(inputs: &PlanInputs<'_>, picture: &crate::media::picture::Picture) -> (u32, u32) {
-    let (w, h) = picture.size((inputs.video.width, inputs.video.height));
-    match picture.sideways() {
-        true => (h, w),
-        false => (w, h),
-    }
-}
-
 /// The output directory's name for an input: its stem, made safe.
 pub fn stem_of(input: &Path) -> String {
     let stem = input
@@ -168,7 +164,9 @@ pub fn plan_job(
         &picture,
     )?;
     let rungs = rung_plan.rungs;
-    let searches = quality::plan_searches(&rungs, upright(inputs, &picture));
+    let upright = picture::upright(inputs.video, &picture);
+    let searches = quality::plan_searches(&rungs, upright);
+    let ladder = ladder::plan_ladder(inputs.workflow, &rungs, upright);
     let tasks = plan_tasks(inputs, &rungs, &chunks);
     let kept = streams::kept(&inputs.workflow.streams, inputs.media);
     let audio = plan_audio(inputs, &rungs, &kept);
@@ -221,6 +219,8 @@ pub fn plan_job(
         notes: inputs.analysis.notes.clone(),
         searches,
         quality: Vec::new(),
+        ladder,
+        per_title: None,
     })
 }
 

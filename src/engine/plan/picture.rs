@@ -60,3 +60,12 @@ pub fn of_inputs(inputs: &super::PlanInputs<'_>) -> (Picture, Preview) {
     let preview = preview(&picture, inputs.video);
     (picture, preview)
 }
+
+/// The picture as the viewer sees it (after crop and turns, stood up): what scores compare at.
+pub fn upright(video: &VideoStream, picture: &Picture) -> (u32, u32) {
+    let (w, h) = picture.size((video.width, video.height));
+    match picture.sideways() {
+        true => (h, w),
+        false => (w, h),
+    }
+}

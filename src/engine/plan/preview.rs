@@ -52,6 +52,10 @@ pub struct PlanReport {
     /// depend on what the probes measure, so only the search is shown; the encode commands
     /// below carry the search's starting CRF, which the run replaces with the chosen one).
     pub quality: Vec<super::quality::SearchPlan>,
+    /// `ladder: per_title`: the sampling it runs before encoding (the rungs listed are its
+    /// candidates; a run encodes those the hull chooses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<super::ladder::LadderPlan>,
     /// The work directory the paths above use; a run uses `<state>/work/<job id>`.
     pub work_dir: String,
 }
@@ -123,6 +127,7 @@ pub async fn plan_input(
         rungs: Vec::new(),
         skipped_rungs: Vec::new(),
         quality: Vec::new(),
+        ladder: None,
         whole_file_reason: None,
         chunking: Default::default(),
         chunks: 0,
@@ -182,6 +187,7 @@ pub async fn plan_input(
     report.loudness = plan.loudness.clone();
     report.notes = plan.notes.clone();
     report.quality = plan.searches.clone();
+    report.ladder = plan.ladder.clone();
     report.outputs = plan
         .joins
         .iter()

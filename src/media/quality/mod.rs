@@ -2,6 +2,7 @@
 //! them, the commands that score an encode against its source at the viewer's size, and the
 //! CRF search that meets a target. No job state here.
 
+pub mod hull;
 pub mod score;
 pub mod search;
 

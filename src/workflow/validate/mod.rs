@@ -1,6 +1,7 @@
 //! Semantic checks after parsing. Gathers every problem before reporting: one function per
 //! section, each adding to the same list.
 
+mod ladder;
 mod profiles;
 mod quality;
 mod sections;
@@ -40,6 +41,7 @@ pub fn validate(w: &Workflow) -> Vec<FieldError> {
     sections::gif(w, &mut p);
     profiles::check(w, &mut p);
     quality::check(w, &mut p);
+    ladder::check(w, &mut p);
     steps::check(w, &mut p);
     sections::watch(w, &mut p);
     sections::schedule(w, &mut p);

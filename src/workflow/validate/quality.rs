@@ -4,7 +4,7 @@
 use super::{FieldError, Problems};
 use crate::media::profiles::RateControl;
 use crate::media::quality::{Metric, MetricsTool};
-use crate::workflow::schema::{SizeGuard, Workflow};
+use crate::workflow::schema::{Ladder, SizeGuard, Workflow};
 
 pub(super) fn check(w: &Workflow, p: &mut Problems) {
     if let Some(g) = &w.size_guard {
@@ -89,11 +89,21 @@ fn size_guard(g: &SizeGuard, at: &str, p: &mut Problems) {
 /// Each profile whose metric this machine cannot measure, with how to get it. The scoring
 /// ffmpeg is looked for only when some profile names a metric not every ffmpeg has.
 pub(super) fn environment(w: &Workflow) -> Vec<FieldError> {
-    let wanted: Vec<(usize, Metric)> = w
+    let per_title = (w.ladder == Ladder::PerTitle).then(|| {
+        let metric = w.per_title.as_ref().map_or(Metric::Vmaf, |s| s.metric);
+        ("per_title.metric".to_string(), metric)
+    });
+    let wanted: Vec<(String, Metric)> = w
         .profiles
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| Some((i, p.quality.as_ref()?.metric)))
+        .filter_map(|(i, p)| {
+            Some((
+                format!("profiles[{i}].quality.metric"),
+                p.quality.as_ref()?.metric,
+            ))
+        })
+        .chain(per_title)
         .filter(|(_, m)| !m.always_available())
         .collect();
     if wanted.is_empty() {
@@ -108,18 +118,12 @@ pub(super) fn environment(w: &Workflow) -> Vec<FieldError> {
         Err(e) => {
             return wanted
                 .iter()
-                .map(|(i, _)| FieldError::new(format!("profiles[{i}].quality.metric"), e.clone()))
+                .map(|(field, _)| FieldError::new(field.clone(), e.clone()))
                 .collect()
         }
     };
     wanted
         .into_iter()
-        .filter_map(|(i, m)| {
-            let why = tool.missing(m)?;
-            Some(FieldError::new(
-                format!("profiles[{i}].quality.metric"),
-                why,
-            ))
-        })
+        .filter_map(|(field, m)| Some(FieldError::new(field, tool.missing(m)?)))
         .collect()
 }
