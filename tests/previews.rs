@@ -169,6 +169,61 @@ fn transcribes_espeak_speech_with_cues_inside_the_speech() -> TestResult {
     assert!(t["realtime_factor"]
         .as_f64()
         .is_some_and(|r| r.is_finite() && r > 0.0));
+    assert_eq!(t["cached"], false);
+
+    // The same speech under other pictures, in another file: transcribed once only.
+    let dub = dir.path().join("dub.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "smptebars=s=128x72:r=10:d=45",
+        "-i",
+        src.to_str().unwrap_or_default(),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "10",
+        "-c:a",
+        "copy",
+        "-t",
+        "45",
+        dub.to_str().unwrap_or_default(),
+    ])?;
+    run_succeeds(&wf, dir.path(), &dub)?;
+    let again = read_json(&dir.path().join("out/dub/manifest.json"))?;
+    let t2 = &again["steps"]["transcribe"];
+    assert_eq!(t2["cached"], true, "{t2}");
+    assert_eq!(t2["cues"], t["cues"]);
+    assert!(dir.path().join("out/dub/dub.en.vtt").is_file());
+    // Other decoding settings are another transcript.
+    let wf2 = write_workflow(
+        dir.path(),
+        "speech2",
+        &format!(
+            "steps:\n- transcribe: {{model: {}, beam_size: 1, threads: 2}}\nprofiles:\n- {{name: p72, codec: h264, height: 144, always_encode: true, preset: ultrafast}}\n",
+            model.display()
+        ),
+    )?;
+    let out2 = dir.path().join("out2");
+    spool()
+        .args(["run", "--workflow"])
+        .arg(&wf2)
+        .arg("--out")
+        .arg(&out2)
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .arg(&dub)
+        .assert()
+        .success();
+    let third = read_json(&out2.join("dub/manifest.json"))?;
+    assert_eq!(third["steps"]["transcribe"]["cached"], false, "{third}");
     Ok(())
 }
 

@@ -23,8 +23,11 @@ use serde::{Deserialize, Serialize};
 
 pub use cues::{to_srt, to_vtt, Cue};
 pub use features::SAMPLE_RATE;
+
+/// Bumped whenever decoding changes what a transcript says (part of a kept transcript's key).
+pub const DECODER_VERSION: u32 = 1;
 use features::{MelExtractor, WINDOW_SAMPLES};
-pub use model::{find_model, ModelError};
+pub use model::{find_model, model_fingerprint, ModelError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -50,7 +53,7 @@ pub struct Options {
     pub threads: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Transcript {
     pub language: String,
     pub cues: Vec<Cue>,

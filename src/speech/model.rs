@@ -53,6 +53,40 @@ pub fn check_model_dir(dir: &Path) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// What identifies a model's content without reading all of it: its config and tokenizer
+/// whole, and model.bin's size with its first and last MiB (a converted or re-quantised model
+/// differs in all of these).
+pub fn model_fingerprint(dir: &Path) -> Result<String, ModelError> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek, SeekFrom};
+    let unusable = |problem: String| ModelError::Unusable {
+        path: dir.display().to_string(),
+        problem,
+    };
+    let mut hash = Sha256::new();
+    for file in ["config.json", "tokenizer.json"] {
+        let bytes = std::fs::read(dir.join(file)).map_err(|e| unusable(format!("{file}: {e}")))?;
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+    }
+    let bin = dir.join("model.bin");
+    let mut file = std::fs::File::open(&bin).map_err(|e| unusable(format!("model.bin: {e}")))?;
+    let size = file
+        .metadata()
+        .map_err(|e| unusable(format!("model.bin: {e}")))?
+        .len();
+    hash.update(size.to_le_bytes());
+    const EDGE: u64 = 1 << 20;
+    let mut buf = vec![0u8; EDGE.min(size) as usize];
+    for at in [0, size.saturating_sub(EDGE)] {
+        file.seek(SeekFrom::Start(at))
+            .and_then(|_| file.read_exact(&mut buf))
+            .map_err(|e| unusable(format!("model.bin: {e}")))?;
+        hash.update(&buf);
+    }
+    Ok(hex::encode(hash.finalize()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,6 +110,13 @@ pub trait ProbeBook: Send + Sync {
     fn probe_put(&self, record: &ProbeRecord) -> Result<(), StoreError>;
 }
 
+/// Results derived from content (transcripts), so no content is worked on twice.
+pub trait ResultBook: Send + Sync {
+    fn result_get(&self, key: &str) -> Result<Option<ResultRecord>, StoreError>;
+    /// Durable at return.
+    fn result_put(&self, record: &ResultRecord) -> Result<(), StoreError>;
+}
+
 /// Lua hooks' replies, so a resumed job does not ask again.
 pub trait HookLog: Send + Sync {
     /// Durable at return.
@@ -160,6 +167,7 @@ pub trait Repo:
     + TaskStore
     + CacheIndex
     + ProbeBook
+    + ResultBook
     + HookLog
     + WorkflowVersions
     + WatchRecords
@@ -173,6 +181,7 @@ impl<T> Repo for T where
         + TaskStore
         + CacheIndex
         + ProbeBook
+        + ResultBook
         + HookLog
         + WorkflowVersions
         + WatchRecords

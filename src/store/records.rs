@@ -304,6 +304,17 @@ pub struct ProbeRecord {
     pub created_ms: u64,
 }
 
+/// A result derived from content that is costly to make again (a transcript), by a key of
+/// (content + model + settings): the same content is never worked on twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    pub key: String,
+    /// What it is, e.g. `transcript`.
+    pub kind: String,
+    pub body: serde_json::Value,
+    pub created_ms: u64,
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -133,6 +133,8 @@ impl JobCtx<'_> {
                 media: &source.media,
                 video: &source.video,
                 runner: &self.engine.runner,
+                repo: &self.engine.repo,
+                force: self.force,
                 placement: &self.placement,
                 cancel: &self.cancel,
                 script: &self.script,

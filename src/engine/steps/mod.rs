@@ -78,6 +78,10 @@ pub struct StepCtx<'a> {
     pub media: &'a MediaInfo,
     pub video: &'a VideoStream,
     pub runner: &'a Runner,
+    /// For results kept by content (transcripts).
+    pub repo: &'a std::sync::Arc<dyn crate::store::Repo>,
+    /// Work again even where a kept result exists.
+    pub force: bool,
     pub placement: &'a Placement,
     pub cancel: &'a CancellationToken,
     pub script: &'a JobScript,

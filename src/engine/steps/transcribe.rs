@@ -70,7 +70,7 @@ async fn run(
 
     use super::{ffmpeg, publish_step_file};
     use crate::engine::manifest::{OutputEntry, OutputKind};
-    use crate::speech::{to_srt, to_vtt, Compute, Options, SpeechError, Transcriber};
+    use crate::speech::{to_srt, to_vtt, Compute, Options};
     use crate::workflow::schema::ComputeType;
 
     let (StepDetail::Transcribe { dir, pcm }, commands) = (&plan.detail, &plan.commands) else {
@@ -92,10 +92,6 @@ async fn run(
     let bytes = tokio::fs::read(pcm)
         .await
         .map_err(|e| format!("{}: {e}", pcm.display()))?;
-    let samples: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
     let options = Options {
         language: step.language.clone(),
         translate: step.translate,
@@ -108,28 +104,14 @@ async fn run(
         },
         threads: step.threads as usize,
     };
-    // Whisper takes the CPU: it holds a slot like an ffmpeg would.
-    let Some(slot) = ctx.runner.slot(ctx.placement, ctx.cancel).await else {
-        return Err(StepError::Cancelled);
-    };
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (flag, cancel) = (stop.clone(), ctx.cancel.clone());
-    let watcher = tokio::spawn(async move {
-        cancel.cancelled().await;
-        flag.store(true, std::sync::atomic::Ordering::Relaxed);
-    });
-    let model_dir = model.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        Transcriber::open(&model_dir, options)?.transcribe(&samples, &stop)
-    })
-    .await;
-    watcher.abort();
-    drop(slot);
-    let transcript = match result {
-        Ok(Ok(t)) => t,
-        Ok(Err(SpeechError::Cancelled)) => return Err(StepError::Cancelled),
-        Ok(Err(e)) => return Err(e.to_string().into()),
-        Err(e) => return Err(format!("internal error in Whisper: {e}").into()),
+    let key = kept::key(&bytes, &model, &options)?;
+    let (transcript, cached) = match kept::find(ctx, &key).await? {
+        Some(t) => (t, true),
+        None => {
+            let t = whisper(ctx, &model, options, bytes).await?;
+            kept::keep(ctx, &key, &t).await?;
+            (t, false)
+        }
     };
     let lang = transcript.language.clone();
     let vtt = format!("{}.{lang}.vtt", ctx.stem);
@@ -162,8 +144,115 @@ async fn run(
         "windows": transcript.windows, "fallbacks": transcript.fallbacks,
         "silent_windows": transcript.silent_windows,
         "silence_skipped_s": transcript.silence_skipped_s, "dropped_cues": transcript.dropped_cues,
+        "cached": cached,
     });
     Ok(StepDone { outputs, data })
+}
+
+/// Whisper on the 16 kHz samples, holding a slot like an ffmpeg would; cancelled with the job.
+#[cfg(feature = "whisper")]
+async fn whisper(
+    ctx: &StepCtx<'_>,
+    model: &std::path::Path,
+    options: crate::speech::Options,
+    bytes: Vec<u8>,
+) -> Result<crate::speech::Transcript, StepError> {
+    use crate::speech::{SpeechError, Transcriber};
+    let samples: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let Some(slot) = ctx.runner.slot(ctx.placement, ctx.cancel).await else {
+        return Err(StepError::Cancelled);
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flag, cancel) = (stop.clone(), ctx.cancel.clone());
+    let watcher = tokio::spawn(async move {
+        cancel.cancelled().await;
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let model_dir = model.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || {
+        Transcriber::open(&model_dir, options)?.transcribe(&samples, &stop)
+    })
+    .await;
+    watcher.abort();
+    drop(slot);
+    match result {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(SpeechError::Cancelled)) => Err(StepError::Cancelled),
+        Ok(Err(e)) => Err(e.to_string().into()),
+        Err(e) => Err(format!("internal error in Whisper: {e}").into()),
+    }
+}
+
+/// Transcripts kept in the store by (the audio as Whisper hears it + the model's content +
+/// the decoding settings): the same speech is never transcribed twice, whatever file or
+/// container it comes in.
+#[cfg(feature = "whisper")]
+mod kept {
+    use super::{StepCtx, StepError};
+    use crate::speech::{model_fingerprint, Options, Transcript, DECODER_VERSION};
+    use crate::store::{now_ms, ResultRecord, StoreError};
+
+    const KIND: &str = "transcript";
+
+    pub(super) fn key(
+        pcm: &[u8],
+        model: &std::path::Path,
+        o: &Options,
+    ) -> Result<String, StepError> {
+        use sha2::{Digest, Sha256};
+        let audio = hex::encode(Sha256::digest(pcm));
+        let model = model_fingerprint(model).map_err(|e| e.to_string())?;
+        // Threads are left out: they change the speed, not the words.
+        let print = serde_json::json!({
+            "kind": KIND, "decoder": DECODER_VERSION, "audio": audio, "model": model,
+            "language": o.language, "translate": o.translate, "beam": o.beam_size,
+            "compute": o.compute,
+        });
+        Ok(hex::encode(Sha256::digest(print.to_string().as_bytes())))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        ctx: &StepCtx<'_>,
+        call: impl FnOnce(&dyn crate::store::Repo) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StepError> {
+        let repo = ctx.repo.clone();
+        match tokio::task::spawn_blocking(move || call(repo.as_ref())).await {
+            Ok(r) => r.map_err(|e| StepError::Failed(format!("store: {e}"))),
+            Err(e) => Err(StepError::Failed(format!("store: {e}"))),
+        }
+    }
+
+    pub(super) async fn find(
+        ctx: &StepCtx<'_>,
+        key: &str,
+    ) -> Result<Option<Transcript>, StepError> {
+        if ctx.force {
+            return Ok(None);
+        }
+        let k = key.to_string();
+        let Some(record) = blocking(ctx, move |r| r.result_get(&k)).await? else {
+            return Ok(None);
+        };
+        // A record this spool cannot read is made again, not trusted.
+        Ok(serde_json::from_value(record.body).ok())
+    }
+
+    pub(super) async fn keep(
+        ctx: &StepCtx<'_>,
+        key: &str,
+        t: &Transcript,
+    ) -> Result<(), StepError> {
+        let record = ResultRecord {
+            key: key.to_string(),
+            kind: KIND.into(),
+            body: serde_json::to_value(t).map_err(|e| e.to_string())?,
+            created_ms: now_ms(),
+        };
+        blocking(ctx, move |r| r.result_put(&record)).await
+    }
 }
 
 #[cfg(not(feature = "whisper"))]

@@ -26,6 +26,7 @@ pub struct SledRepo {
     tasks: sled::Tree,
     cache: sled::Tree,
     probes: sled::Tree,
+    results: sled::Tree,
     hooks: sled::Tree,
     workflows: sled::Tree,
     files: sled::Tree,
@@ -77,6 +78,7 @@ impl SledRepo {
             tasks: db.open_tree("tasks")?,
             cache: db.open_tree("cache")?,
             probes: db.open_tree("probes")?,
+            results: db.open_tree("results")?,
             hooks: db.open_tree("hooks")?,
             workflows: db.open_tree("workflows")?,
             files: db.open_tree("files")?,
@@ -187,6 +189,19 @@ impl crate::store::ProbeBook for SledRepo {
         self.probes
             .insert(record.key.as_bytes(), encode(record)?.as_slice())?;
         self.probes.flush()?;
+        Ok(())
+    }
+}
+
+impl crate::store::ResultBook for SledRepo {
+    fn result_get(&self, key: &str) -> Result<Option<ResultRecord>, StoreError> {
+        Self::get(&self.results, key)
+    }
+
+    fn result_put(&self, record: &ResultRecord) -> Result<(), StoreError> {
+        self.results
+            .insert(record.key.as_bytes(), encode(record)?.as_slice())?;
+        self.results.flush()?;
         Ok(())
     }
 }
