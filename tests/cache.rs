@@ -58,7 +58,7 @@ fn cache(dir: &Path, args: &[&str]) -> (i32, Value) {
     }
 }
 
-/// Every file the cache holds: encoded chunks (.mp4) and audio encodes (.m4a).
+/// Every file the cache holds: encoded chunks and joins (.mp4) and audio encodes (.m4a).
 fn cached_files(dir: &Path) -> Vec<PathBuf> {
     find_files(&dir.join("state/cache"), ".m")
         .into_iter()
@@ -80,7 +80,10 @@ fn eviction_keeps_the_limit_and_spares_a_running_jobs_chunks() -> TestResult {
     make_clip(&long, "352x198", 25, 8, Audio::Bursts)?;
     run(dir.path(), &wf, &[&a], None)?;
     let (_, before) = cache(dir.path(), &["stats"]);
-    assert_eq!(before["entries"], 4, "three chunks and the audio: {before}");
+    assert_eq!(
+        before["entries"], 5,
+        "three chunks, the audio and the join: {before}"
+    );
     // A 1-byte cache: when the short job ends, the long one is still encoding. Its chunks
     // were made after it started, so they stay, and its join finds them; a's go.
     let both = run(dir.path(), &wf, &[&short, &long], Some("1"))?;
@@ -128,8 +131,8 @@ fn verify_drops_damaged_entries_and_gc_evicts_the_least_recently_used() -> TestR
     // Used last: a (b was made before). gc to a's size keeps a, evicts b.
     let (_, stats) = cache(dir.path(), &["stats"]);
     assert_eq!(
-        stats["entries"], 6,
-        "two chunks and the audio each: {stats}"
+        stats["entries"], 8,
+        "two chunks, the audio and the join each: {stats}"
     );
     let a_bytes: u64 = cached_files(dir.path())
         .iter()
@@ -141,11 +144,11 @@ fn verify_drops_damaged_entries_and_gc_evicts_the_least_recently_used() -> TestR
         .sum();
     assert!(a_bytes > 0);
     let (code, gc) = cache(dir.path(), &["gc", "--max-size", &a_bytes.to_string()]);
-    assert_eq!((code, &gc["removed"]), (0, &Value::from(3)), "{gc}");
+    assert_eq!((code, &gc["removed"]), (0, &Value::from(4)), "{gc}");
     assert_eq!(gc["left"]["bytes"], a_bytes);
     // Damage what is left: one byte flipped in one file, the others cut short.
     let files = cached_files(dir.path());
-    assert_eq!(files.len(), 3, "a's two chunks and its audio");
+    assert_eq!(files.len(), 4, "a's two chunks, its audio and its join");
     let mut bytes = std::fs::read(&files[0])?;
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;

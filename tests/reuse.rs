@@ -99,3 +99,115 @@ fn an_hls_package_is_reused_whole_and_still_plays() -> TestResult {
     assert!(frames.contains(&75), "{frames:?}");
     Ok(())
 }
+
+/// The phases of the commands a traced run started.
+fn phases(trace: &Path) -> Vec<String> {
+    std::fs::read_to_string(trace)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["phase"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn another_workflow_version_reuses_joins_thumbnails_and_the_hls_package() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let steps =
+        "steps:\n- thumbnails: {interval_seconds: 1, thumb_width: 64, columns: 2, rows: 2}\n\
+                 - hls: {segment_seconds: 1}\n";
+    let v1 = write_workflow(dir.path(), "v1", steps)?;
+    // Another version of the workflow (its text differs): no whole-output reuse.
+    let v2 = write_workflow(
+        dir.path(),
+        "v2",
+        &format!("description: the same work\n{steps}"),
+    )?;
+    let src = dir.path().join("show.mp4");
+    make_clip(&src, "426x240", 25, 3, Audio::Bursts)?;
+    let run = |wf: &Path, out: &str, trace: &str| {
+        spool()
+            .args(["run", "--json", "--workflow"])
+            .arg(wf)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--trace-commands")
+            .arg(dir.path().join(trace))
+            .arg(&src)
+            .assert()
+            .success()
+    };
+    run(&v1, "out1", "t1.jsonl");
+    run(&v2, "out2", "t2.jsonl");
+    let (first, second) = (
+        phases(&dir.path().join("t1.jsonl")),
+        phases(&dir.path().join("t2.jsonl")),
+    );
+    for phase in ["join", "thumbnails", "hls"] {
+        assert!(first.iter().any(|p| p == phase), "{phase} in {first:?}");
+    }
+    for phase in ["encode", "audio", "join", "thumbnails", "hls"] {
+        assert!(
+            !second.iter().any(|p| p == phase),
+            "{phase} ran again: {second:?}"
+        );
+    }
+    let m1 = read_json(&dir.path().join("out1/show/manifest.json"))?;
+    let m2 = read_json(&dir.path().join("out2/show/manifest.json"))?;
+    assert!(m2["reused_from"].is_null(), "not reused whole: {m2}");
+    assert_eq!(m2["steps"]["thumbnails"]["cached"], true, "{m2}");
+    assert_eq!(m2["steps"]["hls"]["cached"], true, "{m2}");
+    // Every file of the package and the sheets, byte for byte, and listed alike.
+    let listed = |m: &Value| -> Vec<(String, String)> {
+        m["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| (f["path"].to_string(), f["sha256"].to_string()))
+            .collect()
+    };
+    assert_eq!(listed(&m1), listed(&m2));
+    assert!(listed(&m2).len() > 8, "{m2}");
+    // The package put in place plays through its master playlist: every frame of the top rung.
+    let master = dir.path().join("out2/show/hls/master.m3u8");
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&master)
+        .output()?;
+    let frames = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        frames
+            .split_whitespace()
+            .any(|f| f.trim_end_matches(',') == "75"),
+        "{frames}"
+    );
+
+    // A damaged kept file is never used: the step runs again and its output is whole.
+    let kept_jpgs = find_files(&dir.path().join("state"), ".jpg");
+    assert!(!kept_jpgs.is_empty(), "the sheets are kept in the cache");
+    for path in &kept_jpgs {
+        let mut bytes = std::fs::read(path)?;
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x55;
+        std::fs::remove_file(path)?; // linked to the outputs: a new file, not through the link
+        std::fs::write(path, bytes)?;
+    }
+    let v3 = write_workflow(
+        dir.path(),
+        "v3",
+        &format!("description: once more\n{steps}"),
+    )?;
+    run(&v3, "out3", "t3.jsonl");
+    let third = phases(&dir.path().join("t3.jsonl"));
+    assert!(third.iter().any(|p| p == "thumbnails"), "{third:?}");
+    assert!(
+        !third.iter().any(|p| p == "hls"),
+        "the package was sound: {third:?}"
+    );
+    let m3 = read_json(&dir.path().join("out3/show/manifest.json"))?;
+    assert_eq!(listed(&m1), listed(&m3));
+    Ok(())
+}

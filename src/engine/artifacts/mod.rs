@@ -78,7 +78,14 @@ impl ArtifactStore {
             .await
             .map_err(std::io::Error::other)??;
         let bytes = digest.size;
-        tokio::fs::rename(encoded, &dest).await?;
+        if let Err(e) = tokio::fs::rename(encoded, &dest).await {
+            // An output directory on another file system: copied in, then let go.
+            if e.kind() != std::io::ErrorKind::CrossesDevices {
+                return Err(e);
+            }
+            tokio::fs::copy(encoded, &dest).await?;
+            tokio::fs::remove_file(encoded).await?;
+        }
         let rel = dest
             .strip_prefix(&self.dir)
             .unwrap_or(&dest)

@@ -22,6 +22,18 @@ impl JobCtx<'_> {
         command: &[OsString],
         out: &Path,
     ) -> String {
+        self.derived_key_of(source, command, out, &[])
+    }
+
+    /// The same for a command that also reads files made before it, each named by what
+    /// identifies its content (its cache key).
+    pub(super) fn derived_key_of(
+        &self,
+        source: &FileDigest,
+        command: &[OsString],
+        out: &Path,
+        inputs: &[String],
+    ) -> String {
         let outputs = [OutputPaths {
             path: out.to_path_buf(),
             passlog: out.to_path_buf(),
@@ -33,7 +45,8 @@ impl JobCtx<'_> {
         };
         let template =
             serde_json::to_string(&ArgvTemplate::from_argv(command, &bound)).unwrap_or_default();
-        let settings = sha256_hex(format!("derived-v1\n{template}").as_bytes());
+        let settings =
+            sha256_hex(format!("derived-v1\n{template}\n{}", inputs.join("\n")).as_bytes());
         artifact_key(source, &settings, &self.engine.runner.tools().version)
     }
 }
@@ -76,9 +89,9 @@ impl JobCtx<'_> {
         Ok(true)
     }
 
-    /// Keeps a fresh file in the cache (a link stays at `out`). Failing to is not the
-    /// job's failure: the next job just makes it again.
-    pub(super) async fn keep_derived(&self, key: &str, out: &Path, source: &FileDigest) {
+    /// Keeps a fresh file in the cache (a link stays at `out`); says whether it is kept.
+    /// Failing to is not the job's failure: the next job just makes it again.
+    pub(super) async fn keep_derived(&self, key: &str, out: &Path, source: &FileDigest) -> bool {
         let ext = out
             .extension()
             .map_or("bin".to_string(), |e| e.to_string_lossy().into_owned());
@@ -93,13 +106,16 @@ impl JobCtx<'_> {
         }
         .await;
         match kept {
-            Ok(record) => {
-                if let Err(e) = self.engine.store(move |r| r.cache_put(&record)).await {
+            Ok(record) => match self.engine.store(move |r| r.cache_put(&record)).await {
+                Ok(()) => true,
+                Err(e) => {
                     tracing::warn!(job = %self.id, error = %e, "derived file not recorded in the cache");
+                    false
                 }
-            }
+            },
             Err(e) => {
                 tracing::warn!(job = %self.id, error = %e, "derived file not kept in the cache");
+                false
             }
         }
     }

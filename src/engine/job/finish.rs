@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::join::Joined;
 use super::original::dispose_original;
+use super::step_reuse::snapshot;
 use super::JobCtx;
 use crate::engine::error::{JobError, JobStop, Published};
 use crate::engine::manifest::{
@@ -30,6 +31,7 @@ impl JobCtx<'_> {
         loudness: Vec<LoudnessEntry>,
     ) -> Result<Published, JobStop> {
         let mut outputs = Vec::new();
+        let keys: Vec<String> = joined.staged.iter().map(|s| s.key.clone()).collect();
         for s in joined.staged {
             if let Err(e) = rename_durably(&s.tmp, &s.dest) {
                 remove_temps(&self.out_dir).await;
@@ -42,7 +44,9 @@ impl JobCtx<'_> {
             }
             outputs.push(s.entry);
         }
-        let steps = self.run_steps(plan, source, &mut outputs).await?;
+        let steps = self
+            .run_steps(plan, source, &mut outputs, digest, &keys)
+            .await?;
         let dir = self.out_dir.clone();
         let files =
             tokio::task::spawn_blocking(move || crate::engine::manifest::published_files(&dir))
@@ -119,10 +123,27 @@ impl JobCtx<'_> {
         plan: &JobPlan,
         source: &Source,
         outputs: &mut Vec<OutputEntry>,
+        digest: &FileDigest,
+        published: &[String],
     ) -> Result<serde_json::Map<String, serde_json::Value>, JobStop> {
         let mut data = serde_json::Map::new();
         let stem = stem_of(self.input);
         for (step, step_plan) in self.workflow.steps.iter().zip(&plan.steps) {
+            let key = self.step_key(step, digest, published, &stem);
+            if let Some(key) = &key {
+                if let Some((entries, mut kept)) = self.reuse_step(key).await? {
+                    if let Some(map) = kept.as_object_mut() {
+                        map.insert("cached".into(), true.into());
+                    }
+                    outputs.extend(entries);
+                    data.insert(step.label().to_string(), kept);
+                    continue;
+                }
+            }
+            let out = self.out_dir.clone();
+            let before = tokio::task::spawn_blocking(move || snapshot(&out))
+                .await
+                .map_err(|e| JobError::Internal(e.to_string()))?;
             let ctx = StepCtx {
                 job: &self.id,
                 input: self.input,
@@ -144,6 +165,10 @@ impl JobCtx<'_> {
                 .run(&ctx, step_plan)
                 .await
                 .map_err(|e| e.into_stop(step.label()))?;
+            if let Some(key) = &key {
+                self.keep_step(key, &before, &done.outputs, &done.data, digest)
+                    .await?;
+            }
             outputs.extend(done.outputs);
             data.insert(step.label().to_string(), done.data);
         }

@@ -25,6 +25,8 @@ pub(super) struct Staged {
     pub tmp: PathBuf,
     pub dest: PathBuf,
     pub entry: OutputEntry,
+    /// What identifies its content: its cache key (steps after it are keyed by it).
+    pub key: String,
 }
 
 impl JobCtx<'_> {
@@ -54,7 +56,7 @@ impl JobCtx<'_> {
         let joins = plan
             .joins
             .iter()
-            .map(|j| self.join(plan, j, encoded, source));
+            .map(|j| self.join(plan, j, encoded, source, digest));
         let mut staged = Vec::new();
         let mut guarded = Vec::new();
         for r in futures::future::join_all(joins).await {
@@ -108,6 +110,7 @@ impl JobCtx<'_> {
         join: &PlannedJoin,
         encoded: &Encoded,
         source: &Source,
+        digest: &FileDigest,
     ) -> Result<Staged, JobStop> {
         let rung = &plan.rungs[join.rung];
         let files: Vec<(PathBuf, Option<f64>)> = encoded
@@ -119,11 +122,28 @@ impl JobCtx<'_> {
         tokio::fs::write(&join.list, concat_list(&files))
             .await
             .map_err(JobError::io("join list"))?;
-        self.engine
-            .runner
-            .run(&join.command, &self.placement, &self.cancel, |_| {})
-            .await
-            .map_err(JobStop::run(format!("joining {}", rung.name)))?;
+        // The same chunks and audio joined the same way make the same file: kept by what its
+        // inputs are (cached chunks are named by their keys; audio by its own key).
+        let inputs: Vec<String> = files
+            .iter()
+            .map(|(p, _)| {
+                p.file_name()
+                    .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+            })
+            .chain(join.audio.iter().filter_map(|i| {
+                let a = plan.audio.get(*i)?;
+                Some(self.derived_key(digest, &a.command.args, &a.out))
+            }))
+            .collect();
+        let key = self.derived_key_of(digest, &join.command.args, &join.tmp, &inputs);
+        if !self.take_cached(&key, &join.tmp).await? {
+            self.engine
+                .runner
+                .run(&join.command, &self.placement, &self.cancel, |_| {})
+                .await
+                .map_err(JobStop::run(format!("joining {}", rung.name)))?;
+            self.keep_derived(&key, &join.tmp, digest).await;
+        }
         let (media, video) = (&source.media, &source.video);
         let lead_in = plan.audio.first().map_or(0.0, |a| a.encode.lead_in_s);
         let first_audio = media.audio.first();
@@ -167,6 +187,7 @@ impl JobCtx<'_> {
             },
             tmp: join.tmp.clone(),
             dest: join.dest.clone(),
+            key,
         })
     }
 
@@ -218,6 +239,7 @@ impl JobCtx<'_> {
             },
             tmp: gif.tmp.clone(),
             dest: gif.dest.clone(),
+            key,
         })
     }
 }

@@ -16,6 +16,7 @@ mod probe;
 mod progress;
 mod quality;
 mod reuse;
+mod step_reuse;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
