@@ -176,6 +176,9 @@ enum Command {
         /// int8, int8_float32, float32 or default.
         #[arg(long, default_value = "int8")]
         compute: String,
+        /// Each word's time too (in --json, and as karaoke timestamps in WebVTT).
+        #[arg(long)]
+        word_timestamps: bool,
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         #[arg(long)]
@@ -397,6 +400,7 @@ async fn dispatch(command: Command) -> Result<u8> {
             beam_size,
             threads,
             compute,
+            word_timestamps,
             out,
             json,
         } => {
@@ -406,6 +410,7 @@ async fn dispatch(command: Command) -> Result<u8> {
                 beam_size,
                 compute: cli::transcribe::compute_from(&compute)?,
                 threads,
+                word_timestamps,
             };
             cli::transcribe::transcribe(cli::transcribe::Args {
                 input,

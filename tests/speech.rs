@@ -164,3 +164,90 @@ fn the_english_only_model_refuses_to_translate_and_says_why() -> TestResult {
     assert!(err.contains("English-only model cannot translate"), "{err}");
     Ok(())
 }
+
+#[test]
+fn every_word_is_timed_where_it_is_spoken() -> TestResult {
+    let model = whisper_model()?;
+    let dir = tempfile::tempdir()?;
+    // Words spoken alone, their silences cut, placed at known offsets.
+    let words = ["apple", "river", "yellow", "window", "garden"];
+    let offsets = [1.0, 2.7, 4.4, 6.1, 7.8];
+    let mut inputs: Vec<String> = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let raw = dir.path().join(format!("w{i}.wav"));
+        say(&format!("{w}."), &raw)?;
+        let cut = dir.path().join(format!("c{i}.wav"));
+        let trim = "silenceremove=start_periods=1:start_threshold=-45dB,areverse,\
+                    silenceremove=start_periods=1:start_threshold=-45dB,areverse";
+        ffmpeg(&[
+            "-i",
+            raw.to_str().unwrap_or_default(),
+            "-af",
+            trim,
+            cut.to_str().unwrap_or_default(),
+        ])?;
+        inputs.extend(["-i".to_string(), cut.display().to_string()]);
+    }
+    let mut graph = String::new();
+    for (i, at) in offsets.iter().enumerate() {
+        graph.push_str(&format!(
+            "[{i}]aresample=16000,adelay={}[a{i}];",
+            (at * 1000.0) as u64
+        ));
+    }
+    graph.push_str("[a0][a1][a2][a3][a4]amix=inputs=5:normalize=0,apad=whole_dur=10[out]");
+    let src = dir.path().join("words.wav");
+    let mut args: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    args.extend(["-filter_complex", &graph, "-map", "[out]", "-t", "10"]);
+    args.push(src.to_str().unwrap_or_default());
+    ffmpeg(&args)?;
+
+    let heard = transcribe(&model, &src, &["--word-timestamps"])?;
+    let timed: Vec<(String, f64, f64)> = heard["cues"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["words"].as_array().cloned().unwrap_or_default())
+        .map(|w| {
+            let text: String = w["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .collect();
+            (
+                text,
+                w["start"].as_f64().unwrap_or(f64::NAN),
+                w["end"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    let mut found = 0;
+    for (word, at) in words.iter().zip(offsets) {
+        let Some((_, start, end)) = timed.iter().find(|(t, _, _)| t == word) else {
+            continue;
+        };
+        found += 1;
+        assert!(
+            (start - at).abs() <= 0.3,
+            "{word} starts at {start:.2} s, spoken at {at:.2} s: {timed:?}"
+        );
+        assert!(end > start, "{word}: {start}..{end}");
+    }
+    assert!(found >= 4, "the words were not heard: {timed:?}");
+    // Karaoke-style WebVTT: every word after a cue's first carries its own time.
+    let vtt = dir.path().join("words.vtt");
+    spool()
+        .arg("transcribe")
+        .arg(&src)
+        .arg("--model")
+        .arg(&model)
+        .args(["--threads", "2", "--word-timestamps", "--out"])
+        .arg(&vtt)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&vtt)?;
+    assert!(text.contains("<00:00:0"), "{text}");
+    Ok(())
+}

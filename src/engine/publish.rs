@@ -25,10 +25,23 @@ pub fn rename_durably(tmp: &Path, dest: &Path) -> std::io::Result<()> {
         std::fs::rename(&near, dest)?;
         let _ = std::fs::remove_file(tmp);
     }
+    // Two links of one file (a cached output put at `tmp` while `dest` already is it, after a
+    // crash between publishing and finishing): rename does nothing and leaves `tmp`.
+    if same_file(tmp, dest) {
+        std::fs::remove_file(tmp)?;
+    }
     if let Some(dir) = dest.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// Writes bytes to `dest` through a hidden temp file in the same directory.
@@ -52,6 +65,17 @@ pub fn temp_name(final_name: &str, ext: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renaming_a_link_over_its_twin_leaves_no_temp() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (dest, tmp) = (dir.path().join("out.mp4"), dir.path().join(".out.tmp"));
+        std::fs::write(&dest, b"same")?;
+        std::fs::hard_link(&dest, &tmp)?;
+        rename_durably(&tmp, &dest)?;
+        assert!(!tmp.exists() && std::fs::read(&dest)? == b"same");
+        Ok(())
+    }
 
     #[test]
     fn atomic_write_leaves_no_temp() -> std::io::Result<()> {

@@ -12,6 +12,8 @@ const MAX_PAUSE_S: f64 = 0.8;
 /// Silence shorter than this before the next speech is decoded anyway (it costs little and
 /// keeps Whisper's context).
 const SKIP_AFTER_S: f64 = 2.0;
+/// Silence within one word's aligned span longer than this separates it from the next word.
+const WORD_GAP_S: f64 = 0.3;
 /// Air kept before speech when a silence is skipped.
 const LEAD_IN_S: f64 = 0.4;
 
@@ -56,6 +58,9 @@ impl Activity {
         let max_pause = (MAX_PAUSE_S / FRAME_S) as usize;
         let before = cues.len();
         cues.retain_mut(|cue| {
+            if !cue.words.is_empty() {
+                return self.fit_words(cue);
+            }
             let first = (cue.start / FRAME_S) as usize;
             let last = ((cue.end / FRAME_S).ceil() as usize).min(self.loud.len());
             let loud: Vec<usize> = (first..last).filter(|i| self.loud[*i]).collect();
@@ -73,6 +78,50 @@ impl Activity {
             true
         });
         before - cues.len()
+    }
+}
+
+impl Activity {
+    /// The loud frames in [start, end) seconds.
+    fn loud_in(&self, start: f64, end: f64) -> Vec<usize> {
+        let first = (start.max(0.0) / FRAME_S) as usize;
+        let last = ((end / FRAME_S).ceil() as usize).min(self.loud.len());
+        (first..last).filter(|i| self.loud[*i]).collect()
+    }
+
+    /// A cue with word times: each word narrowed to the sound within its aligned span (the
+    /// alignment is coarse at the edges of speech, e.g. a first word "starting" at 0.00 after
+    /// a second of silence), then the cue to its words. False when no word has sound.
+    fn fit_words(&self, cue: &mut Cue) -> bool {
+        let mut heard = false;
+        // The frame after the previous word's sound: a word never reaches back past it.
+        let mut free = (cue.start.max(0.0) / FRAME_S) as usize;
+        let gap = (WORD_GAP_S / FRAME_S) as usize;
+        for w in &mut cue.words {
+            let loud = self.loud_in(w.start, w.end.max(w.start + FRAME_S));
+            // The word's first run of sound; a later run is the next word's onset.
+            let run = match loud.windows(2).position(|p| p[1] - p[0] > gap) {
+                Some(k) => &loud[..=k],
+                None => &loud[..],
+            };
+            if let (Some(a), Some(b)) = (run.first(), run.last()) {
+                // Sound running on from before the aligned start is this word's beginning.
+                let mut a = *a;
+                while a > free && self.loud.get(a - 1).copied().unwrap_or(false) {
+                    a -= 1;
+                }
+                w.start = a as f64 * FRAME_S;
+                w.end = ((*b + 1) as f64 * FRAME_S).max(w.start + FRAME_S);
+                free = *b + 1;
+                heard = true;
+            }
+        }
+        let (Some(first), Some(last)) = (cue.words.first(), cue.words.last()) else {
+            return false;
+        };
+        cue.start = (first.start - 0.1).max(cue.start);
+        cue.end = (last.end + 0.1).min(cue.end).max(cue.start + 0.2);
+        heard
     }
 }
 
@@ -115,6 +164,7 @@ mod tests {
             start: 0.0,
             end: 3.0,
             text: "hi".into(),
+            words: Vec::new(),
         }];
         assert_eq!(Activity::measure(&samples).fit(&mut cues), 0);
         assert!((cues[0].start - 0.9).abs() < 0.03, "{cues:?}");
@@ -133,6 +183,7 @@ mod tests {
             start: 0.0,
             end: 10.0,
             text: "first".into(),
+            words: Vec::new(),
         }];
         Activity::measure(&samples).fit(&mut cues);
         assert!((cues[0].start - 0.9).abs() < 0.03, "{cues:?}");
@@ -148,11 +199,13 @@ mod tests {
                 start: 0.9,
                 end: 3.2,
                 text: "speech".into(),
+                words: Vec::new(),
             },
             Cue {
                 start: 30.0,
                 end: 32.0,
                 text: "You".into(),
+                words: Vec::new(),
             },
         ];
         assert_eq!(Activity::measure(&samples).fit(&mut cues), 1);

@@ -11,6 +11,7 @@ pub mod cues;
 mod decode;
 mod features;
 mod model;
+mod words;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ use ct2rs::tokenizers::hf::Tokenizer as HfTokenizer;
 use ct2rs::Tokenizer as _;
 use serde::{Deserialize, Serialize};
 
-pub use cues::{to_srt, to_vtt, Cue};
+pub use cues::{to_srt, to_vtt, Cue, Word};
 pub use features::SAMPLE_RATE;
 
 /// Bumped whenever decoding changes what a transcript says (part of a kept transcript's key).
@@ -51,6 +52,8 @@ pub struct Options {
     pub compute: Compute,
     /// CPU threads; 0 lets CTranslate2 choose.
     pub threads: usize,
+    /// Each word's time too (cross-attention alignment; karaoke-style WebVTT).
+    pub word_timestamps: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,6 +95,8 @@ pub struct Transcriber {
     mel: MelExtractor,
     options: Options,
     model: PathBuf,
+    /// Loaded when word timings are asked for.
+    vocabulary: Option<words::Vocabulary>,
 }
 
 impl Transcriber {
@@ -118,7 +123,12 @@ impl Transcriber {
             )));
         }
         let tokenizer = HfTokenizer::new(dir).map_err(engine)?;
+        let vocabulary = match options.word_timestamps {
+            true => Some(words::Vocabulary::load(dir)?),
+            false => None,
+        };
         Ok(Transcriber {
+            vocabulary,
             mel: MelExtractor::new(whisper.n_mels()),
             whisper,
             tokenizer,
@@ -188,7 +198,11 @@ impl Transcriber {
             let window_s = window.len() as f64 / SAMPLE_RATE as f64;
             let offset = seek as f64 / SAMPLE_RATE as f64;
             let decoded = split_segments(&result.tokens, window_s);
-            for seg in &decoded.segments {
+            let timed = match &self.vocabulary {
+                Some(v) => self.align_words(v, &view, &prompt, &decoded.segments, window.len())?,
+                None => vec![Vec::new(); decoded.segments.len()],
+            };
+            for (seg, words) in decoded.segments.iter().zip(timed) {
                 let text = self.tokenizer.decode(seg.tokens.clone()).map_err(engine)?;
                 let text = text.trim().to_string();
                 if !text.is_empty() {
@@ -196,12 +210,27 @@ impl Transcriber {
                         start: offset + seg.start,
                         end: offset + seg.end.max(seg.start + 0.02),
                         text,
+                        words: words
+                            .into_iter()
+                            .map(|w| Word {
+                                start: offset + w.start,
+                                end: offset + w.end,
+                                ..w
+                            })
+                            .collect(),
                     });
                 }
             }
             seek += (decoded.advance_s * SAMPLE_RATE as f64).round() as usize;
         }
         let dropped_cues = activity.fit(&mut cues);
+        // Words stay inside their cue, which now ends with its sound.
+        for c in &mut cues {
+            for w in &mut c.words {
+                w.start = w.start.clamp(c.start, c.end);
+                w.end = w.end.clamp(w.start, c.end);
+            }
+        }
         let text = cues
             .iter()
             .map(|c| c.text.as_str())
@@ -219,6 +248,62 @@ impl Transcriber {
             silence_skipped_s: skipped as f64 / SAMPLE_RATE as f64,
             dropped_cues,
         })
+    }
+
+    /// Each segment's words with times from the window's start: the window's text tokens
+    /// aligned with its audio (see `words`). No words when a token is not in the vocabulary.
+    fn align_words(
+        &self,
+        vocabulary: &words::Vocabulary,
+        view: &StorageView,
+        prompt: &[String],
+        segments: &[WindowSegment],
+        samples: usize,
+    ) -> Result<Vec<Vec<Word>>, SpeechError> {
+        let mut out: Vec<Vec<Word>> = vec![Vec::new(); segments.len()];
+        let all: Vec<String> = segments.iter().flat_map(|s| s.tokens.clone()).collect();
+        let (Some(ids), Some(start)) = (vocabulary.ids(&all), vocabulary.ids(prompt)) else {
+            return Ok(out);
+        };
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let frames = samples.div_ceil(features::HOP);
+        let aligned = self
+            .whisper
+            .align(view, &start, &[ids], &[frames], words::MEDIAN_FILTER_WIDTH)
+            .map_err(engine)?;
+        let path: Vec<(i64, i64)> = aligned
+            .first()
+            .map(|r| {
+                r.alignments
+                    .iter()
+                    .map(|a| (a.token_x, a.frame_x))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Words are grouped per segment (a segment always starts a word).
+        let mut groups = Vec::new();
+        let mut at = 0;
+        for (i, seg) in segments.iter().enumerate() {
+            for g in words::group_words(&seg.tokens) {
+                groups.push((i, g.start + at..g.end + at));
+            }
+            at += seg.tokens.len();
+        }
+        let ranges: Vec<std::ops::Range<usize>> = groups.iter().map(|(_, g)| g.clone()).collect();
+        let times = words::word_times(&path, all.len(), &ranges);
+        for ((i, g), (start, end)) in groups.into_iter().zip(times) {
+            let seg = &segments[i];
+            let text = self.tokenizer.decode(all[g].to_vec()).map_err(engine)?;
+            let start = start.clamp(seg.start, seg.end);
+            out[i].push(Word {
+                start,
+                end: end.clamp(start, seg.end),
+                text,
+            });
+        }
+        Ok(out)
     }
 
     /// The words of a decoding, without its timestamp and control tokens.

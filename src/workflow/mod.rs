@@ -7,6 +7,7 @@ pub mod picture;
 pub mod reload;
 pub mod schedule;
 pub mod schema;
+pub mod steps;
 pub mod streams;
 pub mod validate;
 

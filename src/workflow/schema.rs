@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::steps::{ComputeType, ThumbnailsStep, TranscribeStep};
 use crate::media::colour::{BitDepth, HdrPolicy};
 use crate::media::profiles::{AudioChannels, Codec, Container, RateControl};
 
@@ -79,70 +80,6 @@ pub enum Step {
     Thumbnails(ThumbnailsStep),
     /// Whisper subtitles (<stem>.<lang>.vtt and .srt) and the transcript in the manifest.
     Transcribe(TranscribeStep),
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ThumbnailsStep {
-    /// Width of poster.jpg; the height follows the aspect ratio.
-    pub poster_width: u32,
-    /// One thumbnail every this many seconds.
-    pub interval_seconds: f64,
-    /// Width of each thumbnail in the sheets.
-    pub thumb_width: u32,
-    /// Thumbnails per sheet: columns × rows.
-    pub columns: u32,
-    pub rows: u32,
-}
-
-impl Default for ThumbnailsStep {
-    fn default() -> Self {
-        ThumbnailsStep {
-            poster_width: 1280,
-            interval_seconds: 5.0,
-            thumb_width: 160,
-            columns: 10,
-            rows: 10,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TranscribeStep {
-    /// A CTranslate2 Whisper model directory, relative to the workflow file;
-    /// `$SPOOL_WHISPER_MODEL` when absent.
-    pub model: Option<std::path::PathBuf>,
-    /// ISO 639-1 code; detected when absent (multilingual models; English-only ones are `en`).
-    pub language: Option<String>,
-    /// Translate to English (multilingual models).
-    pub translate: bool,
-    pub beam_size: u32,
-    pub compute_type: ComputeType,
-    /// CPU threads for Whisper; 0 = one per core.
-    pub threads: u32,
-}
-
-impl Default for TranscribeStep {
-    fn default() -> Self {
-        TranscribeStep {
-            model: None,
-            language: None,
-            translate: false,
-            beam_size: 5,
-            compute_type: ComputeType::Int8,
-            threads: 0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ComputeType {
-    Int8,
-    Int8Float32,
-    Float32,
-    Default,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

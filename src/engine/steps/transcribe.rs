@@ -103,6 +103,7 @@ async fn run(
             ComputeType::Default => Compute::Default,
         },
         threads: step.threads as usize,
+        word_timestamps: step.word_timestamps,
     };
     let key = kept::key(&bytes, &model, &options)?;
     let (transcript, cached) = match kept::find(ctx, &key).await? {
@@ -209,7 +210,7 @@ mod kept {
         let print = serde_json::json!({
             "kind": KIND, "decoder": DECODER_VERSION, "audio": audio, "model": model,
             "language": o.language, "translate": o.translate, "beam": o.beam_size,
-            "compute": o.compute,
+            "compute": o.compute, "words": o.word_timestamps,
         });
         Ok(hex::encode(Sha256::digest(print.to_string().as_bytes())))
     }
