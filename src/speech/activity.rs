@@ -12,6 +12,8 @@ const MAX_PAUSE_S: f64 = 0.8;
 /// Silence shorter than this before the next speech is decoded anyway (it costs little and
 /// keeps Whisper's context).
 const SKIP_AFTER_S: f64 = 2.0;
+/// A run of sound shorter than this at a cue's edge, apart from the rest, is a neighbour's.
+const EDGE_RUN_S: f64 = 0.25;
 /// Silence within one word's aligned span longer than this separates it from the next word.
 const WORD_GAP_S: f64 = 0.3;
 /// Air kept before speech when a silence is skipped.
@@ -66,7 +68,7 @@ impl Activity {
             let loud: Vec<usize> = (first..last).filter(|i| self.loud[*i]).collect();
             // Pauses inside a sentence are shorter; a longer silence separates two speeches,
             // and a cue is narrowed to its own speech, not a neighbour's first syllable.
-            let run = main_run(&loud, max_pause);
+            let run = own_speech(&loud, max_pause);
             let (Some(a), Some(b)) = (run.first(), run.last()) else {
                 return false;
             };
@@ -125,20 +127,30 @@ impl Activity {
     }
 }
 
-/// Of the loud frames, the run (split at gaps over `max_pause` frames) holding the most.
-fn main_run(loud: &[usize], max_pause: usize) -> &[usize] {
-    let mut best: &[usize] = &[];
+/// The loud frames that are the cue's own speech: its runs (split at gaps over `max_pause`
+/// frames), less a short first or last run set apart by such a gap (the end of the speech
+/// before, the onset of the next). Several long runs all stay: words said with pauses.
+fn own_speech(loud: &[usize], max_pause: usize) -> &[usize] {
+    let short = (EDGE_RUN_S / FRAME_S) as usize;
+    let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut start = 0;
     for i in 1..=loud.len() {
-        let split = i == loud.len() || loud[i] - loud[i - 1] > max_pause;
-        if split {
-            if i - start > best.len() {
-                best = &loud[start..i];
-            }
+        if i == loud.len() || loud[i] - loud[i - 1] > max_pause {
+            runs.push((start, i));
             start = i;
         }
     }
-    best
+    let len = |r: &(usize, usize)| loud[r.1 - 1] + 1 - loud[r.0];
+    if runs.len() > 1 && runs.last().is_some_and(|r| len(r) < short) {
+        runs.pop();
+    }
+    if runs.len() > 1 && runs.first().is_some_and(|r| len(r) < short) {
+        runs.remove(0);
+    }
+    match (runs.first(), runs.last()) {
+        (Some(a), Some(b)) => &loud[a.0..b.1],
+        _ => &[],
+    }
 }
 
 #[cfg(test)]
@@ -226,5 +238,25 @@ mod tests {
             "{jumped}"
         );
         assert_eq!(activity.next_start(at(63.0)), None, "only silence left");
+    }
+
+    #[test]
+    fn a_cue_of_words_said_with_long_pauses_keeps_them_all() {
+        // Five 0.4 s words 1.3 s apart, one cue over them all, and a neighbour's 0.1 s onset.
+        let mut samples = vec![0.0f32; 10 * SAMPLE_RATE];
+        for k in 0..5 {
+            let from = 1.0 + 1.3 * k as f64;
+            tone(&mut samples[at(from)..at(from + 0.4)]);
+        }
+        tone(&mut samples[at(9.9)..]);
+        let mut cues = vec![Cue {
+            start: 0.0,
+            end: 10.0,
+            text: "apple river yellow window garden".into(),
+            words: Vec::new(),
+        }];
+        Activity::measure(&samples).fit(&mut cues);
+        assert!((cues[0].start - 0.9).abs() < 0.03, "{cues:?}");
+        assert!((cues[0].end - 6.7).abs() < 0.03, "{cues:?}");
     }
 }
