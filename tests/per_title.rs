@@ -192,15 +192,7 @@ fn a_per_title_ladder_takes_its_rungs_from_the_hull() -> TestResult {
         .arg(&src)
         .assert()
         .success();
-    let phases = |trace: &Path| -> Vec<String> {
-        std::fs::read_to_string(trace)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|v| v["phase"].as_str().map(String::from))
-            .collect()
-    };
-    let (first, second) = (phases(&trace1), phases(&trace2));
+    let (first, second) = (traced_phases(&trace1), traced_phases(&trace2));
     assert_eq!(
         first.iter().filter(|p| *p == "probe").count(),
         9,

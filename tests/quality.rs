@@ -181,15 +181,7 @@ fn probes_are_cached_and_a_title_search_uses_one_crf() -> TestResult {
             .is_none_or(|s| s.is_empty()),
         "{m}"
     );
-    let phases = |trace: &Path| -> Vec<String> {
-        std::fs::read_to_string(trace)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|v| v["phase"].as_str().map(String::from))
-            .collect()
-    };
-    let first = phases(&trace1);
+    let first = traced_phases(&trace1);
     assert!(first.iter().any(|p| p == "probe"), "{first:?}");
     assert!(first.iter().any(|p| p == "score"), "{first:?}");
     // Again, forced to encode: every probe is answered from the store.
@@ -204,7 +196,7 @@ fn probes_are_cached_and_a_title_search_uses_one_crf() -> TestResult {
             trace2.to_str().unwrap_or_default(),
         ],
     )?;
-    let second = phases(&trace2);
+    let second = traced_phases(&trace2);
     assert!(second.iter().any(|p| p == "encode"), "{second:?}");
     assert!(
         !second.iter().any(|p| p == "probe"),

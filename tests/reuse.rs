@@ -100,16 +100,6 @@ fn an_hls_package_is_reused_whole_and_still_plays() -> TestResult {
     Ok(())
 }
 
-/// The phases of the commands a traced run started.
-fn phases(trace: &Path) -> Vec<String> {
-    std::fs::read_to_string(trace)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| v["phase"].as_str().map(String::from))
-        .collect()
-}
-
 #[test]
 fn another_workflow_version_reuses_joins_thumbnails_and_the_hls_package() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -142,8 +132,8 @@ fn another_workflow_version_reuses_joins_thumbnails_and_the_hls_package() -> Tes
     run(&v1, "out1", "t1.jsonl");
     run(&v2, "out2", "t2.jsonl");
     let (first, second) = (
-        phases(&dir.path().join("t1.jsonl")),
-        phases(&dir.path().join("t2.jsonl")),
+        traced_phases(&dir.path().join("t1.jsonl")),
+        traced_phases(&dir.path().join("t2.jsonl")),
     );
     for phase in ["join", "thumbnails", "hls"] {
         assert!(first.iter().any(|p| p == phase), "{phase} in {first:?}");
@@ -201,7 +191,7 @@ fn another_workflow_version_reuses_joins_thumbnails_and_the_hls_package() -> Tes
         &format!("description: once more\n{steps}"),
     )?;
     run(&v3, "out3", "t3.jsonl");
-    let third = phases(&dir.path().join("t3.jsonl"));
+    let third = traced_phases(&dir.path().join("t3.jsonl"));
     assert!(third.iter().any(|p| p == "thumbnails"), "{third:?}");
     assert!(
         !third.iter().any(|p| p == "hls"),

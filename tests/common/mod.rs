@@ -364,3 +364,13 @@ pub fn metrics_ffmpeg() -> Result<PathBuf, String> {
     }
     Ok(PathBuf::from(path))
 }
+
+/// The phases of the commands a run traced with `--trace-commands`, in order.
+pub fn traced_phases(trace: &Path) -> Vec<String> {
+    std::fs::read_to_string(trace)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["phase"].as_str().map(String::from))
+        .collect()
+}

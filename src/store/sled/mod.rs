@@ -124,6 +124,17 @@ impl SledRepo {
     fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> Result<Option<T>, StoreError> {
         tree.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
     }
+
+    /// Inserts and flushes: durable at return.
+    fn put_durable<T: Serialize>(
+        tree: &sled::Tree,
+        key: &str,
+        record: &T,
+    ) -> Result<(), StoreError> {
+        tree.insert(key.as_bytes(), encode(record)?.as_slice())?;
+        tree.flush()?;
+        Ok(())
+    }
 }
 
 impl crate::store::Submissions for SledRepo {
@@ -186,10 +197,7 @@ impl crate::store::ProbeBook for SledRepo {
     }
 
     fn probe_put(&self, record: &ProbeRecord) -> Result<(), StoreError> {
-        self.probes
-            .insert(record.key.as_bytes(), encode(record)?.as_slice())?;
-        self.probes.flush()?;
-        Ok(())
+        Self::put_durable(&self.probes, &record.key, record)
     }
 }
 
@@ -199,10 +207,7 @@ impl crate::store::ResultBook for SledRepo {
     }
 
     fn result_put(&self, record: &ResultRecord) -> Result<(), StoreError> {
-        self.results
-            .insert(record.key.as_bytes(), encode(record)?.as_slice())?;
-        self.results.flush()?;
-        Ok(())
+        Self::put_durable(&self.results, &record.key, record)
     }
 }
 
