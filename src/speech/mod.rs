@@ -25,6 +25,12 @@ use serde::{Deserialize, Serialize};
 pub use cues::{to_srt, to_vtt, Cue, Word};
 pub use features::SAMPLE_RATE;
 
+/// Whisper's log-mel features of up to 30 s of 16 kHz audio, `n_mels × 3000` row-major, as
+/// the model sees them (shorter audio padded with silence).
+pub fn log_mel(samples: &[f32], n_mels: usize) -> Vec<f32> {
+    MelExtractor::new(n_mels).features(samples)
+}
+
 /// Bumped whenever decoding changes what a transcript says (part of a kept transcript's key).
 pub const DECODER_VERSION: u32 = 1;
 use features::{MelExtractor, WINDOW_SAMPLES};
