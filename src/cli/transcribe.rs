@@ -1,7 +1,6 @@
 //! `spool transcribe`: Whisper subtitles for one file, outside any workflow.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -60,7 +59,7 @@ pub async fn transcribe(args: Args) -> Result<u8> {
         let loading = Instant::now();
         let t = Transcriber::open(&model_dir, options)?;
         let load_s = loading.elapsed().as_secs_f64();
-        t.transcribe(&samples, &AtomicBool::new(false))
+        t.transcribe(&samples, &spool::speech::Control::default())
             .map(|r| (r, load_s))
     })
     .await?;

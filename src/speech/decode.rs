@@ -27,6 +27,9 @@ pub struct WindowResult {
     pub tokens: Vec<String>,
     pub avg_logprob: f64,
     pub compression_ratio: f64,
+    /// How often its most repeated sentence occurs (a short loop compresses too little for
+    /// the ratio to catch it: "I am very happy to see you again." three times).
+    pub repeats: usize,
     pub no_speech_prob: f64,
     pub temperature: f32,
 }
@@ -41,7 +44,11 @@ impl WindowResult {
         if self.is_silence() {
             return false;
         }
-        self.compression_ratio > COMPRESSION_RATIO_MAX || self.avg_logprob < LOGPROB_MIN
+        self.looping() || self.avg_logprob < LOGPROB_MIN
+    }
+
+    fn looping(&self) -> bool {
+        self.compression_ratio > COMPRESSION_RATIO_MAX || self.repeats >= MAX_REPEATS
     }
 }
 
@@ -52,9 +59,12 @@ pub fn decode_window(
     prompt: &[String],
     beam_size: usize,
     text_of: impl Fn(&[String]) -> Result<String, SpeechError>,
+    checkpoint: impl Fn() -> Result<(), SpeechError>,
 ) -> Result<WindowResult, SpeechError> {
     let mut tried: Vec<WindowResult> = Vec::new();
     for temperature in TEMPERATURES {
+        // A fallback decoding is as long as the first: pause or cancel between them.
+        checkpoint()?;
         let options = options_at(temperature, beam_size);
         let result = whisper
             .generate(view, &[prompt.to_vec()], &options)
@@ -76,6 +86,7 @@ pub fn decode_window(
         let window = WindowResult {
             avg_logprob: score * length / (length + 1.0),
             compression_ratio: compression_ratio(&text),
+            repeats: repeats(&text),
             no_speech_prob: f64::from(result.no_speech_prob),
             temperature,
             tokens,
@@ -119,10 +130,7 @@ fn pick(mut tried: Vec<WindowResult>) -> WindowResult {
         return tried.pop().unwrap_or_else(empty);
     }
     let by_logprob = |a: &&WindowResult, b: &&WindowResult| a.avg_logprob.total_cmp(&b.avg_logprob);
-    let not_repeating = tried
-        .iter()
-        .filter(|w| w.compression_ratio <= COMPRESSION_RATIO_MAX)
-        .max_by(by_logprob);
+    let not_repeating = tried.iter().filter(|w| !w.looping()).max_by(by_logprob);
     not_repeating
         .or_else(|| tried.iter().max_by(by_logprob))
         .cloned()
@@ -134,9 +142,33 @@ fn empty() -> WindowResult {
         tokens: Vec::new(),
         avg_logprob: 0.0,
         compression_ratio: 0.0,
+        repeats: 0,
         no_speech_prob: 0.0,
         temperature: 0.0,
     }
+}
+
+/// A sentence said this many times in one window is a decoding loop.
+const MAX_REPEATS: usize = 3;
+
+/// The count of the most repeated sentence or clause of three words or more.
+pub fn repeats(text: &str) -> usize {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for sentence in text.split(['.', '!', '?', ',', ';']) {
+        let words: Vec<String> = sentence
+            .split_whitespace()
+            .map(|w| {
+                w.to_lowercase()
+                    .trim_matches(|c: char| !c.is_alphanumeric())
+                    .to_string()
+            })
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.len() >= 3 {
+            *seen.entry(words.join(" ")).or_default() += 1;
+        }
+    }
+    seen.into_values().max().unwrap_or(0)
 }
 
 /// Bytes of the text over bytes of its zlib compression (openai-whisper's measure).
@@ -161,6 +193,7 @@ mod tests {
             tokens: vec![format!("{ratio}")],
             avg_logprob: logprob,
             compression_ratio: ratio,
+            repeats: 0,
             no_speech_prob: no_speech,
             temperature: 0.0,
         }
@@ -173,6 +206,25 @@ mod tests {
         let plain = "Guten Morgen. Heute sprechen wir über das Wetter in Berlin.";
         assert!(compression_ratio(plain) < COMPRESSION_RATIO_MAX);
         assert_eq!(compression_ratio(""), 0.0);
+    }
+
+    #[test]
+    fn a_short_loop_is_a_loop_too() {
+        let three = "I am very happy to see you again. I am very happy to see you again. i am very happy to see you again.";
+        assert!(
+            compression_ratio(three) < COMPRESSION_RATIO_MAX,
+            "the ratio misses it"
+        );
+        assert_eq!(repeats(three), 3);
+        assert_eq!(
+            repeats("Yes. Yes. Yes. No."),
+            0,
+            "short replies are not loops"
+        );
+        assert_eq!(repeats("Good morning to you. Good morning to you."), 2);
+        let mut w = window(1.5, -0.3, 0.0);
+        w.repeats = 3;
+        assert!(w.needs_fallback());
     }
 
     #[test]

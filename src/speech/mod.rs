@@ -25,14 +25,42 @@ use serde::{Deserialize, Serialize};
 pub use cues::{to_srt, to_vtt, Cue, Word};
 pub use features::SAMPLE_RATE;
 
+/// How a running transcription is steered from outside: cancelled or paused (looked at
+/// before every window and every fallback decoding), and how far it got.
+#[derive(Debug, Default, Clone)]
+pub struct Control {
+    pub cancel: std::sync::Arc<AtomicBool>,
+    pub paused: std::sync::Arc<AtomicBool>,
+    /// Samples behind the current window.
+    pub done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Control {
+    /// Returns when neither paused nor cancelled; Cancelled when cancelled, paused or not.
+    fn checkpoint(&self) -> Result<(), SpeechError> {
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(SpeechError::Cancelled);
+            }
+            if !self.paused.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
 /// Whisper's log-mel features of up to 30 s of 16 kHz audio, `n_mels × 3000` row-major, as
 /// the model sees them (shorter audio padded with silence).
 pub fn log_mel(samples: &[f32], n_mels: usize) -> Vec<f32> {
     MelExtractor::new(n_mels).features(samples)
 }
 
+/// The seed of the sampled fallback decodings.
+const SAMPLING_SEED: u32 = 20_240_601;
+
 /// Bumped whenever decoding changes what a transcript says (part of a kept transcript's key).
-pub const DECODER_VERSION: u32 = 1;
+pub const DECODER_VERSION: u32 = 2;
 use features::{MelExtractor, WINDOW_SAMPLES};
 pub use model::{find_model, model_fingerprint, ModelError};
 
@@ -121,6 +149,9 @@ impl Transcriber {
             num_threads_per_replica: options.threads,
             ..Config::default()
         };
+        // Sampled fallbacks draw from generators each new worker thread seeds from this: the
+        // same audio gives the same transcript (and a kept one stays what a rerun would say).
+        ct2rs::sys::set_random_seed(SAMPLING_SEED);
         let whisper = Whisper::new(dir, config).map_err(engine)?;
         if options.translate && !whisper.is_multilingual() {
             return Err(SpeechError::Options(format!(
@@ -147,11 +178,11 @@ impl Transcriber {
         &self.model
     }
 
-    /// Transcribes 16 kHz mono samples in [-1, 1]. `cancel` is checked between windows.
+    /// Transcribes 16 kHz mono samples in [-1, 1], steered by `control`.
     pub fn transcribe(
         &self,
         samples: &[f32],
-        cancel: &AtomicBool,
+        control: &Control,
     ) -> Result<Transcript, SpeechError> {
         let started = Instant::now();
         let total = samples.len();
@@ -163,9 +194,8 @@ impl Transcriber {
         let activity = activity::Activity::measure(samples);
         let mut skipped = 0usize;
         while seek + SAMPLE_RATE / 10 < total {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(SpeechError::Cancelled);
-            }
+            control.done.store(seek, Ordering::Relaxed);
+            control.checkpoint()?;
             let Some(start) = activity.next_start(seek) else {
                 skipped += total - seek;
                 break;
@@ -191,6 +221,7 @@ impl Transcriber {
                 &prompt,
                 self.options.beam_size,
                 |tokens| self.text_of(tokens),
+                || control.checkpoint(),
             )?;
             windows += 1;
             if result.temperature > 0.0 {

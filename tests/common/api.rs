@@ -57,10 +57,19 @@ impl Daemon {
 
     /// `spool watch --config dir/spool.yaml` (logging to `dir/watch.log`), once its API answers.
     pub fn spawn(dir: &Path) -> Result<Daemon, Box<dyn std::error::Error>> {
+        Daemon::spawn_with(dir, &[])
+    }
+
+    /// The same with extra environment variables (e.g. `SPOOL_CLOCK_FILE`).
+    pub fn spawn_with(
+        dir: &Path,
+        env: &[(&str, String)],
+    ) -> Result<Daemon, Box<dyn std::error::Error>> {
         let log = std::fs::File::create(dir.join("watch.log"))?;
         let child = Command::new(spool_path())
             .args(["watch", "--config"])
             .arg(dir.join("spool.yaml"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("SPOOL_LOG", "spool=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

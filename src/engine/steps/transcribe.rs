@@ -150,7 +150,8 @@ async fn run(
     Ok(StepDone { outputs, data })
 }
 
-/// Whisper on the 16 kHz samples, holding a slot like an ffmpeg would; cancelled with the job.
+/// Whisper on the 16 kHz samples, holding a slot like an ffmpeg would; cancelled with the job,
+/// paused by its workflow's schedule like its ffmpegs (a flag the gate's SIGSTOP sets).
 #[cfg(feature = "whisper")]
 async fn whisper(
     ctx: &StepCtx<'_>,
@@ -158,7 +159,7 @@ async fn whisper(
     options: crate::speech::Options,
     bytes: Vec<u8>,
 ) -> Result<crate::speech::Transcript, StepError> {
-    use crate::speech::{SpeechError, Transcriber};
+    use crate::speech::{Control, SpeechError, Transcriber};
     let samples: Vec<f32> = bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -166,19 +167,27 @@ async fn whisper(
     let Some(slot) = ctx.runner.slot(ctx.placement, ctx.cancel).await else {
         return Err(StepError::Cancelled);
     };
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (flag, cancel) = (stop.clone(), ctx.cancel.clone());
+    let control = Control {
+        paused: ctx.runner.pause_flag(&ctx.placement.gate),
+        ..Control::default()
+    };
+    let (flag, cancel) = (control.cancel.clone(), ctx.cancel.clone());
     let watcher = tokio::spawn(async move {
         cancel.cancelled().await;
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     let model_dir = model.to_path_buf();
-    let result = tokio::task::spawn_blocking(move || {
-        Transcriber::open(&model_dir, options)?.transcribe(&samples, &stop)
-    })
-    .await;
+    // The thread keeps the slot until it ends: a cancel answers at once, while the window
+    // being decoded finishes (CTranslate2 cannot be interrupted) and the thread then stops.
+    let mut work = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        Transcriber::open(&model_dir, options)?.transcribe(&samples, &control)
+    });
+    let result = tokio::select! {
+        r = &mut work => r,
+        _ = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
+    };
     watcher.abort();
-    drop(slot);
     match result {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(SpeechError::Cancelled)) => Err(StepError::Cancelled),

@@ -1,0 +1,192 @@
+//! Transcription follows the engine's rules, in a real `spool watch`: when its workflow's
+//! schedule window closes, Whisper pauses (the daemon's CPU time stops growing) as its ffmpegs
+//! do, and when the window opens again it resumes and finishes; a job cancelled while Whisper
+//! works is cancelled within two seconds, and Whisper stops once the window it is decoding is
+//! done (CTranslate2 cannot be interrupted inside one).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::api::{Daemon, TOKEN};
+use common::sources::{say, whisper_base_model};
+use common::{ffmpeg, find_files, wait_until, TestResult};
+use serde_json::Value;
+
+const TEXT: [&str; 3] = [
+    "The river runs past the old mill and under the stone bridge, where children watch the boats \
+     go by in the long summer evenings, and the baker sells bread until the light goes down.",
+    "In the library on the hill there are books about ships, about mountains and about the stars, \
+     and every morning the keeper opens the windows so that the wind can turn the pages.",
+    "When the winter comes the town grows quiet, the market closes early, and people walk home \
+     through the snow with lanterns, talking about the year that has passed and the one to come.",
+];
+
+/// About two minutes of speech under a tiny picture.
+fn long_talk(dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let mut parts = Vec::new();
+    for round in 0..3 {
+        for (i, text) in TEXT.iter().enumerate() {
+            let wav = dir.join(format!("p{round}{i}.wav"));
+            say(text, &wav)?;
+            parts.push(wav);
+        }
+    }
+    let list = dir.join("parts.txt");
+    let lines: Vec<String> = parts
+        .iter()
+        .map(|p| format!("file '{}'", p.display()))
+        .collect();
+    std::fs::write(&list, lines.join("\n"))?;
+    let talk = dir.join("talk.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=128x72:r=5:d=200",
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+        list.to_str().unwrap_or_default(),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-shortest",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        talk.to_str().unwrap_or_default(),
+    ])?;
+    Ok(talk)
+}
+
+fn start(dir: &Path, clock: &Path) -> Result<Daemon, Box<dyn std::error::Error>> {
+    let model = whisper_base_model()?;
+    std::fs::create_dir_all(dir.join("in"))?;
+    std::fs::write(
+        dir.join("wf.yaml"),
+        format!(
+            "version: 1\nname: talks\nchunking: {{enabled: false}}\n\
+             profiles:\n- {{name: p72, codec: h264, height: 144, always_encode: true, preset: ultrafast}}\n\
+             steps:\n- transcribe: {{model: {}, beam_size: 5, threads: 2}}\n\
+             watch: {{folders: [in], output: out, settle_seconds: 1, rescan_seconds: 2, max_attempts: 1}}\n\
+             schedule:\n  windows: [{{from: \"08:00\", to: \"20:00\"}}]\n  outside: pause\n",
+            model.display()
+        ),
+    )?;
+    std::fs::write(
+        dir.join("spool.yaml"),
+        format!("state: state\nlisten: 127.0.0.1:0\ntoken: {TOKEN}\nworkflows: [wf.yaml]\nconcurrency: 2\n"),
+    )?;
+    Daemon::spawn_with(dir, &[("SPOOL_CLOCK_FILE", clock.display().to_string())])
+}
+
+/// Seconds of CPU the process has used (user + system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised name, from the state on: utime and stime are the 12th
+    // and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = field(11) + field(12);
+    ticks / 100.0
+}
+
+/// Whisper is at work: its 16 kHz audio is written and no ffmpeg is still writing it.
+fn whispering(state: &Path) -> bool {
+    !find_files(&state.join("work"), "speech.f32").is_empty()
+        && common::ffmpeg_processes_mentioning("speech.f32") == 0
+}
+
+/// Waits until Whisper decodes at full speed (the model loaded, a window under way).
+fn busy_whispering(d: &Daemon) -> Result<(), String> {
+    wait_until("Whisper at work", Duration::from_secs(90), || {
+        whispering(&d.state)
+    })?;
+    let pid = d.child.id();
+    wait_until("Whisper using the CPU", Duration::from_secs(30), || {
+        let before = cpu_seconds(pid);
+        std::thread::sleep(Duration::from_secs(1));
+        cpu_seconds(pid) - before > 0.8
+    })
+}
+
+fn the_job(d: &Daemon) -> Value {
+    let (_, text) = d.call("GET", "/v1/jobs", None);
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    v["jobs"]
+        .as_array()
+        .and_then(|j| j.first().cloned())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_closing_window_pauses_whisper_and_an_opening_one_resumes_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let clock = dir.path().join("clock");
+    std::fs::write(&clock, "mon 12:00")?;
+    let talk = long_talk(dir.path())?;
+    let d = start(dir.path(), &clock)?;
+    std::fs::rename(&talk, dir.path().join("in/talk.mp4"))?;
+    busy_whispering(&d)?;
+    let pid = d.child.id();
+
+    std::fs::write(&clock, "mon 21:00")?;
+    // The schedule looks every second; a decoding under way finishes first.
+    std::thread::sleep(Duration::from_secs(6));
+    let paused = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(4));
+    let used = cpu_seconds(pid) - paused;
+    assert!(used < 0.4, "{used:.2} s of CPU in 4 s while paused");
+    assert!(whispering(&d.state), "still transcribing, not finished");
+    assert_ne!(the_job(&d)["status"], "succeeded");
+
+    std::fs::write(&clock, "mon 12:00")?;
+    let id = the_job(&d)["id"].as_str().unwrap_or_default().to_string();
+    let done = d.wait_final(&id, 240)?;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let manifest = common::read_json(&dir.path().join("out/talk/manifest.json"))?;
+    let text = manifest["steps"]["transcribe"]["text"]
+        .as_str()
+        .unwrap_or("")
+        .to_lowercase();
+    for word in ["river", "library", "winter"] {
+        assert!(text.contains(word), "{word} missing: {text}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_job_cancelled_during_transcription_is_cancelled_at_once_and_whisper_stops() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let clock = dir.path().join("clock");
+    std::fs::write(&clock, "mon 12:00")?;
+    let talk = long_talk(dir.path())?;
+    let d = start(dir.path(), &clock)?;
+    std::fs::rename(&talk, dir.path().join("in/talk.mp4"))?;
+    busy_whispering(&d)?;
+    let id = the_job(&d)["id"].as_str().unwrap_or_default().to_string();
+    let asked = Instant::now();
+    let (code, body) = d.call("POST", &format!("/v1/jobs/{id}/cancel"), None);
+    assert!(code < 300, "{code} {body}");
+    let done = d.wait_final(&id, 30)?;
+    let took = asked.elapsed().as_secs_f64();
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert!(took < 2.0, "cancelled after {took:.2} s");
+    let pid = d.child.id();
+    wait_until("Whisper to stop", Duration::from_secs(15), || {
+        let before = cpu_seconds(pid);
+        std::thread::sleep(Duration::from_secs(1));
+        cpu_seconds(pid) - before < 0.3
+    })?;
+    assert_eq!(the_job(&d)["status"], "cancelled");
+    Ok(())
+}
