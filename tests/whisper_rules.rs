@@ -2,7 +2,8 @@
 //! schedule window closes, Whisper pauses (the daemon's CPU time stops growing) as its ffmpegs
 //! do, and when the window opens again it resumes and finishes; a job cancelled while Whisper
 //! works is cancelled within two seconds, and Whisper stops once the window it is decoding is
-//! done (CTranslate2 cannot be interrupted inside one).
+//! done (CTranslate2 cannot be interrupted inside one); meanwhile the daemon's live stream
+//! shows its progress as a `transcribe` task.
 
 mod common;
 
@@ -119,6 +120,37 @@ fn busy_whispering(d: &Daemon) -> Result<(), String> {
     })
 }
 
+/// The `transcribe` task's progress fractions the live stream (`GET /v1/events`) shows, read
+/// until one lies strictly between 0 and 1 or `within` passes.
+fn transcribe_progress(
+    d: &Daemon,
+    within: Duration,
+) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    use std::io::BufRead;
+    let url = format!("{}/v1/events", d.url().unwrap_or_default());
+    let stream = ureq::get(&url)
+        .set("authorization", &format!("Bearer {TOKEN}"))
+        .call()?
+        .into_reader();
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(stream).lines() {
+        let line = line?;
+        if let Some(data) = line.strip_prefix("data:") {
+            let v: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+            for job in v["running"].as_array().into_iter().flatten() {
+                if let Some(f) = job["tasks"]["transcribe"]["fraction"].as_f64() {
+                    seen.push(f);
+                }
+            }
+        }
+        if seen.iter().any(|f| *f > 0.0 && *f < 1.0) || Instant::now() > deadline {
+            break;
+        }
+    }
+    Ok(seen)
+}
+
 fn the_job(d: &Daemon) -> Value {
     let (_, text) = d.call("GET", "/v1/jobs", None);
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -173,6 +205,11 @@ fn a_job_cancelled_during_transcription_is_cancelled_at_once_and_whisper_stops()
     let d = start(dir.path(), &clock)?;
     std::fs::rename(&talk, dir.path().join("in/talk.mp4"))?;
     busy_whispering(&d)?;
+    let shown = transcribe_progress(&d, Duration::from_secs(30))?;
+    assert!(
+        shown.iter().any(|f| *f > 0.0 && *f < 1.0),
+        "no transcription progress in the live stream: {shown:?}"
+    );
     let id = the_job(&d)["id"].as_str().unwrap_or_default().to_string();
     let asked = Instant::now();
     let (code, body) = d.call("POST", &format!("/v1/jobs/{id}/cancel"), None);

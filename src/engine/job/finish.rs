@@ -155,6 +155,7 @@ impl JobCtx<'_> {
                 video: &source.video,
                 runner: &self.engine.runner,
                 repo: &self.engine.repo,
+                events: &self.engine.events,
                 force: self.force,
                 placement: &self.placement,
                 cancel: &self.cancel,

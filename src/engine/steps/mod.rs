@@ -80,6 +80,8 @@ pub struct StepCtx<'a> {
     pub runner: &'a Runner,
     /// For results kept by content (transcripts).
     pub repo: &'a std::sync::Arc<dyn crate::store::Repo>,
+    /// Progress of work that is not an ffmpeg (Whisper), as task events.
+    pub events: &'a tokio::sync::mpsc::UnboundedSender<crate::engine::Event>,
     /// Work again even where a kept result exists.
     pub force: bool,
     pub placement: &'a Placement,

@@ -176,6 +176,13 @@ async fn whisper(
         cancel.cancelled().await;
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     });
+    let total = samples.len();
+    let ticker = tokio::spawn(report_progress(
+        ctx.events.clone(),
+        ctx.job.clone(),
+        control.done.clone(),
+        total,
+    ));
     let model_dir = model.to_path_buf();
     // The thread keeps the slot until it ends: a cancel answers at once, while the window
     // being decoded finishes (CTranslate2 cannot be interrupted) and the thread then stops.
@@ -188,11 +195,49 @@ async fn whisper(
         _ = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
     };
     watcher.abort();
+    ticker.abort();
+    if matches!(result, Ok(Ok(_))) {
+        let _ = ctx.events.send(crate::engine::Event::TaskFinished {
+            job: ctx.job.clone(),
+            task: PROGRESS_LABEL.into(),
+            reused: 0,
+        });
+    }
     match result {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(SpeechError::Cancelled)) => Err(StepError::Cancelled),
         Ok(Err(e)) => Err(e.to_string().into()),
         Err(e) => Err(format!("internal error in Whisper: {e}").into()),
+    }
+}
+
+/// The task name transcription shows under in progress displays.
+#[cfg(feature = "whisper")]
+const PROGRESS_LABEL: &str = "transcribe";
+
+/// Every half second: how far Whisper got through the audio, and how fast (× real time).
+#[cfg(feature = "whisper")]
+async fn report_progress(
+    events: tokio::sync::mpsc::UnboundedSender<crate::engine::Event>,
+    job: crate::store::JobId,
+    done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    total: usize,
+) {
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let at = done.load(std::sync::atomic::Ordering::Relaxed);
+        let seconds = at as f64 / crate::speech::SAMPLE_RATE as f64;
+        let sent = events.send(crate::engine::Event::TaskProgress {
+            job: job.clone(),
+            task: PROGRESS_LABEL.into(),
+            fraction: at as f64 / total.max(1) as f64,
+            fps: None,
+            speed: Some(seconds / started.elapsed().as_secs_f64().max(1e-3)),
+        });
+        if sent.is_err() {
+            return;
+        }
     }
 }
 
