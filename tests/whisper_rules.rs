@@ -116,9 +116,13 @@ fn busy_whispering(d: &Daemon) -> Result<(), String> {
     wait_until("Whisper using the CPU", Duration::from_secs(30), || {
         let before = cpu_seconds(pid);
         std::thread::sleep(Duration::from_secs(1));
-        cpu_seconds(pid) - before > 0.8
+        cpu_seconds(pid) - before > 0.5
     })
 }
+
+/// The two tests each run Whisper on both cores: one at a time, or neither gets the CPU its
+/// measurements expect.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The `transcribe` task's progress fractions the live stream (`GET /v1/events`) shows, read
 /// until one lies strictly between 0 and 1 or `within` passes.
@@ -160,8 +164,8 @@ fn the_job(d: &Daemon) -> Value {
         .unwrap_or(Value::Null)
 }
 
-#[test]
-fn a_closing_window_pauses_whisper_and_an_opening_one_resumes_it() -> TestResult {
+/// A daemon (its clock inside the window) transcribing the long talk, Whisper at full speed.
+fn whispering_daemon() -> Result<(tempfile::TempDir, PathBuf, Daemon), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let clock = dir.path().join("clock");
     std::fs::write(&clock, "mon 12:00")?;
@@ -169,6 +173,13 @@ fn a_closing_window_pauses_whisper_and_an_opening_one_resumes_it() -> TestResult
     let d = start(dir.path(), &clock)?;
     std::fs::rename(&talk, dir.path().join("in/talk.mp4"))?;
     busy_whispering(&d)?;
+    Ok((dir, clock, d))
+}
+
+#[test]
+fn a_closing_window_pauses_whisper_and_an_opening_one_resumes_it() -> TestResult {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (dir, clock, d) = whispering_daemon()?;
     let pid = d.child.id();
 
     std::fs::write(&clock, "mon 21:00")?;
@@ -198,13 +209,8 @@ fn a_closing_window_pauses_whisper_and_an_opening_one_resumes_it() -> TestResult
 
 #[test]
 fn a_job_cancelled_during_transcription_is_cancelled_at_once_and_whisper_stops() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let clock = dir.path().join("clock");
-    std::fs::write(&clock, "mon 12:00")?;
-    let talk = long_talk(dir.path())?;
-    let d = start(dir.path(), &clock)?;
-    std::fs::rename(&talk, dir.path().join("in/talk.mp4"))?;
-    busy_whispering(&d)?;
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (_dir, _clock, d) = whispering_daemon()?;
     let shown = transcribe_progress(&d, Duration::from_secs(30))?;
     assert!(
         shown.iter().any(|f| *f > 0.0 && *f < 1.0),

@@ -49,12 +49,21 @@ pub enum DiskProblem {
 }
 
 impl DiskProblem {
+    /// By the OS error number, or by the kind alone: sled re-wraps the OS error as a custom
+    /// one of the same kind, without its number.
     pub fn of(e: &std::io::Error) -> Option<DiskProblem> {
-        match e.raw_os_error() {
-            Some(nix::libc::ENOSPC) => Some(DiskProblem::Full),
-            Some(nix::libc::EDQUOT) => Some(DiskProblem::Quota),
-            Some(nix::libc::EROFS) => Some(DiskProblem::ReadOnly),
-            Some(nix::libc::EIO) => Some(DiskProblem::Io),
+        use std::io::ErrorKind;
+        match (e.raw_os_error(), e.kind()) {
+            (Some(nix::libc::ENOSPC), _) | (None, ErrorKind::StorageFull) => {
+                Some(DiskProblem::Full)
+            }
+            (Some(nix::libc::EDQUOT), _) | (None, ErrorKind::QuotaExceeded) => {
+                Some(DiskProblem::Quota)
+            }
+            (Some(nix::libc::EROFS), _) | (None, ErrorKind::ReadOnlyFilesystem) => {
+                Some(DiskProblem::ReadOnly)
+            }
+            (Some(nix::libc::EIO), _) => Some(DiskProblem::Io),
             _ => None,
         }
     }
@@ -354,4 +363,23 @@ pub async fn run_ffmpeg_with(
         message,
         stderr_tail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DiskProblem;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn a_full_disk_is_known_by_its_number_or_its_kind() {
+        let os = Error::from_raw_os_error(nix::libc::ENOSPC);
+        assert!(matches!(DiskProblem::of(&os), Some(DiskProblem::Full)));
+        // As sled hands it on: the same kind, the number gone.
+        let rewrapped = Error::new(ErrorKind::StorageFull, format!("{os:?}"));
+        assert!(matches!(
+            DiskProblem::of(&rewrapped),
+            Some(DiskProblem::Full)
+        ));
+        assert!(DiskProblem::of(&Error::other("x")).is_none());
+    }
 }

@@ -97,14 +97,29 @@ impl Engine {
     }
 }
 
-/// The disk trouble behind a failed state-store write, if that is what it was.
+/// The disk trouble behind a failed state-store write, if that is what it was: directly, or
+/// under the queue or a task that was writing to the store when the disk filled.
 fn store_disk_problem(e: &JobError) -> Option<crate::media::run::DiskProblem> {
-    match e {
-        JobError::Store(StoreError::Sled(sled::Error::Io(io))) => {
-            crate::media::run::DiskProblem::of(io)
-        }
-        _ => None,
+    if let JobError::Store(StoreError::Sled(sled::Error::Io(io))) = e {
+        return crate::media::run::DiskProblem::of(io);
     }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cause {
+        let io = match (
+            err.downcast_ref::<StoreError>(),
+            err.downcast_ref::<sled::Error>(),
+        ) {
+            (Some(StoreError::Sled(sled::Error::Io(io))), _) | (_, Some(sled::Error::Io(io))) => {
+                Some(io)
+            }
+            _ => None,
+        };
+        if let Some(problem) = io.and_then(crate::media::run::DiskProblem::of) {
+            return Some(problem);
+        }
+        cause = err.source();
+    }
+    None
 }
 
 fn apply(end: &JobEnd, record: &mut JobRecord, state_dir: &std::path::Path) {
