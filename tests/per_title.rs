@@ -166,6 +166,21 @@ fn a_per_title_ladder_takes_its_rungs_from_the_hull() -> TestResult {
     published.sort_unstable();
     assert_eq!(published, names, "{m}");
     for p in &chosen {
+        // Each published rung scored again, whole: the samples foretold it within 2 points.
+        let out = m["outputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["profile"] == p.profile.as_str())
+            .ok_or("no output")?;
+        let measured = out["quality"]["mean"].as_f64().unwrap_or(f64::NAN);
+        assert_eq!(out["quality"]["target"].as_f64(), Some(p.score), "{out}");
+        assert!(
+            (measured - p.score).abs() <= 2.0,
+            "{} measured {measured}, sampled {}",
+            p.profile,
+            p.score
+        );
         let file = dir
             .path()
             .join(format!("out/grain/grain.{}.mp4", p.profile));

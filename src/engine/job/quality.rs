@@ -222,13 +222,13 @@ impl JobCtx<'_> {
         rung: &Rung,
         joined: &Path,
     ) -> Result<Option<MeasuredQuality>, JobStop> {
-        let Some(search) = plan.searches.iter().find(|s| s.name == rung.name) else {
+        let Some((scoring, target, tolerance)) = expectation(plan, rung) else {
             return Ok(None);
         };
         let metrics = self.metrics_tool(&rung.name).await?;
         let scoring = Scoring {
-            subsample: search.scoring.subsample.max(5),
-            ..search.scoring
+            subsample: scoring.subsample.max(5),
+            ..scoring
         };
         let log = self.work.join(format!("quality-{}.log", rung.name));
         let reference = Reference {
@@ -256,7 +256,6 @@ impl JobCtx<'_> {
             message: e.to_string(),
         })?;
         let _ = tokio::fs::remove_file(&log).await;
-        let (target, tolerance) = (search.search.target, search.search.tolerance);
         let meets_target = scores.mean >= target - tolerance;
         if !meets_target {
             self.note(format!(
@@ -279,6 +278,22 @@ impl JobCtx<'_> {
             meets_target,
         }))
     }
+}
+
+/// What a published rung is checked against: its search's target, or for a per-title rung the
+/// score its hull point was sampled at (the check then says how well the samples foretold it).
+fn expectation(plan: &JobPlan, rung: &Rung) -> Option<(Scoring, f64, f64)> {
+    if let Some(s) = plan.searches.iter().find(|s| s.name == rung.name) {
+        return Some((s.scoring, s.search.target, s.search.tolerance));
+    }
+    let ladder = plan.per_title.as_ref()?;
+    let point = ladder.chosen().find(|p| p.profile == rung.name)?;
+    let scoring = Scoring {
+        metric: ladder.metric,
+        display: ladder.display,
+        subsample: ladder.subsample,
+    };
+    Some((scoring, point.score, ladder.metric.default_tolerance()))
 }
 
 /// Probes of one CRF on several chunks as one: the frame-weighted mean, the bytes summed.
