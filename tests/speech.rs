@@ -165,20 +165,22 @@ fn the_english_only_model_refuses_to_translate_and_says_why() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn every_word_is_timed_where_it_is_spoken() -> TestResult {
-    let model = whisper_model()?;
-    let dir = tempfile::tempdir()?;
-    // Words spoken alone, their silences cut, placed at known offsets.
-    let words = ["apple", "river", "yellow", "window", "garden"];
-    let offsets = [1.0, 2.7, 4.4, 6.1, 7.8];
-    let mut inputs: Vec<String> = Vec::new();
+/// Words spoken one by one (their silences cut), the first at `first_at` s and each next one
+/// `gap` s after the last ends; the audio and where each word starts.
+fn spoken_words(
+    dir: &Path,
+    words: &[&str],
+    first_at: f64,
+    gap: f64,
+) -> Result<(std::path::PathBuf, Vec<f64>), Box<dyn std::error::Error>> {
+    let (mut inputs, mut graph, mut offsets) = (Vec::new(), String::new(), Vec::new());
+    let mut at = first_at;
     for (i, w) in words.iter().enumerate() {
-        let raw = dir.path().join(format!("w{i}.wav"));
+        let raw = dir.join(format!("w{i}.wav"));
         say(&format!("{w}."), &raw)?;
-        let cut = dir.path().join(format!("c{i}.wav"));
+        let cut = dir.join(format!("c{i}.wav"));
         let trim = "silenceremove=start_periods=1:start_threshold=-45dB,areverse,\
-                    silenceremove=start_periods=1:start_threshold=-45dB,areverse";
+                    silenceremove=start_periods=1:start_threshold=-45dB,areverse,aresample=16000";
         ffmpeg(&[
             "-i",
             raw.to_str().unwrap_or_default(),
@@ -186,24 +188,34 @@ fn every_word_is_timed_where_it_is_spoken() -> TestResult {
             trim,
             cut.to_str().unwrap_or_default(),
         ])?;
+        let length = common::probe_value(&cut, "a:0", "duration").ok_or("no duration")?;
         inputs.extend(["-i".to_string(), cut.display().to_string()]);
-    }
-    let mut graph = String::new();
-    for (i, at) in offsets.iter().enumerate() {
         graph.push_str(&format!(
-            "[{i}]aresample=16000,adelay={}[a{i}];",
-            (at * 1000.0) as u64
+            "[{i}]adelay={}[a{i}];",
+            (at * 1000.0).round() as u64
         ));
+        offsets.push(at);
+        at += length + gap;
     }
-    graph.push_str("[a0][a1][a2][a3][a4]amix=inputs=5:normalize=0,apad=whole_dur=10[out]");
-    let src = dir.path().join("words.wav");
+    for i in 0..words.len() {
+        graph.push_str(&format!("[a{i}]"));
+    }
+    let total = format!("{:.1}", at + 1.0);
+    graph.push_str(&format!(
+        "amix=inputs={}:normalize=0,apad=whole_dur={total}[out]",
+        words.len()
+    ));
+    let src = dir.join("words.wav");
     let mut args: Vec<&str> = inputs.iter().map(String::as_str).collect();
-    args.extend(["-filter_complex", &graph, "-map", "[out]", "-t", "10"]);
+    args.extend(["-filter_complex", &graph, "-map", "[out]", "-t", &total]);
     args.push(src.to_str().unwrap_or_default());
     ffmpeg(&args)?;
+    Ok((src, offsets))
+}
 
-    let heard = transcribe(&model, &src, &["--word-timestamps"])?;
-    let timed: Vec<(String, f64, f64)> = heard["cues"]
+/// Each word Whisper heard, lower-case letters only, with its start and end.
+fn timed_words(heard: &Value) -> Vec<(String, f64, f64)> {
+    heard["cues"]
         .as_array()
         .into_iter()
         .flatten()
@@ -222,7 +234,11 @@ fn every_word_is_timed_where_it_is_spoken() -> TestResult {
                 w["end"].as_f64().unwrap_or(f64::NAN),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// How many of `words` were heard, each checked to start within 0.3 s of where it was said.
+fn check_word_times(words: &[&str], offsets: &[f64], timed: &[(String, f64, f64)]) -> usize {
     let mut found = 0;
     for (word, at) in words.iter().zip(offsets) {
         let Some((_, start, end)) = timed.iter().find(|(t, _, _)| t == word) else {
@@ -235,6 +251,35 @@ fn every_word_is_timed_where_it_is_spoken() -> TestResult {
         );
         assert!(end > start, "{word}: {start}..{end}");
     }
+    found
+}
+
+#[test]
+fn words_said_with_barely_a_pause_are_timed_where_they_are_spoken() -> TestResult {
+    let model = whisper_model()?;
+    let dir = tempfile::tempdir()?;
+    // 60 ms between words: nearly running speech, so the times rest on the alignment.
+    let words = [
+        "morning", "coffee", "keeps", "every", "engineer", "happy", "during", "winter",
+    ];
+    let (src, offsets) = spoken_words(dir.path(), &words, 0.5, 0.06)?;
+    let heard = transcribe(&model, &src, &["--word-timestamps"])?;
+    let timed = timed_words(&heard);
+    let found = check_word_times(&words, &offsets, &timed);
+    assert!(found >= 6, "the words were not heard: {timed:?}");
+    Ok(())
+}
+
+#[test]
+fn every_word_is_timed_where_it_is_spoken() -> TestResult {
+    let model = whisper_model()?;
+    let dir = tempfile::tempdir()?;
+    // Words spoken alone, with over a second of silence between them.
+    let words = ["apple", "river", "yellow", "window", "garden"];
+    let (src, offsets) = spoken_words(dir.path(), &words, 1.0, 1.2)?;
+    let heard = transcribe(&model, &src, &["--word-timestamps"])?;
+    let timed = timed_words(&heard);
+    let found = check_word_times(&words, &offsets, &timed);
     assert!(found >= 4, "the words were not heard: {timed:?}");
     // Karaoke-style WebVTT: every word after a cue's first carries its own time.
     let vtt = dir.path().join("words.vtt");
