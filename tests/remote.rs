@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::api::Daemon;
-use common::cluster::{coordinator, leftovers, metric, tasks, Redis, Worker};
+use common::cluster::{
+    coordinator, coordinator_with, ffmpeg_states, leftovers, metric, tasks, Redis, Worker,
+};
 use common::{burst_onsets, ffmpeg_processes_mentioning, make_clip, wait_until, Audio, TestResult};
 use serde_json::{json, Value};
 
@@ -260,6 +262,76 @@ fn a_cancel_reaches_the_remote_ffmpeg_processes_within_five_seconds() -> TestRes
     // Nothing new starts for it afterwards.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(ffmpeg_processes_mentioning(&needle), 0);
+    Ok(())
+}
+
+#[test]
+fn a_closed_schedule_pauses_the_remote_encodes_and_the_open_window_resumes_them() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let clock = dir.path().join("clock");
+    std::fs::write(&clock, "mon 12:00")?;
+    let redis = Redis::start(&dir.path().join("redis"))?;
+    let schedule = "schedule:\n  windows: [{from: \"08:00\", to: \"20:00\"}]\n  outside: pause\n";
+    let d = coordinator_with(
+        dir.path(),
+        &redis,
+        &format!("{SLOW}{schedule}"),
+        &[("SPOOL_CLOCK_FILE", clock.display().to_string())],
+    )?;
+    let _workers = workers(dir.path(), &redis, &d, 2)?;
+    let source = dir.path().join("media/clip.mp4");
+    make_clip(&source, "640x360", 25, 30, Audio::Bursts)?;
+    let id = submit(&d, dir.path(), "clip.mp4")?;
+    let needle = dir.path().join("worker-").display().to_string();
+    wait_until("remote ffmpeg to run", Duration::from_secs(60), || {
+        ffmpeg_states(&needle).len() >= 2
+    })?;
+    std::fs::write(&clock, "mon 21:00")?;
+    let closed = Instant::now();
+    // The schedule looks every second, workers read the gates every 2 s.
+    wait_until(
+        "every remote ffmpeg stopped",
+        Duration::from_secs(8),
+        || {
+            let s = ffmpeg_states(&needle);
+            !s.is_empty() && s.iter().all(|(_, state, _)| *state == 'T')
+        },
+    )?;
+    eprintln!(
+        "remote ffmpeg paused {:.1} s after the window closed",
+        closed.elapsed().as_secs_f64()
+    );
+    let paused = ffmpeg_states(&needle);
+    // Longer than the 3 s lease: paused is not dead, nothing is redelivered or started.
+    std::thread::sleep(Duration::from_secs(6));
+    let later = ffmpeg_states(&needle);
+    assert_eq!(
+        later.iter().map(|p| p.0).collect::<Vec<_>>(),
+        paused.iter().map(|p| p.0).collect::<Vec<_>>(),
+        "the same processes, none new"
+    );
+    for ((_, state, before), (_, _, after)) in paused.iter().zip(&later) {
+        assert_eq!(*state, 'T');
+        assert!(
+            after - before <= 1,
+            "a paused ffmpeg used CPU: {before} -> {after} ticks"
+        );
+    }
+    assert_eq!(d.job(&id)["status"], "running");
+    std::fs::write(&clock, "mon 12:00")?;
+    wait_until(
+        "the paused ffmpeg to run again",
+        Duration::from_secs(8),
+        || {
+            ffmpeg_states(&needle)
+                .iter()
+                .all(|(_, state, _)| *state != 'T')
+        },
+    )?;
+    let job = d.wait_final(&id, 300)?;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(metric(&d, "spool_remote_tasks_redelivered_total"), 0.0);
+    check_outputs(&job, &source, 750)?;
     Ok(())
 }
 

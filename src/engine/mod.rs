@@ -459,6 +459,11 @@ impl Engine {
 
     /// Signals one workflow's running ffmpeg processes (SIGSTOP to pause, SIGCONT).
     pub fn signal_gate(&self, workflow: &str, signal: Signal) -> usize {
+        match signal {
+            Signal::SIGSTOP => self.queue.pause_gate(workflow, true),
+            Signal::SIGCONT => self.queue.pause_gate(workflow, false),
+            _ => {}
+        }
         self.runner.signal_gate(workflow, signal)
     }
 

@@ -86,6 +86,16 @@ pub fn coordinator(
     redis: &Redis,
     workflow_extra: &str,
 ) -> Result<Daemon, Box<dyn std::error::Error>> {
+    coordinator_with(dir, redis, workflow_extra, &[])
+}
+
+/// [`coordinator`] with extra environment (a test clock, for schedules).
+pub fn coordinator_with(
+    dir: &Path,
+    redis: &Redis,
+    workflow_extra: &str,
+    env: &[(&str, String)],
+) -> Result<Daemon, Box<dyn std::error::Error>> {
     for d in ["in", "out", "media", "published"] {
         std::fs::create_dir_all(dir.join(d))?;
     }
@@ -108,7 +118,7 @@ pub fn coordinator(
             redis.url()
         ),
     )?;
-    Daemon::spawn(dir)
+    Daemon::spawn_with(dir, env)
 }
 
 pub struct Worker {
@@ -161,6 +171,30 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The ffmpeg processes whose argv mentions `needle`: (pid, state letter, CPU ticks).
+pub fn ffmpeg_states(needle: &str) -> Vec<(u32, char, u64)> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let argv = std::fs::read(e.path().join("cmdline")).ok()?;
+            let first = argv.split(|b| *b == 0).next()?;
+            if !first.ends_with(b"ffmpeg") || !String::from_utf8_lossy(&argv).contains(needle) {
+                return None;
+            }
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let state = fields.first()?.chars().next()?;
+            let ticks =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some((pid, state, ticks))
+        })
+        .collect()
 }
 
 /// Files a coordinator must not keep after a job: partial uploads and intakes.

@@ -47,6 +47,9 @@ pub trait TaskQueue: Send + Sync {
     /// A workflow's schedule opened or closed: a distributed queue holds back (and tells its
     /// workers); the local queue needs nothing, the runner's gates do it.
     fn set_gate(&self, _gate: &str, _open: bool) {}
+    /// A closed schedule pauses (or resumes) the workflow's running encodes: a distributed
+    /// queue tells its workers to SIGSTOP (SIGCONT) theirs; locally the runner does it.
+    fn pause_gate(&self, _gate: &str, _paused: bool) {}
 }
 
 /// 64 lowercase hex digits: how blobs and uploads are named.

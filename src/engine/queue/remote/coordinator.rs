@@ -53,6 +53,10 @@ pub(super) struct Shared {
     pub epoch: String,
     /// Workflows whose schedule is closed: their tasks wait here, unpublished.
     pub closed: Mutex<std::collections::HashSet<String>>,
+    /// Closed workflows whose running encodes are paused (their schedule says `pause`).
+    pub paused: Mutex<std::collections::HashSet<String>>,
+    /// Gates whose state workers must be told, written one at a time in order.
+    gate_writes: mpsc::UnboundedSender<String>,
     pub started: std::time::Instant,
     /// Set when the epoch was found missing: `reports` reads the events stream from the start.
     pub reread: std::sync::atomic::AtomicBool,
@@ -80,7 +84,9 @@ impl RedisQueue {
             .arg(&epoch)
             .query_async(&mut conn)
             .await?;
+        let (gate_writes, gates_to_write) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            gate_writes,
             settings,
             keys,
             conn,
@@ -92,9 +98,11 @@ impl RedisQueue {
             epoch,
             reread: std::sync::atomic::AtomicBool::new(false),
             closed: Mutex::new(Default::default()),
+            paused: Mutex::new(Default::default()),
             started: std::time::Instant::now(),
         });
         tokio::spawn(super::upkeep::run(shared.clone(), stop.clone()));
+        tokio::spawn(write_gates(shared.clone(), gates_to_write, stop.clone()));
         tokio::spawn(super::reports::run(shared.clone(), stop));
         Ok(RedisQueue { shared })
     }
@@ -203,23 +211,67 @@ impl TaskQueue for RedisQueue {
             };
         }
         self.shared.nudge.notify_one();
-        let (mut conn, key, gate) = (
-            self.shared.conn.clone(),
-            self.shared.keys.gates(),
-            gate.to_string(),
-        );
-        tokio::spawn(async move {
-            let mut cmd = match open {
-                true => redis::cmd("HDEL"),
-                false => redis::cmd("HSET"),
+        self.shared.tell_workers(gate);
+    }
+
+    fn pause_gate(&self, gate: &str, paused: bool) {
+        if let Ok(mut p) = self.shared.paused.lock() {
+            match paused {
+                true => p.insert(gate.to_string()),
+                false => p.remove(gate),
             };
-            cmd.arg(&key).arg(&gate);
-            if !open {
-                cmd.arg("closed");
-            }
-            if let Err(e) = cmd.query_async::<()>(&mut conn).await {
-                tracing::warn!(%gate, error = %e, "workers were not told of the schedule");
-            }
-        });
+        }
+        self.shared.tell_workers(gate);
+    }
+}
+
+impl Shared {
+    /// A gate as workers read it from `P:gates`: absent (open), `closed` (no new encodes)
+    /// or `paused` (and the running ones SIGSTOPped).
+    pub fn gate_state(&self, gate: &str) -> Option<&'static str> {
+        let closed = self.closed.lock().is_ok_and(|c| c.contains(gate));
+        let paused = self.paused.lock().is_ok_and(|p| p.contains(gate));
+        match (closed, paused) {
+            (false, _) => None,
+            (true, false) => Some("closed"),
+            (true, true) => Some("paused"),
+        }
+    }
+
+    /// Tells workers the gate's state (the schedule enforcer repeats a pause every second,
+    /// and a Redis that lost its data gets every gate again).
+    pub fn tell_workers(&self, gate: &str) {
+        let _ = self.gate_writes.send(gate.to_string());
+    }
+}
+
+/// Writes each gate's state as it is when its turn comes, in order: a `closed` and then a
+/// `paused` written by two racing tasks could otherwise leave `closed` behind.
+async fn write_gates(
+    s: Arc<Shared>,
+    mut gates: mpsc::UnboundedReceiver<String>,
+    stop: CancellationToken,
+) {
+    let mut conn = s.conn.clone();
+    loop {
+        let gate = tokio::select! {
+            g = gates.recv() => match g {
+                Some(g) => g,
+                None => return,
+            },
+            _ = stop.cancelled() => return,
+        };
+        let state = s.gate_state(&gate);
+        let mut cmd = match state {
+            None => redis::cmd("HDEL"),
+            Some(_) => redis::cmd("HSET"),
+        };
+        cmd.arg(s.keys.gates()).arg(&gate);
+        if let Some(state) = state {
+            cmd.arg(state);
+        }
+        if let Err(e) = cmd.query_async::<()>(&mut conn).await {
+            tracing::warn!(%gate, error = %e, "workers were not told of the schedule");
+        }
     }
 }

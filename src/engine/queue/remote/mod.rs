@@ -12,9 +12,12 @@
 //! - `P:cancel:<job>/<n>`: set when the coordinator cancels; workers check it with the lease
 //! - `P:workers`: sorted set, worker name → last heartbeat (ms)
 //! - `P:epoch`: set by the coordinator; gone means Redis lost its data and all is republished
-//! - `P:gates`: hash, workflow → `closed` while its schedule is closed
+//! - `P:gates`: hash, workflow → `closed` while its schedule is closed (no new encodes), or
+//!   `paused` (and the running ones SIGSTOPped until it opens)
 
 mod coordinator;
+mod hand;
+mod inputs;
 mod lease;
 mod reports;
 pub mod transfer;

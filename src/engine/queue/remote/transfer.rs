@@ -104,7 +104,12 @@ impl Coordinator {
         }
         let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
         if have != size {
-            return Err(last);
+            return Err(match last {
+                TransferError::Unreachable(why) => TransferError::Unreachable(format!(
+                    "{why} ({have} of {size} bytes of {sha256} arrived)"
+                )),
+                other => other,
+            });
         }
         let got = sha256_of(&part)?;
         if got != sha256 {

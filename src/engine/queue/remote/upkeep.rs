@@ -84,6 +84,14 @@ async fn check_epoch(s: &Shared, conn: &mut ConnectionManager) -> Result<(), Rem
         Err(_) => 0,
     };
     s.reread.store(true, Ordering::Relaxed);
+    let gates: Vec<String> = s
+        .closed
+        .lock()
+        .map(|c| c.iter().cloned().collect())
+        .unwrap_or_default();
+    for gate in gates {
+        s.tell_workers(&gate);
+    }
     tracing::warn!(
         tasks = n,
         found = ?epoch,

@@ -3,14 +3,18 @@
 //! uploads the verified outputs and reports. It keeps no durable state: its directory is
 //! scratch space, emptied at start and after each task, and it runs no Lua.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamId, StreamReadReply};
 use tokio_util::sync::CancellationToken;
 
+use super::hand::{Hand, Ticket};
+use super::inputs::{InputHold, Inputs};
 use super::lease::{Lease, LeaseEnd};
 use super::transfer::{Coordinator, TransferError};
 use super::{connect_patiently, ensure_group, send_report, Envelope, Keys, RedisSettings};
@@ -62,6 +66,8 @@ struct Ctx {
     env: ExecEnv,
     coordinator: Coordinator,
     conn: ConnectionManager,
+    hand: Arc<Hand>,
+    inputs: Arc<Inputs>,
 }
 
 /// Runs until `stop`: a task running then is killed and left to its lease (another worker
@@ -99,16 +105,13 @@ pub async fn run(cfg: WorkerConfig, stop: CancellationToken) -> Result<(), Worke
         },
         coordinator: Coordinator::new(&cfg.coordinator, cfg.token.clone()),
         conn,
+        hand: Hand::new(cfg.concurrency),
+        inputs: Inputs::new(cfg.work.join("in")),
         cfg,
     });
     tracing::info!(worker = %ctx.cfg.name, ffmpeg = %ctx.env.runner.tools().version, "worker ready");
     let beat = tokio::spawn(heartbeat(ctx.clone(), stop.clone()));
-    let slots: Vec<_> = (0..ctx.cfg.concurrency.max(1))
-        .map(|_| tokio::spawn(slot(ctx.clone(), stop.clone())))
-        .collect();
-    for s in slots {
-        let _ = s.await;
-    }
+    claim(ctx.clone(), stop).await;
     beat.abort();
     let _: redis::RedisResult<()> = redis::cmd("ZREM")
         .arg(ctx.keys.workers())
@@ -121,75 +124,119 @@ pub async fn run(cfg: WorkerConfig, stop: CancellationToken) -> Result<(), Worke
 /// Says this worker is alive, and follows the schedules' gates.
 async fn heartbeat(ctx: Arc<Ctx>, stop: CancellationToken) {
     let mut conn = ctx.conn.clone();
-    let mut closed: Vec<String> = Vec::new();
+    let mut gates: HashMap<String, String> = HashMap::new();
     loop {
-        let beat: redis::RedisResult<((), Vec<String>)> = redis::pipe()
+        let beat: redis::RedisResult<((), HashMap<String, String>)> = redis::pipe()
             .cmd("ZADD")
             .arg(ctx.keys.workers())
             .arg(super::now_ms())
             .arg(&ctx.cfg.name)
-            .cmd("HKEYS")
+            .cmd("HGETALL")
             .arg(ctx.keys.gates())
             .query_async(&mut conn)
             .await;
-        if let Ok((_, now_closed)) = beat {
-            for g in closed.iter().filter(|g| !now_closed.contains(g)) {
-                ctx.env.runner.set_gate(g, true);
-            }
-            for g in now_closed.iter().filter(|g| !closed.contains(g)) {
-                tracing::info!(workflow = %g, "schedule closed: no new encodes of it start");
-                ctx.env.runner.set_gate(g, false);
-            }
-            closed = now_closed;
+        if let Ok((_, now)) = beat {
+            follow_gates(&ctx.env.runner, &gates, &now);
+            gates = now;
         }
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT) => {}
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
+        }
+    }
+    // Nothing is left stopped behind.
+    follow_gates(&ctx.env.runner, &gates, &HashMap::new());
+}
+
+/// Applies the coordinator's gates: `closed` holds back new encodes of that workflow,
+/// `paused` also SIGSTOPs its running ones (again at every beat, for any that started
+/// just before); an opened or unpaused gate lets them go on (SIGCONT).
+fn follow_gates(runner: &Runner, was: &HashMap<String, String>, now: &HashMap<String, String>) {
+    for (gate, state) in was {
+        if state == "paused" && now.get(gate).is_none_or(|s| s != "paused") {
+            let n = runner.signal_gate(gate, Signal::SIGCONT);
+            tracing::info!(workflow = %gate, resumed = n, "schedule: paused encodes go on");
+        }
+        if !now.contains_key(gate) {
+            runner.set_gate(gate, true);
+            tracing::info!(workflow = %gate, "schedule open: its encodes start again");
+        }
+    }
+    for (gate, state) in now {
+        if !was.contains_key(gate) {
+            tracing::info!(workflow = %gate, "schedule closed: no new encodes of it start");
+            runner.set_gate(gate, false);
+        }
+        if state == "paused" {
+            let n = runner.signal_gate(gate, Signal::SIGSTOP);
+            if was.get(gate).is_none_or(|s| s != "paused") {
+                tracing::info!(workflow = %gate, paused = n, "schedule: running encodes paused");
+            }
         }
     }
 }
 
-/// One task at a time, claimed from the group.
-async fn slot(ctx: Arc<Ctx>, stop: CancellationToken) {
-    let Some(mut conn) = connect_patiently(&ctx.cfg.settings, BLOCK, &stop).await else {
-        return;
+/// Claims tasks while the hand has room (a free slot, or one about to be) and runs each
+/// on its own; on `stop`, waits for the ones in hand (their leases end with it).
+async fn claim(ctx: Arc<Ctx>, stop: CancellationToken) {
+    let mut running = tokio::task::JoinSet::new();
+    if let Some(mut conn) = connect_patiently(&ctx.cfg.settings, BLOCK, &stop).await {
+        loop {
+            tokio::select! {
+                _ = ctx.hand.room() => {}
+                _ = stop.cancelled() => break,
+            }
+            while running.try_join_next().is_some() {}
+            let Some(entry) = read_one(&ctx, &mut conn, &stop).await else {
+                if stop.is_cancelled() {
+                    break;
+                }
+                continue;
+            };
+            let ticket = ctx.hand.take();
+            let (ctx, stop) = (ctx.clone(), stop.clone());
+            running.spawn(async move { take(&ctx, entry, ticket, &stop).await });
+        }
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// One entry from the group, or None after the block time (or on an error, after a pause).
+async fn read_one(
+    ctx: &Ctx,
+    conn: &mut ConnectionManager,
+    stop: &CancellationToken,
+) -> Option<StreamId> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(GROUP)
+        .arg(&ctx.cfg.name)
+        .arg("COUNT")
+        .arg(1)
+        .arg("BLOCK")
+        .arg(BLOCK.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(ctx.keys.tasks())
+        .arg(">");
+    let read = cmd.query_async::<Option<StreamReadReply>>(conn);
+    let reply = tokio::select! {
+        r = read => r,
+        _ = stop.cancelled() => return None,
     };
-    while !stop.is_cancelled() {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(GROUP)
-            .arg(&ctx.cfg.name)
-            .arg("COUNT")
-            .arg(1)
-            .arg("BLOCK")
-            .arg(BLOCK.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(ctx.keys.tasks())
-            .arg(">");
-        let read = cmd.query_async::<Option<StreamReadReply>>(&mut conn);
-        let reply = tokio::select! {
-            r = read => r,
-            _ = stop.cancelled() => return,
-        };
-        match reply {
-            Ok(Some(reply)) => {
-                for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
-                    take(&ctx, entry, &stop).await;
-                }
+    match reply {
+        Ok(reply) => reply?.keys.into_iter().flat_map(|k| k.ids).next(),
+        Err(e) => {
+            if e.code() == Some("NOGROUP") {
+                let _ = ensure_group(conn, &ctx.keys).await;
             }
-            Ok(None) => {}
-            Err(e) => {
-                if e.code() == Some("NOGROUP") {
-                    let _ = ensure_group(&mut conn, &ctx.keys).await;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            None
         }
     }
 }
 
 /// One claimed entry, from the claim to the acknowledgement.
-async fn take(ctx: &Ctx, entry: StreamId, stop: &CancellationToken) {
+async fn take(ctx: &Ctx, entry: StreamId, mut ticket: Ticket, stop: &CancellationToken) {
     let mut conn = ctx.conn.clone();
     let envelope = entry
         .get::<String>("task")
@@ -199,6 +246,7 @@ async fn take(ctx: &Ctx, entry: StreamId, stop: &CancellationToken) {
         ack(ctx, &entry.id).await;
         return;
     };
+    ticket.expect(task.expected_frames);
     let lease = Lease::keep(
         ctx.conn.clone(),
         ctx.keys.clone(),
@@ -212,13 +260,14 @@ async fn take(ctx: &Ctx, entry: StreamId, stop: &CancellationToken) {
         worker: ctx.cfg.name.clone(),
     };
     let _ = send_report(&mut conn, &ctx.keys, &report).await;
-    tracing::info!(task = %task.id, label = %task.label, delivery, "claimed");
+    tracing::info!(task = %task.id, label = %task.label, delivery, in_hand = ctx.hand.held(), input = %task.input.sha256, "claimed");
     let scratch = ctx
         .cfg
         .work
         .join("jobs")
         .join(format!("{}-{}-{delivery}", task.id.job, task.id.index));
-    let outcome = encode(ctx, task.clone(), &scratch, &lease).await;
+    let outcome = encode(ctx, task.clone(), &scratch, &lease, &mut ticket).await;
+    ticket.release();
     let end = lease.end().await;
     let report = match (outcome, end) {
         (_, LeaseEnd::Lost) | (_, LeaseEnd::Stopped) => {
@@ -247,7 +296,6 @@ async fn take(ctx: &Ctx, entry: StreamId, stop: &CancellationToken) {
         ack(ctx, &entry.id).await;
     }
     let _ = tokio::fs::remove_dir_all(&scratch).await;
-    let _ = tokio::fs::remove_file(ctx.cfg.work.join("in").join(&task.input.sha256)).await;
 }
 
 /// Download, check, encode, upload. The outputs' files are gone from here afterwards.
@@ -256,8 +304,10 @@ async fn encode(
     mut task: EncodeTask,
     scratch: &Path,
     lease: &Lease,
+    ticket: &mut Ticket,
 ) -> Result<Vec<Uploaded>, TaskError> {
-    let input = fetch(ctx, &task).await?;
+    let hold = ctx.inputs.hold(&task.input.sha256);
+    let input = fetch(ctx, &task, &hold).await?;
     tokio::fs::create_dir_all(scratch.join("enc"))
         .await
         .map_err(|e| TaskError::Input(format!("{}: {e}", scratch.display())))?;
@@ -266,7 +316,16 @@ async fn encode(
         work: scratch.to_path_buf(),
     };
     guard(&task)?;
-    let result = execute(&ctx.env, &task, lease.token(), lease.progress_sender()).await?;
+    let mut forward = lease.progress_sender();
+    let result = execute(&ctx.env, &task, lease.token(), |p| {
+        ticket.note(&p);
+        forward(p)
+    })
+    .await;
+    // The slot is free: the next task (perhaps already downloaded) encodes while this
+    // one's outputs upload.
+    ticket.release();
+    let result = result?;
     let mut uploaded = Vec::new();
     let mut failure = None;
     for record in &result.artifacts {
@@ -288,25 +347,14 @@ async fn encode(
     }
 }
 
-async fn fetch(ctx: &Ctx, task: &EncodeTask) -> Result<PathBuf, TaskError> {
-    let (sha, size, dir) = (
-        task.input.sha256.clone(),
-        task.input.size,
-        ctx.cfg.work.join("in"),
-    );
-    let here = dir.join(&sha);
-    if tokio::fs::metadata(&here)
-        .await
-        .is_ok_and(|m| m.len() == size)
-    {
-        return Ok(here);
-    }
-    let coordinator = ctx.coordinator.clone();
-    let got = tokio::task::spawn_blocking(move || coordinator.download(&sha, size, &dir))
-        .await
-        .map_err(|e| TaskError::Input(e.to_string()))?;
-    match got {
-        Ok((path, _moved)) => Ok(path),
+async fn fetch(ctx: &Ctx, task: &EncodeTask, hold: &InputHold) -> Result<PathBuf, TaskError> {
+    match hold.fetch(&ctx.coordinator, task.input.size).await {
+        Ok((path, took)) => {
+            if let Some(took) = took {
+                ctx.hand.learn_download(took);
+            }
+            Ok(path)
+        }
         // Not the input's fault: another delivery may succeed.
         Err(e) => Err(TaskError::Remote {
             worker: ctx.cfg.name.clone(),
