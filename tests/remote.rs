@@ -131,13 +131,22 @@ fn a_files_chunks_spread_over_three_workers_and_every_output_checks_out() -> Tes
     assert!(metric(&d, "spool_remote_tasks_claimed_total") >= tasks.len() as f64);
     assert!(metric(&d, "spool_blob_bytes_sent_total") > 0.0);
     assert!(metric(&d, "spool_blob_bytes_received_total") > 0.0);
-    // No storage is shared: each worker's scratch space is empty again.
+    // The file is cut by frame range: every task's input is the whole source, which each
+    // worker downloads once and keeps for its next tasks (not once per task).
+    let size = std::fs::metadata(&source)?.len() as f64;
+    let sent = metric(&d, "spool_blob_bytes_sent_total");
+    assert!(
+        sent <= 3.0 * size,
+        "{sent} bytes sent for a {size}-byte source and 3 workers"
+    );
+    // No storage is shared: each worker's scratch space holds only the kept input.
+    let sha = common::sha256_file(&source)?;
     for w in _workers.iter() {
-        assert!(
-            common::find_files(&w.work, "").is_empty(),
-            "{} kept files",
-            w.name
-        );
+        let kept: Vec<_> = common::find_files(&w.work, "")
+            .into_iter()
+            .filter(|f| *f != w.work.join("in").join(&sha))
+            .collect();
+        assert!(kept.is_empty(), "{} kept {kept:?}", w.name);
     }
     Ok(())
 }

@@ -117,7 +117,7 @@ pub async fn watch(config: &Path) -> Result<u8> {
             .config
             .queue
             .as_ref()
-            .map(|q| q.settings())
+            .map(|q| q.settings(&loaded.config.state))
             .transpose()
             .map_err(anyhow::Error::msg)?,
     };

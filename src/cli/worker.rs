@@ -29,6 +29,14 @@ pub struct WorkerArgs {
     /// This worker's name in status and metrics; host-pid by default.
     #[arg(long)]
     name: Option<String>,
+    /// A file system the coordinator shares (its `queue.shared`, as mounted here): chunks
+    /// and results move through it instead of over HTTP, with the same checks.
+    #[arg(long, value_name = "DIR")]
+    shared: Option<PathBuf>,
+    /// Downloaded inputs kept for the next tasks of the same file (a source cut by frame
+    /// range is every task's input), in MiB; least recently used go first.
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    keep_inputs_mib: u64,
     /// The coordinator's Redis key prefix.
     #[arg(long, default_value = "spool")]
     prefix: String,
@@ -51,6 +59,8 @@ pub async fn run(args: WorkerArgs) -> Result<u8> {
         concurrency: args.concurrency.unwrap_or(cores).max(1),
         work: args.work,
         name: args.name.unwrap_or_else(worker::default_name),
+        shared: args.shared,
+        keep_inputs: args.keep_inputs_mib.saturating_mul(1 << 20),
     };
     let stop = CancellationToken::new();
     super::run::spawn_signal_handler(stop.clone());

@@ -55,10 +55,22 @@ pub struct QueueConfig {
     /// Deliveries of one task (first included) before it fails.
     #[serde(default = "default_deliveries")]
     pub max_deliveries: u32,
+    /// An absolute path the workers mount too (NFS or similar): chunks and results move
+    /// through it instead of over HTTP (workers pass `--shared`).
+    #[serde(default)]
+    pub shared: Option<PathBuf>,
+    /// ffmpeg processes this coordinator runs itself, beside the workers (0: none).
+    #[serde(default)]
+    pub encode_here: usize,
 }
 
 impl QueueConfig {
-    pub fn settings(&self) -> Result<crate::engine::queue::remote::RedisSettings, String> {
+    /// The queue's settings; `state` holds the shared root this coordinator's own encodes
+    /// use when none is configured.
+    pub fn settings(
+        &self,
+        state: &Path,
+    ) -> Result<crate::engine::queue::remote::RedisSettings, String> {
         let mut s = crate::engine::queue::remote::RedisSettings::new(&self.redis)
             .map_err(|e| format!("queue.redis: {e}"))?;
         if !(self.lease_seconds.is_finite() && self.lease_seconds >= 1.0) {
@@ -75,6 +87,18 @@ impl QueueConfig {
         if let Some(p) = &self.prefix {
             s.prefix = p.clone();
         }
+        s.shared = match &self.shared {
+            Some(dir) if !dir.is_absolute() => {
+                return Err(format!(
+                    "queue.shared: {} is not an absolute path (workers mount it too)",
+                    dir.display()
+                ))
+            }
+            Some(dir) => Some(dir.clone()),
+            None if self.encode_here > 0 => Some(state.join("shared")),
+            None => None,
+        };
+        s.shared_private = self.shared.is_none();
         Ok(s)
     }
 }

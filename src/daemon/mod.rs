@@ -386,12 +386,19 @@ pub async fn run(
         }
     }
     let api = tokio::spawn(api::serve(listener, daemon.clone(), stop.clone()));
+    // Its own encodes stop only after the running jobs had their grace.
+    let here_stop = CancellationToken::new();
+    let here = encode_here(&cfg, &endpoint.url, &here_stop)?;
     signals.cancelled().await;
     tracing::info!("stopping: no new files; waiting for running jobs");
     stop.cancel();
     daemon
         .drain(Duration::from_secs_f64(cfg.grace_seconds))
         .await;
+    here_stop.cancel();
+    if let Some(h) = here {
+        let _ = h.await;
+    }
     for l in loops {
         let _ = l.await;
     }
@@ -401,6 +408,40 @@ pub async fn run(
     let _ = std::fs::remove_file(&file);
     tracing::info!("spool watch stopped");
     Ok(0)
+}
+
+/// With `queue.encode_here: N`, this coordinator encodes too: a worker inside it, with N
+/// slots, takes tasks from the same queue as every other worker, reading chunks and placing
+/// results through the shared root (its own files: nothing crosses the network).
+fn encode_here(
+    cfg: &config::DaemonConfig,
+    api: &str,
+    stop: &CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    let Some(q) = cfg.queue.as_ref().filter(|q| q.encode_here > 0) else {
+        return Ok(None);
+    };
+    let settings = q.settings(&cfg.state)?;
+    let wcfg = crate::engine::queue::remote::worker::WorkerConfig {
+        shared: settings.shared.clone(),
+        settings,
+        coordinator: api.to_string(),
+        token: cfg.token.clone(),
+        concurrency: q.encode_here,
+        work: cfg.state.join("worker"),
+        name: format!(
+            "{}-here",
+            crate::engine::queue::remote::worker::default_name()
+        ),
+        // Its inputs are its own files, read in place through the shared root.
+        keep_inputs: 0,
+    };
+    let stop = stop.clone();
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = crate::engine::queue::remote::worker::run(wcfg, stop).await {
+            tracing::error!(error = %e, "this coordinator's own encodes could not start");
+        }
+    })))
 }
 
 /// The endpoint file holds the API token: only the owner may read it.

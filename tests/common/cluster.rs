@@ -96,6 +96,17 @@ pub fn coordinator_with(
     workflow_extra: &str,
     env: &[(&str, String)],
 ) -> Result<Daemon, Box<dyn std::error::Error>> {
+    coordinator_queue(dir, redis, workflow_extra, "", env)
+}
+
+/// [`coordinator_with`] with more of the queue's settings (`shared: …, encode_here: …`).
+pub fn coordinator_queue(
+    dir: &Path,
+    redis: &Redis,
+    workflow_extra: &str,
+    queue_extra: &str,
+    env: &[(&str, String)],
+) -> Result<Daemon, Box<dyn std::error::Error>> {
     for d in ["in", "out", "media", "published"] {
         std::fs::create_dir_all(dir.join(d))?;
     }
@@ -113,7 +124,7 @@ pub fn coordinator_with(
         format!(
             "state: state\nlisten: 127.0.0.1:{}\ntoken: {TOKEN}\nworkflows: [wf.yaml]\nmax_jobs: 2\n\
              api: {{input_roots: [media], output_roots: [published]}}\n\
-             queue: {{redis: \"{}\", lease_seconds: 3, max_deliveries: 4}}\n",
+             queue: {{redis: \"{}\", lease_seconds: 3, max_deliveries: 4{queue_extra}}}\n",
             free_port()?,
             redis.url()
         ),
@@ -135,6 +146,17 @@ impl Worker {
         redis: &Redis,
         coordinator: &str,
     ) -> Result<Worker, Box<dyn std::error::Error>> {
+        Worker::start_with(dir, name, redis, coordinator, &[])
+    }
+
+    /// [`Worker::start`] with more arguments (`--shared DIR`).
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        redis: &Redis,
+        coordinator: &str,
+        extra: &[&str],
+    ) -> Result<Worker, Box<dyn std::error::Error>> {
         let work = dir.join(format!("worker-{name}"));
         std::fs::create_dir_all(&work)?;
         let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
@@ -149,6 +171,7 @@ impl Worker {
             .args(["--token", TOKEN, "--concurrency", "1", "--name", name])
             .arg("--work")
             .arg(&work)
+            .args(extra)
             .env("SPOOL_LOG", "spool=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -374,3 +374,10 @@ pub fn traced_phases(trace: &Path) -> Vec<String> {
         .filter_map(|v| v["phase"].as_str().map(String::from))
         .collect()
 }
+
+/// A file's SHA-256, in lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}

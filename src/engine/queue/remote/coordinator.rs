@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::shared::SharedRoot;
 use super::{connect, ensure_group, Keys, RedisSettings, RemoteError};
 use crate::engine::artifacts::ArtifactStore;
 use crate::engine::metrics::Metrics;
@@ -55,6 +56,8 @@ pub(super) struct Shared {
     pub closed: Mutex<std::collections::HashSet<String>>,
     /// Closed workflows whose running encodes are paused (their schedule says `pause`).
     pub paused: Mutex<std::collections::HashSet<String>>,
+    /// Where chunks and results move when workers share a file system.
+    pub root: Option<SharedRoot>,
     /// Gates whose state workers must be told, written one at a time in order.
     gate_writes: mpsc::UnboundedSender<String>,
     pub started: std::time::Instant,
@@ -85,8 +88,15 @@ impl RedisQueue {
             .query_async(&mut conn)
             .await?;
         let (gate_writes, gates_to_write) = mpsc::unbounded_channel();
+        let root = settings.shared_root();
+        if let Some(root) = &root {
+            root.prepare()
+                .map_err(|e| RemoteError::Malformed(format!("queue.shared: {e}")))?;
+            root.clear_leftovers();
+        }
         let shared = Arc::new(Shared {
             gate_writes,
+            root,
             settings,
             keys,
             conn,
@@ -146,6 +156,9 @@ impl Shared {
                 o.1 = o.1.saturating_sub(1);
                 if o.1 == 0 {
                     offers.remove(sha256);
+                    if let Some(root) = &self.root {
+                        let _ = std::fs::remove_file(root.chunk(sha256));
+                    }
                 }
             }
         }

@@ -1,40 +1,65 @@
-//! The inputs on a worker's disk. Tasks in hand may read the same chunk (twin chunks have
-//! one SHA-256, and a worker holds one task ahead): each input is fetched once, by one task
-//! while the others wait for it, and removed when the last task holding it ends.
+//! The inputs on a worker's disk. Tasks may read the same input: a file cut by frame range
+//! gives every task the whole source, and twin chunks have one SHA-256. Each input is
+//! fetched once, by one task while the others wait for it, and kept after its last task
+//! ends, up to a byte budget (least recently used first out), so the next task of the same
+//! file finds it here. An input is taken, in order, from this disk, from the shared root
+//! (size and SHA-256 checked, once per file version), or downloaded (both checked).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use super::transfer::{Coordinator, TransferError};
+use super::shared::SharedRoot;
+use super::transfer::{sha256_of, Coordinator, TransferError};
 
 type Entry = (Arc<tokio::sync::Mutex<()>>, usize);
 
 pub(super) struct Inputs {
     dir: PathBuf,
-    held: Mutex<HashMap<String, Entry>>,
+    /// Bytes of inputs no task holds that may stay on disk.
+    budget: u64,
+    state: Mutex<State>,
 }
 
-/// One task's hold on an input; the file goes when the last hold is dropped.
+#[derive(Default)]
+struct State {
+    held: HashMap<String, Entry>,
+    /// Inputs no task holds, oldest first, with their sizes.
+    idle: VecDeque<(String, u64)>,
+    /// Shared-root files whose SHA-256 was checked: sha → (size, modified).
+    checked: HashMap<String, (u64, SystemTime)>,
+}
+
+/// One task's hold on an input.
 pub(super) struct InputHold {
     inputs: Arc<Inputs>,
     sha256: String,
     lock: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Where an input came from.
+pub(super) enum Found {
+    Here,
+    Shared,
+    Downloaded(Duration),
+}
+
 impl Inputs {
-    pub fn new(dir: PathBuf) -> Arc<Inputs> {
+    pub fn new(dir: PathBuf, budget: u64) -> Arc<Inputs> {
         Arc::new(Inputs {
             dir,
-            held: Mutex::new(HashMap::new()),
+            budget,
+            state: Mutex::new(State::default()),
         })
     }
 
     pub fn hold(self: &Arc<Self>, sha256: &str) -> InputHold {
-        let lock = match self.held.lock() {
-            Ok(mut held) => {
-                let e = held
+        let lock = match self.state.lock() {
+            Ok(mut s) => {
+                s.idle.retain(|(sha, _)| sha != sha256);
+                let e = s
+                    .held
                     .entry(sha256.to_string())
                     .or_insert_with(|| (Arc::new(tokio::sync::Mutex::new(())), 0));
                 e.1 += 1;
@@ -48,16 +73,52 @@ impl Inputs {
             lock,
         }
     }
+
+    /// The last hold on `sha256` ended: it stays while the budget allows.
+    fn idle(&self, sha256: &str) {
+        let size = std::fs::metadata(self.dir.join(sha256)).map_or(0, |m| m.len());
+        let mut evict = Vec::new();
+        if let Ok(mut s) = self.state.lock() {
+            s.held.remove(sha256);
+            if size > 0 {
+                s.idle.push_back((sha256.to_string(), size));
+            }
+            let mut kept: u64 = s.idle.iter().map(|(_, b)| b).sum();
+            while kept > self.budget {
+                let Some((sha, bytes)) = s.idle.pop_front() else {
+                    break;
+                };
+                kept -= bytes;
+                evict.push(sha);
+            }
+        }
+        for sha in evict {
+            remove_quietly(&self.dir.join(sha));
+        }
+    }
+
+    /// Whether the shared file was checked already as it is now.
+    fn checked(&self, sha256: &str, size: u64, modified: SystemTime) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|s| s.checked.get(sha256) == Some(&(size, modified)))
+    }
+
+    fn mark_checked(&self, sha256: &str, size: u64, modified: SystemTime) {
+        if let Ok(mut s) = self.state.lock() {
+            s.checked.insert(sha256.to_string(), (size, modified));
+        }
+    }
 }
 
 impl InputHold {
-    /// The input's path, downloaded unless a twin task has it here already (size checked;
-    /// a download checks size and SHA-256). With the time a download took, if one ran.
+    /// The input's path: kept here, in the shared root, or downloaded.
     pub async fn fetch(
         &self,
         coordinator: &Coordinator,
+        root: Option<&SharedRoot>,
         size: u64,
-    ) -> Result<(PathBuf, Option<Duration>), TransferError> {
+    ) -> Result<(PathBuf, Found), TransferError> {
         let _one_at_a_time = self.lock.lock().await;
         let dir = self.inputs.dir.clone();
         let here = dir.join(&self.sha256);
@@ -65,34 +126,55 @@ impl InputHold {
             .await
             .is_ok_and(|m| m.len() == size)
         {
-            return Ok((here, None));
+            return Ok((here, Found::Here));
+        }
+        if let Some(path) = self.shared(root, size).await {
+            return Ok((path, Found::Shared));
         }
         let (coordinator, sha) = (coordinator.clone(), self.sha256.clone());
         let began = Instant::now();
         let got = tokio::task::spawn_blocking(move || coordinator.download(&sha, size, &dir))
             .await
             .map_err(|e| TransferError::Unreachable(e.to_string()))?;
-        got.map(|(path, _moved)| (path, Some(began.elapsed())))
+        got.map(|(path, _moved)| (path, Found::Downloaded(began.elapsed())))
+    }
+
+    /// The input in the shared root, when it is there whole and hashes to its name.
+    async fn shared(&self, root: Option<&SharedRoot>, size: u64) -> Option<PathBuf> {
+        let path = root?.chunk(&self.sha256);
+        let meta = tokio::fs::metadata(&path).await.ok()?;
+        let modified = meta.modified().ok()?;
+        if meta.len() == size && self.inputs.checked(&self.sha256, size, modified) {
+            return Some(path);
+        }
+        let p = path.clone();
+        let sha = tokio::task::spawn_blocking(move || sha256_of(&p))
+            .await
+            .ok()?
+            .ok()?;
+        if meta.len() != size || sha != self.sha256 {
+            tracing::warn!(path = %path.display(), size = meta.len(), "the shared chunk is not the task's: downloading it instead");
+            return None;
+        }
+        self.inputs.mark_checked(&self.sha256, size, modified);
+        Some(path)
     }
 }
 
 impl Drop for InputHold {
     fn drop(&mut self) {
-        let last = match self.inputs.held.lock() {
-            Ok(mut held) => match held.get_mut(&self.sha256) {
+        let last = match self.inputs.state.lock() {
+            Ok(mut s) => match s.held.get_mut(&self.sha256) {
                 Some(e) if e.1 > 1 => {
                     e.1 -= 1;
                     false
                 }
-                _ => {
-                    held.remove(&self.sha256);
-                    true
-                }
+                _ => true,
             },
             Err(_) => true,
         };
         if last {
-            remove_quietly(&self.inputs.dir.join(&self.sha256));
+            self.inputs.idle(&self.sha256);
         }
     }
 }
@@ -110,16 +192,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_input_held_twice_stays_until_both_holds_end() {
+    fn inputs_stay_while_held_and_then_within_the_budget() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let inputs = Inputs::new(dir.path().to_path_buf());
-        let file = dir.path().join("ab");
-        std::fs::write(&file, b"x").expect("write");
-        let a = inputs.hold("ab");
-        let b = inputs.hold("ab");
-        drop(a);
-        assert!(file.exists(), "the twin task still reads it");
-        drop(b);
-        assert!(!file.exists());
+        let inputs = Inputs::new(dir.path().to_path_buf(), 5);
+        for name in ["a", "b"] {
+            std::fs::write(dir.path().join(name), b"xxx").expect("write");
+        }
+        let (a1, a2) = (inputs.hold("a"), inputs.hold("a"));
+        drop(a1);
+        assert!(
+            dir.path().join("a").exists(),
+            "the twin task still reads it"
+        );
+        drop(a2);
+        assert!(dir.path().join("a").exists(), "kept: 3 bytes within 5");
+        drop(inputs.hold("b"));
+        assert!(
+            !dir.path().join("a").exists(),
+            "the older one goes past the budget"
+        );
+        assert!(dir.path().join("b").exists());
+        let again = inputs.hold("b");
+        drop(inputs.hold("a"));
+        assert!(
+            dir.path().join("b").exists(),
+            "a held input is never evicted"
+        );
+        drop(again);
     }
 }

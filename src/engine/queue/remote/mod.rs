@@ -20,6 +20,7 @@ mod hand;
 mod inputs;
 mod lease;
 mod reports;
+pub mod shared;
 pub mod transfer;
 mod upkeep;
 pub mod worker;
@@ -60,6 +61,12 @@ pub struct RedisSettings {
     pub lease: Duration,
     /// Deliveries (first one included) before a task fails instead of going out again.
     pub max_deliveries: u32,
+    /// A file system the workers mount too: chunks and results move through it
+    /// (`shared::SharedRoot`); workers without it, or that find a file wrong, use HTTP.
+    pub shared: Option<std::path::PathBuf>,
+    /// The shared root is this coordinator's own (no other machine writes it): chunks are
+    /// hard-linked into it instead of copied.
+    pub shared_private: bool,
 }
 
 impl RedisSettings {
@@ -72,6 +79,8 @@ impl RedisSettings {
             prefix: "spool".into(),
             lease: Duration::from_secs(30),
             max_deliveries: 5,
+            shared: None,
+            shared_private: false,
         })
     }
 
@@ -79,6 +88,13 @@ impl RedisSettings {
         Keys {
             prefix: self.prefix.clone(),
         }
+    }
+
+    /// The shared root's directory for this prefix, if there is one.
+    pub fn shared_root(&self) -> Option<shared::SharedRoot> {
+        self.shared
+            .as_deref()
+            .map(|root| shared::SharedRoot::new(root, &self.prefix))
     }
 
     pub fn client(&self) -> Result<redis::Client, RemoteError> {

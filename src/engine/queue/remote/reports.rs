@@ -11,6 +11,7 @@ use redis::streams::StreamReadReply;
 use tokio_util::sync::CancellationToken;
 
 use super::coordinator::{Flight, Shared};
+use super::shared::SharedRoot;
 use super::{connect_patiently, Report, Uploaded};
 use crate::engine::artifacts::artifact_key;
 use crate::engine::metrics::Metrics;
@@ -173,7 +174,7 @@ async fn intake(
     let mut artifacts: Vec<CacheRecord> = Vec::new();
     let mut failure = None;
     for up in outputs {
-        match take_blob(&s.intake.blobs, up).await {
+        match take_blob(&s.intake.blobs, s.root.as_ref(), up).await {
             Ok(path) => taken.push(path),
             Err(e) => {
                 failure = Some(e);
@@ -234,14 +235,25 @@ async fn intake(
     }
 }
 
-/// Moves an uploaded blob out of the shared blob directory (so no other task takes the
-/// same file) after checking its size; its SHA-256 was checked as it was received.
-async fn take_blob(blobs: &Path, up: &Uploaded) -> Result<PathBuf, String> {
+/// Moves an uploaded blob (or a result placed in the shared root) out of its directory,
+/// under a name of its own (so no other task takes the same file), after checking its
+/// size. An upload's SHA-256 was checked as it was received; every result's is checked
+/// again as it enters the cache.
+async fn take_blob(
+    blobs: &Path,
+    root: Option<&SharedRoot>,
+    up: &Uploaded,
+) -> Result<PathBuf, String> {
     if !crate::engine::queue::is_sha256(&up.sha256) {
         return Err(format!("{:?} is not a SHA-256", up.sha256));
     }
-    let blob = blobs.join(&up.sha256);
-    let taken = blobs.join(format!(".intake-{}-{}", up.sha256, super::now_ms()));
+    let mut blob = blobs.join(&up.sha256);
+    if let Some(placed) = root.map(|r| r.result(&up.sha256)) {
+        if !blob.exists() && placed.exists() {
+            blob = placed;
+        }
+    }
+    let taken = blob.with_file_name(format!(".intake-{}-{}", up.sha256, super::now_ms()));
     tokio::fs::rename(&blob, &taken)
         .await
         .map_err(|e| format!("its upload {} is not here: {e}", up.sha256))?;
@@ -265,6 +277,9 @@ async fn discard_orphan(s: &Shared, outputs: &[Uploaded]) {
     for up in outputs {
         if crate::engine::queue::is_sha256(&up.sha256) {
             let _ = tokio::fs::remove_file(s.intake.blobs.join(&up.sha256)).await;
+            if let Some(root) = &s.root {
+                let _ = tokio::fs::remove_file(root.result(&up.sha256)).await;
+            }
         }
     }
 }

@@ -121,6 +121,21 @@ fn unpublished(s: &Shared) -> Vec<(TaskId, Envelope)> {
         .collect()
 }
 
+/// With a shared root, the task's chunk is placed there before the task goes out (a
+/// worker that finds it missing or wrong downloads it instead).
+async fn share_chunk(s: &Shared, envelope: &Envelope) {
+    let Some(root) = &s.root else { return };
+    let (src, dest) = (
+        envelope.task.local.input.clone(),
+        root.chunk(&envelope.task.input.sha256),
+    );
+    let link = s.settings.shared_private;
+    let placed = tokio::task::spawn_blocking(move || super::shared::place(&src, &dest, link)).await;
+    if let Ok(Err(e)) = placed {
+        tracing::warn!(task = %envelope.task.id, error = %e, "the chunk could not be placed in the shared root; workers download it");
+    }
+}
+
 async fn publish(s: &Shared, conn: &mut ConnectionManager) -> Result<(), RemoteError> {
     for (id, envelope) in unpublished(s) {
         // Its result may be waiting already (it came while this coordinator was down).
@@ -134,6 +149,7 @@ async fn publish(s: &Shared, conn: &mut ConnectionManager) -> Result<(), RemoteE
                 continue;
             }
         }
+        share_chunk(s, &envelope).await;
         let entry = match adopt(s, conn, &id, &envelope).await? {
             Some(entry) => entry,
             None => {

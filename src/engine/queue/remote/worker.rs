@@ -14,8 +14,9 @@ use redis::streams::{StreamId, StreamReadReply};
 use tokio_util::sync::CancellationToken;
 
 use super::hand::{Hand, Ticket};
-use super::inputs::{InputHold, Inputs};
+use super::inputs::{Found, InputHold, Inputs};
 use super::lease::{Lease, LeaseEnd};
+use super::shared::SharedRoot;
 use super::transfer::{Coordinator, TransferError};
 use super::{connect_patiently, ensure_group, send_report, Envelope, Keys, RedisSettings};
 use super::{Report, Uploaded, GROUP, HEARTBEAT};
@@ -38,6 +39,10 @@ pub struct WorkerConfig {
     /// Scratch space (emptied at start).
     pub work: PathBuf,
     pub name: String,
+    /// The shared root as this machine mounts it (`--shared`), if any.
+    pub shared: Option<PathBuf>,
+    /// Bytes of downloaded inputs kept for later tasks of the same file.
+    pub keep_inputs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +73,7 @@ struct Ctx {
     conn: ConnectionManager,
     hand: Arc<Hand>,
     inputs: Arc<Inputs>,
+    root: Option<SharedRoot>,
 }
 
 /// Runs until `stop`: a task running then is killed and left to its lease (another worker
@@ -106,7 +112,11 @@ pub async fn run(cfg: WorkerConfig, stop: CancellationToken) -> Result<(), Worke
         coordinator: Coordinator::new(&cfg.coordinator, cfg.token.clone()),
         conn,
         hand: Hand::new(cfg.concurrency),
-        inputs: Inputs::new(cfg.work.join("in")),
+        inputs: Inputs::new(cfg.work.join("in"), cfg.keep_inputs),
+        root: cfg
+            .shared
+            .as_deref()
+            .map(|r| SharedRoot::new(r, &cfg.settings.prefix)),
         cfg,
     });
     tracing::info!(worker = %ctx.cfg.name, ffmpeg = %ctx.env.runner.tools().version, "worker ready");
@@ -331,7 +341,7 @@ async fn encode(
     for record in &result.artifacts {
         let path = ctx.env.artifacts.path_of(record);
         if failure.is_none() {
-            match upload(ctx, &path, &record.sha256).await {
+            match hand_back(ctx, &path, &record.sha256).await {
                 Ok(()) => uploaded.push(Uploaded {
                     sha256: record.sha256.clone(),
                     size: record.bytes,
@@ -348,9 +358,12 @@ async fn encode(
 }
 
 async fn fetch(ctx: &Ctx, task: &EncodeTask, hold: &InputHold) -> Result<PathBuf, TaskError> {
-    match hold.fetch(&ctx.coordinator, task.input.size).await {
-        Ok((path, took)) => {
-            if let Some(took) = took {
+    match hold
+        .fetch(&ctx.coordinator, ctx.root.as_ref(), task.input.size)
+        .await
+    {
+        Ok((path, found)) => {
+            if let Found::Downloaded(took) = found {
                 ctx.hand.learn_download(took);
             }
             Ok(path)
@@ -362,6 +375,22 @@ async fn fetch(ctx: &Ctx, task: &EncodeTask, hold: &InputHold) -> Result<PathBuf
             fatal: false,
         }),
     }
+}
+
+/// Gives a result to the coordinator: placed in the shared root if there is one (an upload
+/// when placing fails), else uploaded.
+async fn hand_back(ctx: &Ctx, path: &Path, sha256: &str) -> Result<(), TransferError> {
+    if let Some(root) = &ctx.root {
+        let (src, dest) = (path.to_path_buf(), root.result(sha256));
+        match tokio::task::spawn_blocking(move || super::shared::place(&src, &dest, true)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot place the result in the shared root: uploading it")
+            }
+            Err(e) => tracing::warn!(error = %e, "placing the result failed: uploading it"),
+        }
+    }
+    upload(ctx, path, sha256).await
 }
 
 async fn upload(ctx: &Ctx, path: &Path, sha256: &str) -> Result<(), TransferError> {

@@ -1,0 +1,225 @@
+//! Remote workers on a shared file system (`queue.shared`, `spool worker --shared`), and a
+//! coordinator that encodes too (`queue.encode_here`): real Redis, real processes.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use common::api::Daemon;
+use common::cluster::{coordinator_queue, metric, tasks, Redis, Worker};
+use common::{burst_onsets, wait_until, TestResult};
+use serde_json::{json, Value};
+
+const FAST: &str = "profiles:\n\
+    - {name: p144, codec: h264, height: 144, always_encode: true, preset: ultrafast}\n\
+    - {name: p240, codec: h264, height: 240, always_encode: true, preset: ultrafast}\n";
+
+fn submit(d: &Daemon, dir: &Path) -> Result<String, String> {
+    let (code, body) = d.submit(&json!({
+        "input": dir.join("media/clip.mp4").display().to_string(),
+        "workflow": "web",
+        "output": dir.join("published").display().to_string(),
+    }));
+    match body["id"].as_str() {
+        Some(id) if code < 300 => Ok(id.to_string()),
+        _ => Err(format!("submit answered {code}: {body}")),
+    }
+}
+
+/// Every MP4 output: all the source's frames, and its tone bursts where the source has them.
+fn check_outputs(job: &Value, source: &Path, frames: u64) -> TestResult {
+    let manifest_path = Path::new(job["manifest"].as_str().ok_or("no manifest")?);
+    let manifest = common::read_json(manifest_path)?;
+    let dir = manifest_path.parent().ok_or("no dir")?;
+    let want = burst_onsets(source)?;
+    let mut videos = 0;
+    for o in manifest["outputs"].as_array().ok_or("no outputs")? {
+        let Some(file) = o["path"].as_str().filter(|f| f.ends_with(".mp4")) else {
+            continue;
+        };
+        videos += 1;
+        let path = dir.join(file);
+        let counted = common::ffprobe(&path, "stream=nb_read_packets", "v:0")?;
+        assert!(
+            counted.contains(&format!("nb_read_packets={frames}")),
+            "{file}: {counted}"
+        );
+        let got = burst_onsets(&path)?;
+        assert_eq!(got.len(), want.len(), "{file}: bursts {got:?} vs {want:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() < 0.03,
+                "{file}: burst at {g} s, the source's at {w} s"
+            );
+        }
+    }
+    assert_eq!(videos, 2, "{manifest}");
+    Ok(())
+}
+
+/// testsrc2 repeats itself every second, so its 1 s chunks are byte-identical twins;
+/// temporal noise makes every chunk its own.
+fn make_distinct_clip(path: &Path, seconds: u32) -> Result<(), String> {
+    let args: Vec<String> = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=s=320x240:r=25:d={seconds},noise=alls=12:allf=t"),
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("aevalsrc=0.5*sin(2*PI*1000*t)*lt(mod(t\\,1)\\,0.1):s=48000:d={seconds}"),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .chain([path.display().to_string()])
+    .collect();
+    common::run_ok("ffmpeg", &args)
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn shared_workers(
+    dir: &Path,
+    redis: &Redis,
+    d: &Daemon,
+    root: &Path,
+) -> Result<[Worker; 2], Box<dyn std::error::Error>> {
+    let url = d.url().ok_or("no URL")?;
+    let root = root.display().to_string();
+    Ok([
+        Worker::start_with(dir, "w1", redis, &url, &["--shared", &root])?,
+        Worker::start_with(dir, "w2", redis, &url, &["--shared", &root])?,
+    ])
+}
+
+#[test]
+fn workers_on_a_shared_file_system_move_nothing_over_http_and_check_what_they_find() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let nfs = dir.path().join("nfs");
+    let redis = Redis::start(&dir.path().join("redis"))?;
+    let shared = format!(", shared: \"{}\"", nfs.display());
+    let d = coordinator_queue(dir.path(), &redis, FAST, &shared, &[])?;
+    let source = dir.path().join("media/clip.mp4");
+    make_distinct_clip(&source, 6)?;
+    let ws = shared_workers(dir.path(), &redis, &d, &nfs)?;
+    let id = submit(&d, dir.path())?;
+    let job = d.wait_final(&id, 120)?;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    check_outputs(&job, &source, 150)?;
+    // Inputs and results all went through the shared root.
+    assert_eq!(metric(&d, "spool_blob_bytes_sent_total"), 0.0);
+    assert_eq!(metric(&d, "spool_blob_bytes_received_total"), 0.0);
+    assert_eq!(metric(&d, "spool_remote_intakes_total"), 6.0);
+    let chunks = nfs.join("spool/chunks");
+    assert!(files_in(&chunks).is_empty(), "{:?}", files_in(&chunks));
+    assert!(files_in(&nfs.join("spool/results")).is_empty());
+    drop(ws);
+
+    // A second file, whose input goes bad on the shared file system before any worker
+    // reads it (same size, one byte changed, in place: the coordinator placed a copy, so
+    // the user's file must not change).
+    let source = dir.path().join("media/clip.mp4");
+    make_distinct_clip(&source, 5)?;
+    let original_two = std::fs::read(&source)?;
+    let id = submit(&d, dir.path())?;
+    wait_until(
+        "the input in the shared root",
+        Duration::from_secs(60),
+        || files_in(&chunks).len() == 1,
+    )?;
+    let bad = chunks.join(&files_in(&chunks)[0]);
+    let mut bytes = std::fs::read(&bad)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&bad)?
+        .write_all(&bytes)?;
+    assert_eq!(
+        std::fs::read(&source)?,
+        original_two,
+        "the original changed with the shared copy"
+    );
+    let _ws = shared_workers(dir.path(), &redis, &d, &nfs)?;
+    let job = d.wait_final(&id, 120)?;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    check_outputs(&job, &source, 125)?;
+    // Refused by its hash, and downloaded instead: once per worker that took a task.
+    let logs = ["w1", "w2"]
+        .map(|w| std::fs::read_to_string(dir.path().join(format!("{w}.log"))).unwrap_or_default());
+    let refusals: usize = logs
+        .iter()
+        .map(|l| l.matches("is not the task's").count())
+        .sum();
+    let sent = metric(&d, "spool_blob_bytes_sent_total");
+    let size = bytes.len() as f64;
+    assert!((1..=2).contains(&refusals), "{logs:?}");
+    assert_eq!(
+        sent,
+        size * refusals as f64,
+        "each refusing worker downloaded it once"
+    );
+    assert_eq!(metric(&d, "spool_blob_bytes_received_total"), 0.0);
+    assert!(files_in(&chunks).is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_coordinator_that_encodes_too_shares_the_tasks_with_its_workers() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let redis = Redis::start(&dir.path().join("redis"))?;
+    let d = coordinator_queue(dir.path(), &redis, FAST, ", encode_here: 1", &[])?;
+    let url = d.url().ok_or("no URL")?;
+    let _w1 = Worker::start(dir.path(), "w1", &redis, &url)?;
+    wait_until("both encoders alive", Duration::from_secs(30), || {
+        metric(&d, "spool_workers_alive") >= 2.0
+    })?;
+    let source = dir.path().join("media/clip.mp4");
+    make_distinct_clip(&source, 12)?;
+    let id = submit(&d, dir.path())?;
+    let job = d.wait_final(&id, 120)?;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    check_outputs(&job, &source, 300)?;
+    let by: Vec<String> = tasks(&d, &id)
+        .iter()
+        .filter_map(|t| t["worker"].as_str().map(String::from))
+        .collect();
+    assert_eq!(by.len(), 12, "{by:?}");
+    let here = by.iter().filter(|w| w.ends_with("-here")).count();
+    assert!(
+        (1..12).contains(&here),
+        "the coordinator and w1 both encode: {by:?}"
+    );
+    // The coordinator's own encodes read its chunks in place: only w1's moved over HTTP.
+    let sent = metric(&d, "spool_blob_bytes_sent_total");
+    let received = metric(&d, "spool_blob_bytes_received_total");
+    assert!(sent > 0.0 && received > 0.0, "w1 downloads and uploads");
+    eprintln!("tasks encoded here: {here} of 12; HTTP down {sent} B, up {received} B");
+    Ok(())
+}
