@@ -96,13 +96,13 @@ mod tests {
         let src = dir.path().join("src");
         std::fs::write(&src, b"chunk").expect("write");
         place(&src, &root.chunk("ab"), false).expect("place");
+        assert_eq!(std::fs::read(root.chunk("ab")).expect("read"), b"chunk");
         std::fs::write(root.chunk("ab"), b"changed").expect("write");
         assert_eq!(
             std::fs::read(&src).expect("read"),
             b"chunk",
             "a copy, not a link"
         );
-        assert_eq!(std::fs::read(root.chunk("ab")).expect("read"), b"chunk");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("spool/chunks"))
             .expect("list")
             .flatten()
