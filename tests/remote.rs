@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::api::Daemon;
 use common::cluster::{
-    coordinator, coordinator_with, ffmpeg_states, leftovers, metric, tasks, Redis, Worker,
+    check_outputs, coordinator, coordinator_with, ffmpeg_states, leftovers, metric, tasks, Redis,
+    Worker,
 };
-use common::{burst_onsets, ffmpeg_processes_mentioning, make_clip, wait_until, Audio, TestResult};
+use common::{ffmpeg_processes_mentioning, make_clip, wait_until, Audio, TestResult};
 use serde_json::{json, Value};
 
 const FAST: &str = "profiles:\n\
@@ -66,43 +67,6 @@ fn slow_job_under_way(dir: &Path, redis: &Redis) -> Result<UnderWay, Box<dyn std
     Ok((d, ws, source, id))
 }
 
-/// Every output of the job: frames, duration and tone bursts against the source.
-fn check_outputs(job: &Value, source: &Path, frames: u64) -> TestResult {
-    let manifest = common::read_json(Path::new(job["manifest"].as_str().ok_or("no manifest")?))?;
-    let want = burst_onsets(source)?;
-    let outputs = manifest["outputs"].as_array().ok_or("no outputs")?;
-    let dir = Path::new(job["manifest"].as_str().unwrap_or(""))
-        .parent()
-        .ok_or("no dir")?
-        .to_path_buf();
-    let mut videos = 0;
-    for o in outputs {
-        let Some(file) = o["file"].as_str().or(o["path"].as_str()) else {
-            continue;
-        };
-        let path = dir.join(file);
-        if !file.ends_with(".mp4") {
-            continue;
-        }
-        videos += 1;
-        let counted = common::ffprobe(&path, "stream=nb_read_packets", "v:0")?;
-        assert!(
-            counted.contains(&format!("nb_read_packets={frames}")),
-            "{file}: {counted}"
-        );
-        let got = burst_onsets(&path)?;
-        assert_eq!(got.len(), want.len(), "{file}: bursts {got:?} vs {want:?}");
-        for (g, w) in got.iter().zip(&want) {
-            assert!(
-                (g - w).abs() < 0.03,
-                "{file}: burst at {g} s, the source's at {w} s"
-            );
-        }
-    }
-    assert!(videos >= 1, "no video output in {manifest}");
-    Ok(())
-}
-
 #[test]
 fn a_files_chunks_spread_over_three_workers_and_every_output_checks_out() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -125,7 +89,7 @@ fn a_files_chunks_spread_over_three_workers_and_every_output_checks_out() -> Tes
     by.sort();
     by.dedup();
     assert_eq!(by, ["w1", "w2", "w3"], "spread over all three workers");
-    check_outputs(&job, &source, 300)?;
+    assert!(check_outputs(&job, &source, 300)? >= 1);
     assert!(leftovers(&d.state).is_empty(), "{:?}", leftovers(&d.state));
     assert_eq!(metric(&d, "spool_workers_alive"), 3.0);
     assert!(metric(&d, "spool_remote_tasks_claimed_total") >= tasks.len() as f64);
@@ -230,7 +194,7 @@ fn a_worker_that_sends_back_garbage_is_refused_and_the_task_goes_to_another() ->
         "the refused result cost an attempt: {t}"
     );
     assert_ne!(t["worker"], "rogue", "{t}");
-    check_outputs(&job, &source, 100)?;
+    assert!(check_outputs(&job, &source, 100)? >= 1);
     assert!(
         !d.state.join("blobs").join(&sha).exists(),
         "the garbage is not kept"
@@ -340,7 +304,7 @@ fn a_closed_schedule_pauses_the_remote_encodes_and_the_open_window_resumes_them(
     let job = d.wait_final(&id, 300)?;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(metric(&d, "spool_remote_tasks_redelivered_total"), 0.0);
-    check_outputs(&job, &source, 750)?;
+    assert!(check_outputs(&job, &source, 750)? >= 1);
     Ok(())
 }
 
@@ -362,7 +326,7 @@ fn a_worker_killed_mid_encode_loses_its_task_to_another() -> TestResult {
     let job = d.wait_final(&id, 300)?;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert!(metric(&d, "spool_remote_tasks_redelivered_total") >= 1.0);
-    check_outputs(&job, &source, 200)?;
+    assert!(check_outputs(&job, &source, 200)? >= 1);
     // Published once: one file per rung, no second copy.
     let published = common::find_files(&dir.path().join("published"), ".mp4");
     assert_eq!(published.len(), 1, "{published:?}");
@@ -387,7 +351,7 @@ fn redis_lost_for_ten_seconds_and_back_empty_loses_nothing() -> TestResult {
     redis.restart_empty()?;
     let job = d.wait_final(&id, 300)?;
     assert_eq!(job["status"], "succeeded", "{job}");
-    check_outputs(&job, &source, 250)?;
+    assert!(check_outputs(&job, &source, 250)? >= 1);
     assert!(leftovers(&d.state).is_empty(), "{:?}", leftovers(&d.state));
     Ok(())
 }
@@ -412,7 +376,7 @@ fn a_coordinator_killed_mid_job_resumes_with_its_workers_attached() -> TestResul
     d = Daemon::spawn(dir.path())?;
     let job = d.wait_final(&id, 300)?;
     assert_eq!(job["status"], "succeeded", "{job}");
-    check_outputs(&job, &source, 250)?;
+    assert!(check_outputs(&job, &source, 250)? >= 1);
     let published = common::find_files(&dir.path().join("published"), ".mp4");
     assert_eq!(published.len(), 1, "{published:?}");
     assert!(leftovers(&d.state).is_empty(), "{:?}", leftovers(&d.state));

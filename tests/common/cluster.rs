@@ -250,3 +250,38 @@ pub fn metric(d: &Daemon, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
         .unwrap_or(-1.0)
 }
+
+/// Every MP4 output of the job: all the source's frames, and its tone bursts at the
+/// source's times. Returns how many videos were checked.
+pub fn check_outputs(
+    job: &serde_json::Value,
+    source: &Path,
+    frames: u64,
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let manifest_path = Path::new(job["manifest"].as_str().ok_or("no manifest")?);
+    let manifest = super::read_json(manifest_path)?;
+    let dir = manifest_path.parent().ok_or("no dir")?;
+    let want = super::burst_onsets(source)?;
+    let mut videos = 0;
+    for o in manifest["outputs"].as_array().ok_or("no outputs")? {
+        let Some(file) = o["path"].as_str().filter(|f| f.ends_with(".mp4")) else {
+            continue;
+        };
+        videos += 1;
+        let path = dir.join(file);
+        let counted = super::ffprobe(&path, "stream=nb_read_packets", "v:0")?;
+        assert!(
+            counted.contains(&format!("nb_read_packets={frames}")),
+            "{file}: {counted}"
+        );
+        let got = super::burst_onsets(&path)?;
+        assert_eq!(got.len(), want.len(), "{file}: bursts {got:?} vs {want:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() < 0.03,
+                "{file}: burst at {g} s, the source's at {w} s"
+            );
+        }
+    }
+    Ok(videos)
+}
