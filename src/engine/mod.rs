@@ -89,8 +89,7 @@ pub struct JobOutcome {
     pub chunks: u32,
     pub reused_chunks: u32,
     pub elapsed_s: f64,
-    /// Set when the job failed because a disk refused a write: the directory whose disk it
-    /// is. Retrying before space returns would fail the same way.
+    /// A job failed on a full disk: that directory (retrying before space returns fails).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_for_space: Option<PathBuf>,
 }
@@ -135,8 +134,7 @@ pub struct EngineConfig {
     pub trace_commands: Option<PathBuf>,
     /// Leave work directories in place after a job (the benchmark replays against them).
     pub keep_work: bool,
-    /// The encoded-chunk cache's limit; by default what it holds plus half the free space
-    /// of its disk when spool starts.
+    /// The chunk cache's limit; by default its size plus half its disk's free space at start.
     pub cache_max_bytes: Option<u64>,
     /// Encode through Redis on `spool worker`s instead of this machine's own workers.
     pub remote: Option<queue::remote::RedisSettings>,
@@ -343,8 +341,7 @@ impl Engine {
         self.runner.tools()
     }
 
-    /// Runs a store call on the blocking pool: sled may fsync, and the async code around it
-    /// must keep reading ffmpeg output and handing slots to the next ffmpeg meanwhile.
+    /// A store call on the blocking pool: sled may fsync while ffmpeg output must be read.
     async fn store<T: Send + 'static>(
         &self,
         call: impl FnOnce(&dyn Repo) -> Result<T, StoreError> + Send + 'static,
@@ -459,10 +456,8 @@ impl Engine {
 
     /// Signals one workflow's running ffmpeg processes (SIGSTOP to pause, SIGCONT).
     pub fn signal_gate(&self, workflow: &str, signal: Signal) -> usize {
-        match signal {
-            Signal::SIGSTOP => self.queue.pause_gate(workflow, true),
-            Signal::SIGCONT => self.queue.pause_gate(workflow, false),
-            _ => {}
+        if matches!(signal, Signal::SIGSTOP | Signal::SIGCONT) {
+            self.queue.pause_gate(workflow, signal == Signal::SIGSTOP);
         }
         self.runner.signal_gate(workflow, signal)
     }
