@@ -72,6 +72,8 @@ enum Command {
         /// Keep each job's work directory (for the benchmark's replay).
         #[arg(long, hide = true)]
         keep_work: bool,
+        #[command(flatten)]
+        queue: cli::run::QueueArgs,
     },
     /// List jobs (newest first) and their tasks from the state store.
     Status {
@@ -308,6 +310,7 @@ async fn dispatch(command: Command) -> Result<u8> {
             priority,
             trace_commands,
             keep_work,
+            queue,
         } => {
             let wf = load_workflow(workflow.as_deref())?;
             let debug = DebugOpts {
@@ -329,6 +332,7 @@ async fn dispatch(command: Command) -> Result<u8> {
                     progress,
                     concurrency,
                     cache_max_bytes: cache_max_size,
+                    queue,
                 },
                 options,
                 debug,
@@ -459,6 +463,7 @@ async fn dispatch(command: Command) -> Result<u8> {
                     progress: cli::run::Progress::Auto,
                     concurrency: None,
                     cache_max_bytes: None,
+                    queue: Default::default(),
                 },
                 spool::engine::JobOptions::default(),
                 DebugOpts::default(),

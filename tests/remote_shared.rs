@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::api::Daemon;
-use common::cluster::{check_outputs, coordinator_queue, metric, tasks, Redis, Worker};
+use common::cluster::{
+    check_outputs, coordinator_queue, make_distinct_clip, metric, tasks, Redis, Worker,
+};
 use common::{wait_until, TestResult};
 use serde_json::json;
 
@@ -26,42 +28,6 @@ fn submit(d: &Daemon, dir: &Path) -> Result<String, String> {
         Some(id) if code < 300 => Ok(id.to_string()),
         _ => Err(format!("submit answered {code}: {body}")),
     }
-}
-
-/// testsrc2 repeats itself every second, so its 1 s chunks are byte-identical twins;
-/// temporal noise makes every chunk its own.
-fn make_distinct_clip(path: &Path, seconds: u32) -> Result<(), String> {
-    let args: Vec<String> = [
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc2=s=320x240:r=25:d={seconds},noise=alls=12:allf=t"),
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("aevalsrc=0.5*sin(2*PI*1000*t)*lt(mod(t\\,1)\\,0.1):s=48000:d={seconds}"),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-g",
-        "25",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "128k",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .chain([path.display().to_string()])
-    .collect();
-    common::run_ok("ffmpeg", &args)
 }
 
 fn files_in(dir: &Path) -> Vec<String> {

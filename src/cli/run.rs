@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
+use spool::daemon::config::QueueConfig;
+use spool::daemon::coordinator::Coordinator;
 use spool::engine::{Engine, EngineConfig, JobOptions};
 use spool::store::JobStatus;
 use spool::workflow::LoadedWorkflow;
@@ -28,6 +30,66 @@ pub struct RunOpts {
     /// ffmpeg processes at once (default: the workflow's, else one per core).
     pub concurrency: Option<usize>,
     pub cache_max_bytes: Option<u64>,
+    /// Encode on remote workers through Redis (`--queue`); this process coordinates.
+    pub queue: QueueArgs,
+}
+
+/// `spool run --queue …`: a one-shot coordinator, for as long as its jobs run.
+#[derive(Debug, Default, clap::Args)]
+pub struct QueueArgs {
+    /// Encode on `spool worker`s through this Redis (`redis://HOST:6379[/DB]`) instead of
+    /// here; this process serves their media over HTTP until its jobs end.
+    #[arg(long, value_name = "URL")]
+    pub queue: Option<String>,
+    /// Where the workers reach this coordinator (with --queue).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7300")]
+    pub listen: String,
+    /// The token workers must present (also read from SPOOL_TOKEN); required with --queue.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// A worker silent this long loses its task to another.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub lease_seconds: f64,
+    /// Deliveries of one task (the first included) before it fails.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_deliveries: u32,
+    /// A file system the workers mount too (they pass the same `--shared`).
+    #[arg(long, value_name = "DIR")]
+    pub shared: Option<PathBuf>,
+    /// ffmpeg processes this coordinator runs itself beside the workers.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub encode_here: usize,
+    /// Redis key prefix (one coordinator per prefix).
+    #[arg(long, value_name = "PREFIX")]
+    pub queue_prefix: Option<String>,
+}
+
+impl QueueArgs {
+    /// The queue's configuration and the workers' token, when `--queue` is given.
+    fn config(&self) -> Result<Option<(QueueConfig, String)>> {
+        let Some(redis) = &self.queue else {
+            return Ok(None);
+        };
+        let token = self
+            .token
+            .clone()
+            .or_else(|| std::env::var("SPOOL_TOKEN").ok())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--queue needs --token (or SPOOL_TOKEN): workers present it to fetch and upload media"
+                )
+            })?;
+        let config = QueueConfig {
+            redis: redis.clone(),
+            prefix: self.queue_prefix.clone(),
+            lease_seconds: self.lease_seconds,
+            max_deliveries: self.max_deliveries,
+            shared: self.shared.clone(),
+            encode_here: self.encode_here,
+        };
+        Ok(Some((config, token)))
+    }
 }
 
 /// How progress is shown on stderr while jobs run.
@@ -68,16 +130,32 @@ pub async fn run(
     };
     let ui = tokio::spawn(super::ui::render(rx, display));
     let cache_max_bytes = opts.cache_max_bytes;
+    let queue = opts.queue.config()?;
+    let remote = match &queue {
+        Some((q, _)) => Some(q.settings(state).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let cfg = EngineConfig {
         state_dir: state.to_path_buf(),
         concurrency,
         trace_commands: debug.trace_commands,
         keep_work: debug.keep_work,
         cache_max_bytes,
-        remote: None,
+        remote,
     };
     let engine = Engine::open(cfg, tx, shutdown.clone()).await?;
+    let coordinator = match queue {
+        Some((q, token)) => Some(
+            Coordinator::start(engine.clone(), &opts.queue.listen, token, &q)
+                .await
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
     let outcomes = engine.run_all(inputs, &Arc::new(wf), out, options).await;
+    if let Some(c) = coordinator {
+        c.stop().await;
+    }
     drop(engine);
     let _ = ui.await;
     for o in &outcomes {

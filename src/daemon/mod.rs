@@ -6,6 +6,7 @@ pub mod admission;
 mod api;
 mod blobs;
 pub mod config;
+pub mod coordinator;
 mod files;
 mod folders;
 pub mod live;
@@ -345,17 +346,9 @@ pub async fn run(
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let endpoint = Endpoint {
-        url: format!("http://{addr}"),
-        pid: std::process::id(),
-        token: cfg.token.clone(),
-    };
-    let file = endpoint_file(&cfg.state);
-    let bytes = serde_json::to_vec_pretty(&endpoint).map_err(|e| e.to_string())?;
-    crate::engine::publish::write_atomic(&file, &bytes)
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    restrict(&file);
-    tracing::info!(api = %endpoint.url, workflows = daemon.entries.len(), "spool watch started");
+    let url = format!("http://{addr}");
+    let file = coordinator::announce(&cfg.state, &url, cfg.token.clone())?;
+    tracing::info!(api = %url, workflows = daemon.entries.len(), "spool watch started");
     match daemon.resume_api_jobs() {
         Ok(0) => {}
         Ok(n) => tracing::info!(jobs = n, "API jobs interrupted by the last stop run again"),
@@ -388,7 +381,13 @@ pub async fn run(
     let api = tokio::spawn(api::serve(listener, daemon.clone(), stop.clone()));
     // Its own encodes stop only after the running jobs had their grace.
     let here_stop = CancellationToken::new();
-    let here = encode_here(&cfg, &endpoint.url, &here_stop)?;
+    let here = coordinator::encode_here(
+        cfg.queue.as_ref(),
+        &cfg.state,
+        cfg.token.clone(),
+        &url,
+        &here_stop,
+    )?;
     signals.cancelled().await;
     tracing::info!("stopping: no new files; waiting for running jobs");
     stop.cancel();
@@ -408,40 +407,6 @@ pub async fn run(
     let _ = std::fs::remove_file(&file);
     tracing::info!("spool watch stopped");
     Ok(0)
-}
-
-/// With `queue.encode_here: N`, this coordinator encodes too: a worker inside it, with N
-/// slots, takes tasks from the same queue as every other worker, reading chunks and placing
-/// results through the shared root (its own files: nothing crosses the network).
-fn encode_here(
-    cfg: &config::DaemonConfig,
-    api: &str,
-    stop: &CancellationToken,
-) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
-    let Some(q) = cfg.queue.as_ref().filter(|q| q.encode_here > 0) else {
-        return Ok(None);
-    };
-    let settings = q.settings(&cfg.state)?;
-    let wcfg = crate::engine::queue::remote::worker::WorkerConfig {
-        shared: settings.shared.clone(),
-        settings,
-        coordinator: api.to_string(),
-        token: cfg.token.clone(),
-        concurrency: q.encode_here,
-        work: cfg.state.join("worker"),
-        name: format!(
-            "{}-here",
-            crate::engine::queue::remote::worker::default_name()
-        ),
-        // Its inputs are its own files, read in place through the shared root.
-        keep_inputs: 0,
-    };
-    let stop = stop.clone();
-    Ok(Some(tokio::spawn(async move {
-        if let Err(e) = crate::engine::queue::remote::worker::run(wcfg, stop).await {
-            tracing::error!(error = %e, "this coordinator's own encodes could not start");
-        }
-    })))
 }
 
 /// The endpoint file holds the API token: only the owner may read it.

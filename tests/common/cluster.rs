@@ -16,7 +16,7 @@ pub struct Redis {
     dir: PathBuf,
 }
 
-fn free_port() -> std::io::Result<u16> {
+pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -284,4 +284,40 @@ pub fn check_outputs(
         }
     }
     Ok(videos)
+}
+
+/// testsrc2 repeats itself every second, so its 1 s chunks are byte-identical twins;
+/// temporal noise makes every chunk its own. Tone bursts at each second's start.
+pub fn make_distinct_clip(path: &Path, seconds: u32) -> Result<(), String> {
+    let args: Vec<String> = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=s=320x240:r=25:d={seconds},noise=alls=12:allf=t"),
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("aevalsrc=0.5*sin(2*PI*1000*t)*lt(mod(t\\,1)\\,0.1):s=48000:d={seconds}"),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .chain([path.display().to_string()])
+    .collect();
+    super::run_ok("ffmpeg", &args)
 }
