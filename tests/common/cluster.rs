@@ -157,17 +157,22 @@ impl Worker {
         coordinator: &str,
         extra: &[&str],
     ) -> Result<Worker, Box<dyn std::error::Error>> {
+        Worker::start_at(dir, name, &redis.url(), coordinator, extra)
+    }
+
+    /// [`Worker::start_with`] reaching Redis at `queue` (through a proxy, say).
+    pub fn start_at(
+        dir: &Path,
+        name: &str,
+        queue: &str,
+        coordinator: &str,
+        extra: &[&str],
+    ) -> Result<Worker, Box<dyn std::error::Error>> {
         let work = dir.join(format!("worker-{name}"));
         std::fs::create_dir_all(&work)?;
         let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
         let child = Command::new(spool_path())
-            .args([
-                "worker",
-                "--queue",
-                &redis.url(),
-                "--coordinator",
-                coordinator,
-            ])
+            .args(["worker", "--queue", queue, "--coordinator", coordinator])
             .args(["--token", TOKEN, "--concurrency", "1", "--name", name])
             .arg("--work")
             .arg(&work)
@@ -289,6 +294,11 @@ pub fn check_outputs(
 /// testsrc2 repeats itself every second, so its 1 s chunks are byte-identical twins;
 /// temporal noise makes every chunk its own. Tone bursts at each second's start.
 pub fn make_distinct_clip(path: &Path, seconds: u32) -> Result<(), String> {
+    make_noisy_clip(path, "320x240", seconds)
+}
+
+/// [`make_distinct_clip`] at `size` (noise also makes each frame costly to encode).
+pub fn make_noisy_clip(path: &Path, size: &str, seconds: u32) -> Result<(), String> {
     let args: Vec<String> = [
         "-hide_banner",
         "-loglevel",
@@ -297,7 +307,7 @@ pub fn make_distinct_clip(path: &Path, seconds: u32) -> Result<(), String> {
         "-f",
         "lavfi",
         "-i",
-        &format!("testsrc2=s=320x240:r=25:d={seconds},noise=alls=12:allf=t"),
+        &format!("testsrc2=s={size}:r=25:d={seconds},noise=alls=12:allf=t"),
         "-f",
         "lavfi",
         "-i",

@@ -7,6 +7,7 @@ use std::process::Command;
 pub mod api;
 pub mod browser;
 pub mod cluster;
+pub mod proxy;
 pub mod sources;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;

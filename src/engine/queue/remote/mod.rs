@@ -142,6 +142,19 @@ pub struct Envelope {
     pub task: EncodeTask,
     /// 1 for the first delivery; the coordinator counts the ones after a lost lease.
     pub delivery: u32,
+    /// The coordinator's lease (ms): a worker that cannot renew for this long knows the task
+    /// has gone to another worker and stops its encode (0 from an older coordinator: 30 s).
+    #[serde(default)]
+    pub lease_ms: u64,
+}
+
+impl Envelope {
+    pub fn lease(&self) -> Duration {
+        match self.lease_ms {
+            0 => Duration::from_secs(30),
+            ms => Duration::from_millis(ms),
+        }
+    }
 }
 
 /// One encoded output a worker uploaded.

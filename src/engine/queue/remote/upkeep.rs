@@ -115,6 +115,7 @@ fn unpublished(s: &Shared) -> Vec<(TaskId, Envelope)> {
                 Envelope {
                     task: f.task.clone(),
                     delivery: f.delivery,
+                    lease_ms: s.settings.lease.as_millis() as u64,
                 },
             )
         })

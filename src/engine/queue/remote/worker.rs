@@ -251,18 +251,18 @@ async fn take(ctx: &Ctx, entry: StreamId, mut ticket: Ticket, stop: &Cancellatio
     let envelope = entry
         .get::<String>("task")
         .and_then(|j| serde_json::from_str::<Envelope>(&j).ok());
-    let Some(Envelope { task, delivery }) = envelope else {
+    let Some(envelope) = envelope else {
         tracing::warn!(entry = %entry.id, "a malformed task entry was dropped");
         ack(ctx, &entry.id).await;
         return;
     };
+    let (task, delivery, length) = (envelope.task.clone(), envelope.delivery, envelope.lease());
     ticket.expect(task.expected_frames);
     let lease = Lease::keep(
         ctx.conn.clone(),
         ctx.keys.clone(),
         &ctx.cfg,
-        &entry.id,
-        &task.id,
+        (&entry.id, &task.id, length),
         stop,
     );
     let report = Report::Claimed {
@@ -326,6 +326,9 @@ async fn encode(
         work: scratch.to_path_buf(),
     };
     guard(&task)?;
+    if lease.cancelled_before_start().await {
+        return Err(TaskError::Cancelled);
+    }
     let mut forward = lease.progress_sender();
     let result = execute(&ctx.env, &task, lease.token(), |p| {
         ticket.note(&p);
