@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::api::Daemon;
 use common::cluster::{
-    check_outputs, coordinator, coordinator_with, ffmpeg_states, leftovers, metric, tasks, Redis,
-    Worker,
+    check_outputs, coordinator, coordinator_with, ffmpeg_states, leftovers, metric, submit, tasks,
+    Redis, Worker,
 };
 use common::{ffmpeg_processes_mentioning, make_clip, wait_until, Audio, TestResult};
 use serde_json::{json, Value};
@@ -22,18 +22,6 @@ const FAST: &str = "profiles:\n\
 /// Slow enough per chunk that a test can act while ffmpeg runs.
 const SLOW: &str = "profiles:\n\
     - {name: p360, codec: h264, height: 360, always_encode: true, preset: veryslow}\n";
-
-fn submit(d: &Daemon, dir: &Path, name: &str) -> Result<String, String> {
-    let (code, body) = d.submit(&json!({
-        "input": dir.join("media").join(name).display().to_string(),
-        "workflow": "web",
-        "output": dir.join("published").display().to_string(),
-    }));
-    match body["id"].as_str() {
-        Some(id) if code < 300 => Ok(id.to_string()),
-        _ => Err(format!("submit answered {code}: {body}")),
-    }
-}
 
 fn workers(
     dir: &Path,

@@ -4,32 +4,17 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::api::Daemon;
 use common::cluster::{
-    check_outputs, coordinator, leftovers, make_noisy_clip, metric, tasks, Redis, Worker,
+    check_outputs, coordinator, leftovers, make_noisy_clip, metric, submit, tasks, Redis, Worker,
 };
 use common::proxy::Proxy;
 use common::{ffmpeg_processes_mentioning, wait_until, TestResult};
-use serde_json::json;
 
 /// About 8 s per 1 s chunk here: a cut lands mid-encode, and the lease (3 s) runs out first.
 const SLOW: &str = "profiles:\n\
     - {name: p1080, codec: h264, height: 1080, always_encode: true, preset: veryslow}\n";
-
-fn submit(d: &Daemon, dir: &Path, name: &str) -> Result<String, String> {
-    let (code, body) = d.submit(&json!({
-        "input": dir.join("media").join(name).display().to_string(),
-        "workflow": "web",
-        "output": dir.join("published").display().to_string(),
-    }));
-    match body["id"].as_str() {
-        Some(id) if code < 300 => Ok(id.to_string()),
-        _ => Err(format!("submit answered {code}: {body}")),
-    }
-}
 
 #[test]
 #[ignore = "slow fault test (about a minute): cuts a worker's network mid-encode; CI runs it with --ignored"]

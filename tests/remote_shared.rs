@@ -9,26 +9,13 @@ use std::time::Duration;
 
 use common::api::Daemon;
 use common::cluster::{
-    check_outputs, coordinator_queue, make_distinct_clip, metric, tasks, Redis, Worker,
+    check_outputs, coordinator_queue, make_distinct_clip, metric, submit, tasks, Redis, Worker,
 };
 use common::{wait_until, TestResult};
-use serde_json::json;
 
 const FAST: &str = "profiles:\n\
     - {name: p144, codec: h264, height: 144, always_encode: true, preset: ultrafast}\n\
     - {name: p240, codec: h264, height: 240, always_encode: true, preset: ultrafast}\n";
-
-fn submit(d: &Daemon, dir: &Path) -> Result<String, String> {
-    let (code, body) = d.submit(&json!({
-        "input": dir.join("media/clip.mp4").display().to_string(),
-        "workflow": "web",
-        "output": dir.join("published").display().to_string(),
-    }));
-    match body["id"].as_str() {
-        Some(id) if code < 300 => Ok(id.to_string()),
-        _ => Err(format!("submit answered {code}: {body}")),
-    }
-}
 
 fn files_in(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -63,7 +50,7 @@ fn workers_on_a_shared_file_system_move_nothing_over_http_and_check_what_they_fi
     let source = dir.path().join("media/clip.mp4");
     make_distinct_clip(&source, 6)?;
     let ws = shared_workers(dir.path(), &redis, &d, &nfs)?;
-    let id = submit(&d, dir.path())?;
+    let id = submit(&d, dir.path(), "clip.mp4")?;
     let job = d.wait_final(&id, 120)?;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(check_outputs(&job, &source, 150)?, 2);
@@ -82,7 +69,7 @@ fn workers_on_a_shared_file_system_move_nothing_over_http_and_check_what_they_fi
     let source = dir.path().join("media/clip.mp4");
     make_distinct_clip(&source, 5)?;
     let original_two = std::fs::read(&source)?;
-    let id = submit(&d, dir.path())?;
+    let id = submit(&d, dir.path(), "clip.mp4")?;
     wait_until(
         "the input in the shared root",
         Duration::from_secs(60),
@@ -137,7 +124,7 @@ fn a_coordinator_that_encodes_too_shares_the_tasks_with_its_workers() -> TestRes
     })?;
     let source = dir.path().join("media/clip.mp4");
     make_distinct_clip(&source, 12)?;
-    let id = submit(&d, dir.path())?;
+    let id = submit(&d, dir.path(), "clip.mp4")?;
     let job = d.wait_final(&id, 120)?;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(check_outputs(&job, &source, 300)?, 2);

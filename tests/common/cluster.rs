@@ -331,3 +331,17 @@ pub fn make_noisy_clip(path: &Path, size: &str, seconds: u32) -> Result<(), Stri
     .collect();
     super::run_ok("ffmpeg", &args)
 }
+
+/// Submits `dir/media/<name>` to the coordinator's `web` workflow, published under
+/// `dir/published`; the job's id.
+pub fn submit(d: &Daemon, dir: &Path, name: &str) -> Result<String, String> {
+    let (code, body) = d.submit(&serde_json::json!({
+        "input": dir.join("media").join(name).display().to_string(),
+        "workflow": "web",
+        "output": dir.join("published").display().to_string(),
+    }));
+    match body["id"].as_str() {
+        Some(id) if code < 300 => Ok(id.to_string()),
+        _ => Err(format!("submit answered {code}: {body}")),
+    }
+}
