@@ -87,6 +87,7 @@ pub async fn transcribe(args: Args) -> Result<u8> {
             "windows": transcript.windows, "fallbacks": transcript.fallbacks,
             "silent_windows": transcript.silent_windows,
             "silence_skipped_s": transcript.silence_skipped_s, "dropped_cues": transcript.dropped_cues,
+        "music": transcript.music,
         });
         println!("{report}");
     } else if args.out.is_none() {

@@ -1,5 +1,5 @@
 //! Where there is sound: the loudness of every 20 ms frame against the recording's own noise
-//! floor. Used twice: to skip stretches of silence before decoding (a long silence costs no
+//! floor, less long stretches of music without speech (see `music`). Used twice: to skip stretches of silence before decoding (a long silence costs no
 //! decoding, and Whisper cannot invent words over it), and to fit each cue to its speech (or
 //! drop a cue that has none: Whisper's "You" over 15 s of room noise).
 
@@ -16,26 +16,45 @@ const SKIP_AFTER_S: f64 = 2.0;
 const EDGE_RUN_S: f64 = 0.25;
 /// Silence within one word's aligned span longer than this separates it from the next word.
 const WORD_GAP_S: f64 = 0.3;
+/// How far over the floor a frame must be to be sound. Speech over a music bed sits only
+/// 6–12 dB above it: at 4× (12 dB) most syllables of espeak-ng over the music test's bed
+/// (−9 dB) were "silence", and their cue was narrowed to 0.2 s of a 3 s sentence.
+const FLOOR_RATIO: f32 = 2.0;
 /// Air kept before speech when a silence is skipped.
 const LEAD_IN_S: f64 = 0.4;
 
 pub struct Activity {
     loud: Vec<bool>,
+    /// Music-only stretches (seconds), counted as silence: never decoded, no cue kept there.
+    pub music: Vec<(f64, f64)>,
 }
 
 impl Activity {
-    /// Frames louder than 4× the 10th-percentile frame (the noise floor), and at least 0.005.
+    /// Frames louder than [`FLOOR_RATIO`] × the 10th-percentile frame outside the music (the
+    /// noise floor, or the music bed under speech), and at least 0.005; music stretches are quiet.
     pub fn measure(samples: &[f32]) -> Activity {
         let rms: Vec<f32> = samples
             .chunks(FRAME)
             .map(|f| (f.iter().map(|x| x * x).sum::<f32>() / f.len().max(1) as f32).sqrt())
             .collect();
-        let mut sorted = rms.clone();
+        let music = super::music::stretches(samples);
+        let in_music = |i: usize| music.iter().any(|(a, b)| (*a..*b).contains(&i));
+        let mut sorted: Vec<f32> = (0..rms.len())
+            .filter(|i| !in_music(*i))
+            .map(|i| rms[i])
+            .collect();
         sorted.sort_by(f32::total_cmp);
         let floor = sorted.get(sorted.len() / 10).copied().unwrap_or(0.0);
-        let threshold = (floor * 4.0).max(0.005);
+        let threshold = (floor * FLOOR_RATIO).max(0.005);
+        let loud: Vec<bool> = (0..rms.len())
+            .map(|i| rms[i] >= threshold && !in_music(i))
+            .collect();
         Activity {
-            loud: rms.iter().map(|r| *r >= threshold).collect(),
+            loud,
+            music: music
+                .iter()
+                .map(|(a, b)| (*a as f64 * FRAME_S, *b as f64 * FRAME_S))
+                .collect(),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod cues;
 mod decode;
 mod features;
 mod model;
+mod music;
 mod words;
 
 use std::path::{Path, PathBuf};
@@ -60,7 +61,7 @@ pub fn log_mel(samples: &[f32], n_mels: usize) -> Vec<f32> {
 const SAMPLING_SEED: u32 = 20_240_601;
 
 /// Bumped whenever decoding changes what a transcript says (part of a kept transcript's key).
-pub const DECODER_VERSION: u32 = 2;
+pub const DECODER_VERSION: u32 = 3;
 use features::{MelExtractor, WINDOW_SAMPLES};
 pub use model::{find_model, model_fingerprint, ModelError};
 
@@ -102,9 +103,13 @@ pub struct Transcript {
     pub windows: usize,
     pub fallbacks: usize,
     pub silent_windows: usize,
-    /// Seconds of silence skipped without decoding, and cues dropped for having no sound.
+    /// Seconds of silence (and music) skipped without decoding, and cues dropped for having
+    /// no sound.
     pub silence_skipped_s: f64,
     pub dropped_cues: usize,
+    /// Stretches of music without speech, [start, end] seconds: not decoded, no cue there.
+    #[serde(default)]
+    pub music: Vec<[f64; 2]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +289,7 @@ impl Transcriber {
             silent_windows,
             silence_skipped_s: skipped as f64 / SAMPLE_RATE as f64,
             dropped_cues,
+            music: activity.music.iter().map(|(a, b)| [*a, *b]).collect(),
         })
     }
 

@@ -145,6 +145,7 @@ async fn run(
         "windows": transcript.windows, "fallbacks": transcript.fallbacks,
         "silent_windows": transcript.silent_windows,
         "silence_skipped_s": transcript.silence_skipped_s, "dropped_cues": transcript.dropped_cues,
+        "music": transcript.music,
         "cached": cached,
     });
     Ok(StepDone { outputs, data })
