@@ -129,11 +129,18 @@ fn the_crf_follows_the_content_and_every_output_meets_the_target() -> TestResult
         let published = dir.path().join(format!("out/{stem}/{stem}.p180.mp4"));
         let measured = vmaf(&published, src)?;
         assert!(measured >= 92.0, "{stem}: independent VMAF {measured}");
-        for chunk in m["quality"][0]["chunks"].as_array().into_iter().flatten() {
+        let chunks = m["quality"][0]["chunks"].as_array().ok_or("no chunks")?;
+        for chunk in chunks {
             assert!(
                 chunk["probes"].as_array().map_or(0, |p| p.len()) <= 4,
                 "{chunk}"
             );
+        }
+        // The first chunk is searched from the codec's CRF, every other one from its choice.
+        let first_choice = &chunks[0]["choice"]["crf"];
+        assert_eq!(chunks[0]["probes"][0]["crf"], 23, "{m}");
+        for chunk in &chunks[1..] {
+            assert_eq!(&chunk["probes"][0]["crf"], first_choice, "{m}");
         }
     }
     // At fixed CRF 23 the easy source costs much more than at the target.

@@ -30,6 +30,22 @@ struct Unit<'a> {
     searches: Vec<&'a SearchPlan>,
 }
 
+/// The chunk searches again, each starting at the CRF the first chunk chose for its rung.
+fn warm_starts(searches: &[&SearchPlan], first: &[(Choice, Vec<Probe>)]) -> Vec<SearchPlan> {
+    if first.len() != searches.len() {
+        return searches.iter().map(|s| (*s).clone()).collect();
+    }
+    searches
+        .iter()
+        .zip(first)
+        .map(|(s, (choice, _))| {
+            let mut warm = (*s).clone();
+            warm.search.start = choice.crf.clamp(s.search.min_crf, s.search.max_crf);
+            warm
+        })
+        .collect()
+}
+
 impl JobCtx<'_> {
     /// The scoring ffmpeg, found once per job that needs one.
     pub(super) async fn metrics_tool(&self, rung: &str) -> Result<MetricsTool, JobStop> {
@@ -66,12 +82,16 @@ impl JobCtx<'_> {
             plan.searches.iter().filter(|s| s.scope == scope).collect()
         };
         let (per_chunk, per_title) = (of_scope(Scope::Chunk), of_scope(Scope::Title));
+        // The first chunk is searched first (beside a title search); every other chunk starts
+        // from its choice, rung by rung: neighbouring scenes mostly need a CRF or two apart,
+        // so most land on target at their first probe. Deterministic, so a repeated job asks
+        // for the same (cached) probes.
         let mut units: Vec<Unit> = Vec::new();
         if !per_chunk.is_empty() {
-            units.extend((0..plan.chunks.len()).map(|c| Unit {
-                chunks: vec![c],
+            units.push(Unit {
+                chunks: vec![0],
                 searches: per_chunk.clone(),
-            }));
+            });
         }
         if !per_title.is_empty() {
             units.push(Unit {
@@ -80,7 +100,21 @@ impl JobCtx<'_> {
             });
         }
         let runs = units.iter().map(|u| self.search_unit(plan, &metrics, u));
-        let decided = futures::future::try_join_all(runs).await?;
+        let mut decided = futures::future::try_join_all(runs).await?;
+        let warm: Vec<SearchPlan> = match decided.first() {
+            Some(first) if !per_chunk.is_empty() => warm_starts(&per_chunk, first),
+            _ => Vec::new(),
+        };
+        let rest: Vec<Unit> = (1..plan.chunks.len())
+            .filter(|_| !warm.is_empty())
+            .map(|c| Unit {
+                chunks: vec![c],
+                searches: warm.iter().collect(),
+            })
+            .collect();
+        let runs = rest.iter().map(|u| self.search_unit(plan, &metrics, u));
+        decided.extend(futures::future::try_join_all(runs).await?);
+        units.extend(rest);
         let mut results: Vec<SearchResult> = plan
             .searches
             .iter()
