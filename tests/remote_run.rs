@@ -220,6 +220,8 @@ fn a_queue_without_a_token_is_refused_before_anything_starts() -> TestResult {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--queue needs --token"), "{stderr}");
+    // Nothing started: not even the state directory.
+    assert!(!dir.path().join("state").exists());
     Ok(())
 }
 

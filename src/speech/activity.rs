@@ -38,16 +38,23 @@ impl Activity {
             .map(|f| (f.iter().map(|x| x * x).sum::<f32>() / f.len().max(1) as f32).sqrt())
             .collect();
         let music = super::music::stretches(samples);
-        let in_music = |i: usize| music.iter().any(|(a, b)| (*a..*b).contains(&i));
-        let mut sorted: Vec<f32> = (0..rms.len())
-            .filter(|i| !in_music(*i))
-            .map(|i| rms[i])
+        let mut in_music = vec![false; rms.len()];
+        for (a, b) in &music {
+            in_music[(*a).min(rms.len())..(*b).min(rms.len())].fill(true);
+        }
+        let mut sorted: Vec<f32> = rms
+            .iter()
+            .zip(&in_music)
+            .filter(|(_, m)| !**m)
+            .map(|(r, _)| *r)
             .collect();
         sorted.sort_by(f32::total_cmp);
         let floor = sorted.get(sorted.len() / 10).copied().unwrap_or(0.0);
         let threshold = (floor * FLOOR_RATIO).max(0.005);
-        let loud: Vec<bool> = (0..rms.len())
-            .map(|i| rms[i] >= threshold && !in_music(i))
+        let loud: Vec<bool> = rms
+            .iter()
+            .zip(&in_music)
+            .map(|(r, m)| *r >= threshold && !m)
             .collect();
         Activity {
             loud,
