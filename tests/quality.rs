@@ -72,17 +72,24 @@ fn run_with_metrics(
     Ok(results[0].clone())
 }
 
-/// VMAF of `encoded` against `source`, every frame, measured here (not by spool).
-fn vmaf(encoded: &Path, source: &Path) -> Result<f64, Box<dyn std::error::Error>> {
-    let graph = "[0:v]setparams=range=tv:colorspace=bt709:color_primaries=bt709:color_trc=bt709,format=yuv420p[d];\
-                 [1:v]setparams=range=tv:colorspace=bt709:color_primaries=bt709:color_trc=bt709,format=yuv420p[r];\
-                 [d][r]libvmaf";
+/// VMAF of `encoded` against `source`, every frame, both at `width`x`height`, measured here
+/// (not by spool).
+fn vmaf(
+    encoded: &Path,
+    source: &Path,
+    (width, height): (u32, u32),
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let side = format!(
+        "setparams=range=tv:colorspace=bt709:color_primaries=bt709:color_trc=bt709,\
+         scale={width}:{height}:flags=bicubic,format=yuv420p"
+    );
+    let graph = format!("[0:v]{side}[d];[1:v]{side}[r];[d][r]libvmaf");
     let out = std::process::Command::new(metrics_ffmpeg()?)
         .args(["-hide_banner", "-i"])
         .arg(encoded)
         .arg("-i")
         .arg(source)
-        .args(["-lavfi", graph, "-f", "null", "-"])
+        .args(["-lavfi", &graph, "-f", "null", "-"])
         .output()?;
     let text = String::from_utf8_lossy(&out.stderr);
     let score = text
@@ -127,7 +134,7 @@ fn the_crf_follows_the_content_and_every_output_meets_the_target() -> TestResult
         assert_eq!(out["quality"]["metric"], "vmaf", "{m}");
         assert_eq!(out["quality"]["meets_target"], true, "{m}");
         let published = dir.path().join(format!("out/{stem}/{stem}.p180.mp4"));
-        let measured = vmaf(&published, src)?;
+        let measured = vmaf(&published, src, (320, 180))?;
         assert!(measured >= 92.0, "{stem}: independent VMAF {measured}");
         let chunks = m["quality"][0]["chunks"].as_array().ok_or("no chunks")?;
         for chunk in chunks {
@@ -155,6 +162,57 @@ fn the_crf_follows_the_content_and_every_output_meets_the_target() -> TestResult
         (at_target as f64) < 0.9 * at_23 as f64,
         "at the target {at_target} bytes (CRFs {ce:?}), at CRF 23 {at_23}"
     );
+    Ok(())
+}
+
+#[test]
+fn rungs_of_different_sizes_share_one_scoring_run_each_round() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("clip.mp4");
+    source(&src, 12)?;
+    let target = "quality: {metric: vmaf, target: 93, scored_at: rung}";
+    let wf = write_workflow(
+        dir.path(),
+        "sizes",
+        &format!(
+            "profiles:\n\
+             - {{name: p144, codec: h264, height: 144, preset: veryfast, {target}}}\n\
+             - {{name: p180, codec: h264, height: 180, preset: veryfast, {target}}}\n"
+        ),
+    )?;
+    let trace = dir.path().join("trace.jsonl");
+    run_with_metrics(
+        &wf,
+        dir.path(),
+        &src,
+        &["--trace-commands", trace.to_str().unwrap_or_default()],
+    )?;
+    let phases = traced_phases(&trace);
+    let count = |phase: &str| phases.iter().filter(|p| *p == phase).count();
+    // Each probe round (one ffmpeg for both rungs) is scored by one ffmpeg, and the published
+    // rungs by one more: the source is decoded once per round, not once per rung.
+    assert!(count("probe") >= 3, "{phases:?}");
+    assert_eq!(count("score"), count("probe") + 1, "{phases:?}");
+    let m = manifest(dir.path(), "clip")?;
+    for (name, size) in [("p144", (256, 144)), ("p180", (320, 180))] {
+        let out = m["outputs"]
+            .as_array()
+            .and_then(|o| o.iter().find(|o| o["profile"] == name))
+            .ok_or_else(|| format!("no {name}: {m}"))?;
+        assert_eq!(
+            out["quality"]["display"],
+            serde_json::json!([size.0, size.1])
+        );
+        // Each rung's log holds its own scores: spool's mean over every 5th frame agrees
+        // with an independent run over every frame at the rung's size.
+        let spool = out["quality"]["mean"].as_f64().ok_or("no mean")?;
+        let published = dir.path().join(format!("out/clip/clip.{name}.mp4"));
+        let measured = vmaf(&published, &src, size)?;
+        assert!(
+            (spool - measured).abs() < 1.5,
+            "{name}: spool {spool}, measured here {measured}"
+        );
+    }
     Ok(())
 }
 

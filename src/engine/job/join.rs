@@ -70,6 +70,7 @@ impl JobCtx<'_> {
                 }
             }
         }
+        self.verify_quality(plan, &mut staged).await?;
         if staged.is_empty() {
             return Err(JobStop::Skipped(format!(
                 "no rung is small enough to publish: {}",
@@ -183,7 +184,7 @@ impl JobCtx<'_> {
                 bytes,
                 sha256: String::new(),
                 streams: StreamEntry::all_of(&info),
-                quality: self.verify_quality(plan, rung, &join.tmp).await?,
+                quality: None,
             },
             tmp: join.tmp.clone(),
             dest: join.dest.clone(),

@@ -15,6 +15,7 @@ mod planning;
 mod probe;
 mod progress;
 mod quality;
+mod quality_check;
 mod reuse;
 mod step_reuse;
 

@@ -142,12 +142,13 @@ impl JobCtx<'_> {
             .iter()
             .map(|o| o.path.with_extension("score.log"))
             .collect();
-        // Rungs scored the same way (metric, size, frames, reference picture) share one run.
+        // Rungs scored the same way (metric, frames, reference picture) share one run, at
+        // whatever sizes they are scored: the reference is decoded once for all of them.
         let way = |i: usize| {
             let (rung, search) = asked[i];
             let filters = reference_filters(chunk.range.as_ref(), rung);
             (
-                serde_json::to_string(&search.scoring).unwrap_or_default(),
+                (search.scoring.metric, search.scoring.subsample),
                 filters,
                 rung.colour.pix_fmt(),
                 same_tags(&rung.colour),
@@ -174,6 +175,7 @@ impl JobCtx<'_> {
                 .map(|i| Distorted {
                     path: &outputs[*i].path,
                     log: &logs[*i],
+                    display: asked[*i].1.scoring.display,
                 })
                 .collect();
             let command = Command {

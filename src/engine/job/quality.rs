@@ -3,23 +3,14 @@
 //! so every round is one probe ffmpeg and one scoring ffmpeg per chunk. Choices go into the
 //! plan's tasks; a chosen probe made at the rung's own preset is the chunk's encode.
 
-use std::path::Path;
-
 use super::probe::{probe_path, Wanted};
 use super::JobCtx;
 use crate::engine::artifacts::artifact_key;
 use crate::engine::error::{JobError, JobStop};
-use crate::engine::exec::{Command, Phase};
-use crate::engine::manifest::MeasuredQuality;
 use crate::engine::plan::quality::{ChunkCrf, SearchPlan, SearchResult, TITLE_SAMPLES};
 use crate::engine::plan::JobPlan;
 use crate::engine::task::execute::verify_rung;
 use crate::engine::task::TaskRung;
-use crate::media::command::reference_filters;
-use crate::media::profiles::Rung;
-use crate::media::quality::score::{
-    read_scores, same_tags, score_args, Distorted, Reference, Scoring,
-};
 use crate::media::quality::search::{Choice, Next, Probe};
 use crate::media::quality::{MetricsTool, Scope};
 use crate::store::{CacheRecord, ProbeRecord};
@@ -245,89 +236,6 @@ impl JobCtx<'_> {
             }
         }
     }
-}
-
-impl JobCtx<'_> {
-    /// A joined rung with a quality target, scored against the source on sampled frames
-    /// (every 5th at least): the manifest reports it, and a note says when it misses.
-    pub(super) async fn verify_quality(
-        &self,
-        plan: &JobPlan,
-        rung: &Rung,
-        joined: &Path,
-    ) -> Result<Option<MeasuredQuality>, JobStop> {
-        let Some((scoring, target, tolerance)) = expectation(plan, rung) else {
-            return Ok(None);
-        };
-        let metrics = self.metrics_tool(&rung.name).await?;
-        let scoring = Scoring {
-            subsample: scoring.subsample.max(5),
-            ..scoring
-        };
-        let log = self.work.join(format!("quality-{}.log", rung.name));
-        let reference = Reference {
-            path: self.input,
-            range: None,
-            filters: reference_filters(None, rung),
-            pix_fmt: rung.colour.pix_fmt(),
-            tags: same_tags(&rung.colour),
-        };
-        let command = Command {
-            phase: Phase::Score,
-            label: format!("score {}", rung.name),
-            args: score_args(
-                &reference,
-                &[Distorted {
-                    path: joined,
-                    log: &log,
-                }],
-                &scoring,
-            ),
-        };
-        self.score(&metrics, &command).await?;
-        let scores = read_scores(scoring.metric, &log).map_err(|e| JobError::Quality {
-            rung: rung.name.clone(),
-            message: e.to_string(),
-        })?;
-        let _ = tokio::fs::remove_file(&log).await;
-        let meets_target = scores.mean >= target - tolerance;
-        if !meets_target {
-            self.note(format!(
-                "{}: measured {} {:.2} is below the target {target} by more than {tolerance}",
-                rung.name,
-                scoring.metric.name(),
-                scores.mean
-            ));
-        }
-        Ok(Some(MeasuredQuality {
-            metric: scoring.metric,
-            target,
-            tolerance,
-            mean: scores.mean,
-            p5: scores.p5,
-            min: scores.min,
-            frames_scored: scores.frames,
-            subsample: scoring.subsample,
-            display: scoring.display,
-            meets_target,
-        }))
-    }
-}
-
-/// What a published rung is checked against: its search's target, or for a per-title rung the
-/// score its hull point was sampled at (the check then says how well the samples foretold it).
-fn expectation(plan: &JobPlan, rung: &Rung) -> Option<(Scoring, f64, f64)> {
-    if let Some(s) = plan.searches.iter().find(|s| s.name == rung.name) {
-        return Some((s.scoring, s.search.target, s.search.tolerance));
-    }
-    let ladder = plan.per_title.as_ref()?;
-    let point = ladder.chosen().find(|p| p.profile == rung.name)?;
-    let scoring = Scoring {
-        metric: ladder.metric,
-        display: ladder.display,
-        subsample: ladder.subsample,
-    };
-    Some((scoring, point.score, ladder.metric.default_tolerance()))
 }
 
 /// Probes of one CRF on several chunks as one: the frame-weighted mean, the bytes summed.

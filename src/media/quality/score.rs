@@ -1,6 +1,6 @@
 //! Scoring encodes against their source: one ffmpeg decodes the reference once (picked,
-//! turned, tone-mapped exactly as the rung's encode saw it), scales it and every encode to
-//! the display size, and writes each encode's per-frame scores to its own log.
+//! turned, tone-mapped exactly as the rung's encode saw it), scales it once per display size
+//! and every encode to its own, and writes each encode's per-frame scores to its own log.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -49,6 +49,9 @@ pub struct Scoring {
 pub struct Distorted<'a> {
     pub path: &'a Path,
     pub log: &'a Path,
+    /// The size both sides are compared at (the scoring's display size): encodes of one
+    /// reference at different sizes share its decode.
+    pub display: (u32, u32),
 }
 
 /// A distribution of per-frame scores.
@@ -104,7 +107,6 @@ pub fn score_args(
 }
 
 fn score_graph(reference: &Reference<'_>, distorted: &[Distorted<'_>], s: &Scoring) -> String {
-    let (w, h) = s.display;
     let n = distorted.len();
     let every = s.subsample.max(1);
     // VMAF's motion feature needs consecutive frames: it subsamples itself. The others
@@ -113,19 +115,43 @@ fn score_graph(reference: &Reference<'_>, distorted: &[Distorted<'_>], s: &Scori
         (Metric::Vmaf, _) | (_, 1) => String::new(),
         _ => format!(",select=not(mod(n\\,{every}))"),
     };
-    let fit = format!(
-        "{},scale={w}:{h}:flags=bicubic,format={}",
-        reference.tags, reference.pix_fmt
-    );
+    let fit = |(w, h): (u32, u32)| {
+        format!(
+            "scale={w}:{h}:flags=bicubic,format={}{pick}",
+            reference.pix_fmt
+        )
+    };
     let lead = match reference.filters.as_str() {
         "" => String::new(),
         f => format!("{f},"),
     };
-    let labels: String = (0..n).map(|i| format!("[r{i}]")).collect();
-    let mut g = format!("[{n}:v:0]{lead}setpts=PTS-STARTPTS,{fit}{pick},split={n}{labels}");
+    // The reference is decoded once, scaled once per display size, and split among the
+    // encodes compared at that size.
+    let mut sizes: Vec<(u32, u32)> = Vec::new();
+    for d in distorted {
+        if !sizes.contains(&d.display) {
+            sizes.push(d.display);
+        }
+    }
+    let size_labels: String = (0..sizes.len()).map(|k| format!("[s{k}]")).collect();
+    let mut g = format!(
+        "[{n}:v:0]{lead}setpts=PTS-STARTPTS,{},split={}{size_labels}",
+        reference.tags,
+        sizes.len()
+    );
+    for (k, size) in sizes.iter().enumerate() {
+        let members: String = (0..n)
+            .filter(|i| distorted[*i].display == *size)
+            .map(|i| format!("[r{i}]"))
+            .collect();
+        let count = members.matches('[').count();
+        g.push_str(&format!(";[s{k}]{},split={count}{members}", fit(*size)));
+    }
     for (i, d) in distorted.iter().enumerate() {
         g.push_str(&format!(
-            ";[{i}:v:0]setpts=PTS-STARTPTS,{fit}{pick}[d{i}];[d{i}][r{i}]{}[m{i}]",
+            ";[{i}:v:0]setpts=PTS-STARTPTS,{},{}[d{i}];[d{i}][r{i}]{}[m{i}]",
+            reference.tags,
+            fit(d.display),
             metric_filter(s.metric, every, d.log)
         ));
     }
@@ -253,6 +279,38 @@ mod tests {
         });
         assert_eq!((s.mean, s.p5, s.min, s.frames), (50.5, 5.0, 1.0, 100));
         assert!(summarise(&[]).is_none());
+    }
+
+    #[test]
+    fn one_reference_decode_serves_encodes_scored_at_different_sizes() {
+        let reference = Reference {
+            path: Path::new("/w/ref.mkv"),
+            range: None,
+            filters: String::new(),
+            pix_fmt: "yuv420p",
+            tags: "setparams=range=tv".into(),
+        };
+        let d = |path: &'static str, display| Distorted {
+            path: Path::new(path),
+            log: Path::new("/w/x.log"),
+            display,
+        };
+        let encodes = [
+            d("/w/a.mp4", (426, 240)),
+            d("/w/b.mp4", (1280, 720)),
+            d("/w/c.mp4", (426, 240)),
+        ];
+        let scoring = Scoring {
+            metric: Metric::Ssim,
+            display: (1280, 720),
+            subsample: 1,
+        };
+        let g = score_graph(&reference, &encodes, &scoring);
+        assert!(g.starts_with("[3:v:0]setpts=PTS-STARTPTS,setparams=range=tv,split=2[s0][s1];"));
+        assert!(g.contains("[s0]scale=426:240:flags=bicubic,format=yuv420p,split=2[r0][r2]"));
+        assert!(g.contains("[s1]scale=1280:720:flags=bicubic,format=yuv420p,split=1[r1]"));
+        assert!(g.contains("[1:v:0]setpts=PTS-STARTPTS,setparams=range=tv,scale=1280:720"));
+        assert_eq!(g.matches("ssim=").count(), 3);
     }
 
     #[test]
