@@ -3,10 +3,10 @@
 
 A corpus of generated clips of different complexity (plus any --clip you pass), each through a
 4-rung H.264 ladder (240p-720p, x264 veryfast, 2 s chunks):
-1. fixed CRF 23 on every rung;
+1. fixed CRF 23 on every rung (--preset: another x264 preset than veryfast);
 2. `quality: {metric: vmaf, target: 93, scope: chunk}` on every rung (probes at the rung's preset:
    the chosen probe is the encode);
-3. the same with `probe_preset: ultrafast` (cheaper probes; does the CRF transfer?).
+3. the same with `probe_preset: ultrafast` (--probe-preset; cheaper probes: does the CRF transfer?).
 For each: wall seconds, bytes of the published rungs, and every rung's VMAF against the source
 measured here (not by spool) on every frame at the rung's own size (the source scaled to it), as
 `scored_at: rung` scores.
@@ -37,9 +37,9 @@ def metrics_ffmpeg():
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def workflow(path, rung, head=""):
+def workflow(path, rung, head="", preset="veryfast"):
     profiles = "".join(
-        f"  - {{name: p{h}, codec: h264, height: {h}, preset: veryfast{', ' + rung if rung else ''}}}\n"
+        f"  - {{name: p{h}, codec: h264, height: {h}, preset: {preset}{', ' + rung if rung else ''}}}\n"
         for h in RUNGS)
     path.write_text(
         "version: 1\nname: q\nchunking: {segment_seconds: 2, min_duration_seconds: 0}\n"
@@ -78,6 +78,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--clip", action="append", default=[], help="a real clip to add to the corpus")
     ap.add_argument("--per-title", action="store_true", help="fixed CRF-23 ladder vs ladder: per_title")
+    ap.add_argument("--preset", default="veryfast", help="the rungs' x264 preset")
+    ap.add_argument("--probe-preset", default="ultrafast", help="the fast-probe variant's probe preset")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="spool-quality-"))
     sources = {}
@@ -92,14 +94,15 @@ def main():
     variants = {
         "crf23": ("crf: 23", ""),
         "vmaf93": ("quality: {metric: vmaf, target: 93, scope: chunk, scored_at: rung}", ""),
-        "vmaf93-fastprobe": ("quality: {metric: vmaf, target: 93, scope: chunk, scored_at: rung, probe_preset: ultrafast}", ""),
+        "vmaf93-fastprobe": ("quality: {metric: vmaf, target: 93, scope: chunk, scored_at: rung, "
+                             f"probe_preset: {args.probe_preset}}}", ""),
     }
     if args.per_title:
         variants = {"crf23": ("crf: 23", ""), "per_title": ("", "ladder: per_title\n")}
     wfs = {}
     for v, (rung, head) in variants.items():
         wfs[v] = tmp / f"{v}.yaml"
-        workflow(wfs[v], rung, head)
+        workflow(wfs[v], rung, head, args.preset)
     totals = {v: {"wall": 0.0, "bytes": 0, "scores": [], "top": []} for v in variants}
     rows = []
     for r in range(args.rounds):
