@@ -131,7 +131,9 @@ fn transcribes_espeak_speech_with_cues_inside_the_speech() -> TestResult {
     let manifest = read_json(&out.join("manifest.json"))?;
     let t = &manifest["steps"]["transcribe"];
     let text = t["text"].as_str().unwrap_or("").to_lowercase();
-    for word in ["quick", "fox", "lazy", "dog", "library", "books"] {
+    // "book", not "books": at beam 2 tiny.en hears "return your book sometime" here, as
+    // faster-whisper does on the same audio and settings.
+    for word in ["quick", "fox", "lazy", "dog", "library", "return", "book"] {
         assert!(text.contains(word), "{word:?} missing from {text:?}");
     }
     assert_eq!(t["language"], "en");
@@ -154,8 +156,8 @@ fn transcribes_espeak_speech_with_cues_inside_the_speech() -> TestResult {
     assert!(fox.0 < 5.0, "{fox:?}");
     let books = cues
         .iter()
-        .find(|c| c.2.to_lowercase().contains("books"))
-        .ok_or("no books cue")?;
+        .find(|c| c.2.to_lowercase().contains("book"))
+        .ok_or("no book cue")?;
     assert!(
         books.0 > 37.0,
         "the second window's times are absolute: {books:?}"

@@ -297,17 +297,23 @@ fn every_word_is_timed_where_it_is_spoken() -> TestResult {
     Ok(())
 }
 
-/// faster-whisper's own feature extractor on the same 30 s window, as `n_mels × 3000`
-/// values (its reference implementation of Whisper's log-mel, in numpy).
-fn reference_log_mel(pcm: &Path, n_mels: usize) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+/// faster-whisper's own features of the window from frame `seek`, as its `transcribe` cuts
+/// them: the whole recording's log-mel (numpy), then the window, zero-padded to 3000 frames.
+fn reference_log_mel(
+    pcm: &Path,
+    n_mels: usize,
+    seek: usize,
+) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
     let script = format!(
         "import sys, numpy as np\n\
+         from faster_whisper.audio import pad_or_trim\n\
          from faster_whisper.feature_extractor import FeatureExtractor\n\
          a = np.fromfile(sys.argv[1], dtype=np.float32)\n\
-         a = np.pad(a[:480000], (0, max(0, 480000 - len(a))))\n\
-         f = FeatureExtractor(feature_size={n_mels})(a, padding=0)\n\
-         assert f.shape == ({n_mels}, 3000), f.shape\n\
-         sys.stdout.buffer.write(np.ascontiguousarray(f, dtype=np.float32).tobytes())\n"
+         f = FeatureExtractor(feature_size={n_mels})(a)\n\
+         content = f.shape[-1] - 1\n\
+         w = pad_or_trim(f[:, {seek}:{seek} + min(3000, content - {seek})])\n\
+         assert w.shape == ({n_mels}, 3000), w.shape\n\
+         sys.stdout.buffer.write(np.ascontiguousarray(w, dtype=np.float32).tobytes())\n"
     );
     let out = std::process::Command::new("python3")
         .args(["-c", &script])
@@ -333,7 +339,9 @@ fn the_log_mel_features_match_the_reference_implementation() -> TestResult {
     let dir = tempfile::tempdir()?;
     let wav = dir.path().join("s.wav");
     say("The quick brown fox jumps over the lazy dog.", &wav)?;
-    // Speech with a little noise under it, 16 kHz mono float, as spool feeds Whisper.
+    // 41.3 s of a little noise with the sentence at 0.5 s and again, 12 dB quieter, at 33 s
+    // (a second window whose own loudest value is not the file's), 16 kHz mono float, as
+    // spool feeds Whisper.
     let pcm = dir.path().join("s.f32");
     ffmpeg(&[
         "-i",
@@ -341,9 +349,10 @@ fn the_log_mel_features_match_the_reference_implementation() -> TestResult {
         "-f",
         "lavfi",
         "-i",
-        "anoisesrc=a=0.002:d=6:r=16000",
+        "anoisesrc=a=0.002:d=41.3:r=16000",
         "-filter_complex",
-        "[0]aresample=16000,adelay=500[s];[s][1]amix=inputs=2:normalize=0:duration=longest[out]",
+        "[0]aresample=16000,asplit[a][b];[a]adelay=500[s];[b]volume=0.25,adelay=33000[t];\
+         [s][t][1]amix=inputs=3:normalize=0:duration=longest[out]",
         "-map",
         "[out]",
         "-ac",
@@ -358,9 +367,10 @@ fn the_log_mel_features_match_the_reference_implementation() -> TestResult {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    for n_mels in [80, 128] {
-        let ours = spool::speech::log_mel(&samples, n_mels);
-        let theirs = reference_log_mel(&pcm, n_mels)?;
+    // The first window, and the last one (from 31 s: 10.3 s of audio, then padding).
+    for (n_mels, seek) in [(80, 0), (80, 3100), (128, 0), (128, 3100)] {
+        let ours = spool::speech::log_mel(&samples, n_mels, seek);
+        let theirs = reference_log_mel(&pcm, n_mels, seek)?;
         assert_eq!(ours.len(), theirs.len());
         let diffs: Vec<f32> = ours
             .iter()
@@ -373,7 +383,7 @@ fn the_log_mel_features_match_the_reference_implementation() -> TestResult {
         // 2e-5. A symmetric instead of periodic Hann window alone makes it 0.02.
         assert!(
             worst < 0.001 && mean < 0.0001,
-            "{n_mels} bands: worst {worst}, mean {mean}"
+            "{n_mels} bands from frame {seek}: worst {worst}, mean {mean}"
         );
     }
     Ok(())

@@ -51,17 +51,19 @@ impl Control {
     }
 }
 
-/// Whisper's log-mel features of up to 30 s of 16 kHz audio, `n_mels × 3000` row-major, as
-/// the model sees them (shorter audio padded with silence).
-pub fn log_mel(samples: &[f32], n_mels: usize) -> Vec<f32> {
-    MelExtractor::new(n_mels).features(samples)
+/// Whisper's log-mel features of 16 kHz audio, the 30 s window from `start_frame` (10 ms
+/// frames), `n_mels × 3000` row-major, as the model sees it.
+pub fn log_mel(samples: &[f32], n_mels: usize, start_frame: usize) -> Vec<f32> {
+    MelExtractor::new(n_mels)
+        .log_mel(samples)
+        .window(start_frame)
 }
 
 /// The seed of the sampled fallback decodings.
 const SAMPLING_SEED: u32 = 20_240_601;
 
 /// Bumped whenever decoding changes what a transcript says (part of a kept transcript's key).
-pub const DECODER_VERSION: u32 = 3;
+pub const DECODER_VERSION: u32 = 4;
 use features::{MelExtractor, WINDOW_SAMPLES};
 pub use model::{find_model, model_fingerprint, ModelError};
 
@@ -197,6 +199,7 @@ impl Transcriber {
         let mut seek = 0usize;
         let (mut windows, mut fallbacks, mut silent_windows) = (0, 0, 0);
         let activity = activity::Activity::measure(samples);
+        let mel = self.mel.log_mel(samples);
         let mut skipped = 0usize;
         while seek + SAMPLE_RATE / 10 < total {
             control.done.store(seek, Ordering::Relaxed);
@@ -211,7 +214,7 @@ impl Transcriber {
                 continue;
             }
             let window = &samples[seek..(seek + WINDOW_SAMPLES).min(total)];
-            let mut feats = self.mel.features(window);
+            let mut feats = mel.window(seek / features::HOP);
             let shape = [1, self.mel.n_mels(), features::WINDOW_FRAMES];
             let view = StorageView::new(&shape, &mut feats, Device::CPU).map_err(engine)?;
             if multilingual && language.is_none() {
