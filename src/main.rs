@@ -227,6 +227,16 @@ fn main() -> ExitCode {
     {
         return ExitCode::from(spool::script::isolate::child::run());
     }
+    // Transcriptions run as `spool __whisper …` (see speech::child).
+    #[cfg(feature = "whisper")]
+    if first
+        .as_ref()
+        .is_some_and(|a| a == spool::speech::child::WHISPER_ARG)
+    {
+        return ExitCode::from(spool::speech::child::run(
+            std::env::args_os().skip(2).collect(),
+        ));
+    }
     // Every ffmpeg of a job starts as `spool __confine …` (see media::confine).
     if first
         .as_ref()

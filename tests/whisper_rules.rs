@@ -1,9 +1,9 @@
-//! Transcription follows the engine's rules, in a real `spool watch`: when its workflow's
-//! schedule window closes, Whisper pauses (the daemon's CPU time stops growing) as its ffmpegs
-//! do, and when the window opens again it resumes and finishes; a job cancelled while Whisper
-//! works is cancelled within two seconds, and Whisper stops once the window it is decoding is
-//! done (CTranslate2 cannot be interrupted inside one); meanwhile the daemon's live stream
-//! shows its progress as a `transcribe` task.
+//! Transcription follows the engine's rules, through a real daemon: Whisper runs in a child
+//! process (`spool __whisper`) that the daemon's schedule stops as it stops its ffmpegs (a
+//! closing window pauses it at once, an opening one resumes it and it finishes), and a job
+//! cancelled while Whisper works is cancelled within two seconds with its Whisper process gone
+//! within one, in the middle of a window; meanwhile the daemon's live stream shows its
+//! progress as a `transcribe` task.
 
 mod common;
 
@@ -101,10 +101,44 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// Whisper is at work: its 16 kHz audio is written and no ffmpeg is still writing it.
+/// The daemon's Whisper children: `spool __whisper` processes reading audio under its state.
+fn whisper_children(state: &Path) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let state = state.display().to_string();
+    procs
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (text.contains(" __whisper ") && text.contains(&state)).then_some(pid)
+        })
+        .collect()
+}
+
+/// CPU seconds of the daemon and its Whisper children (a child that ended drops out).
+fn whisper_cpu(d: &Daemon) -> f64 {
+    cpu_seconds(d.child.id())
+        + whisper_children(&d.state)
+            .into_iter()
+            .map(cpu_seconds)
+            .sum::<f64>()
+}
+
+/// A process's state letter (`R`, `S`, `T` for stopped…).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Whisper is at work: its 16 kHz audio is written, no ffmpeg is still writing it, and its
+/// child runs.
 fn whispering(state: &Path) -> bool {
     !find_files(&state.join("work"), "speech.f32").is_empty()
         && common::ffmpeg_processes_mentioning("speech.f32") == 0
+        && !whisper_children(state).is_empty()
 }
 
 /// Waits until Whisper decodes at full speed (the model loaded, a window under way).
@@ -112,11 +146,10 @@ fn busy_whispering(d: &Daemon) -> Result<(), String> {
     wait_until("Whisper at work", Duration::from_secs(90), || {
         whispering(&d.state)
     })?;
-    let pid = d.child.id();
     wait_until("Whisper using the CPU", Duration::from_secs(30), || {
-        let before = cpu_seconds(pid);
+        let before = whisper_cpu(d);
         std::thread::sleep(Duration::from_secs(1));
-        cpu_seconds(pid) - before > 0.5
+        whisper_cpu(d) - before > 0.5
     })
 }
 
@@ -180,14 +213,16 @@ fn whispering_daemon() -> Result<(tempfile::TempDir, PathBuf, Daemon), Box<dyn s
 fn a_closing_window_pauses_whisper_and_an_opening_one_resumes_it() -> TestResult {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (dir, clock, d) = whispering_daemon()?;
-    let pid = d.child.id();
 
     std::fs::write(&clock, "mon 21:00")?;
-    // The schedule looks every second; a decoding under way finishes first.
-    std::thread::sleep(Duration::from_secs(6));
-    let paused = cpu_seconds(pid);
+    // The schedule looks every second and stops the child where it is, mid-window.
+    let children = whisper_children(&d.state);
+    wait_until("Whisper stopped", Duration::from_secs(3), || {
+        children.iter().all(|p| process_state(*p) == Some('T'))
+    })?;
+    let paused = whisper_cpu(&d);
     std::thread::sleep(Duration::from_secs(4));
-    let used = cpu_seconds(pid) - paused;
+    let used = whisper_cpu(&d) - paused;
     assert!(used < 0.4, "{used:.2} s of CPU in 4 s while paused");
     assert!(whispering(&d.state), "still transcribing, not finished");
     assert_ne!(the_job(&d)["status"], "succeeded");
@@ -217,19 +252,30 @@ fn a_job_cancelled_during_transcription_is_cancelled_at_once_and_whisper_stops()
         "no transcription progress in the live stream: {shown:?}"
     );
     let id = the_job(&d)["id"].as_str().unwrap_or_default().to_string();
+    assert!(!whisper_children(&d.state).is_empty());
     let asked = Instant::now();
     let (code, body) = d.call("POST", &format!("/v1/jobs/{id}/cancel"), None);
     assert!(code < 300, "{code} {body}");
+    // Killed mid-window: CTranslate2 is not asked to finish what it decodes.
+    while !whisper_children(&d.state).is_empty() {
+        let waited = asked.elapsed().as_secs_f64();
+        assert!(
+            waited < 1.0,
+            "Whisper still runs {waited:.2} s after the cancel"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let done = d.wait_final(&id, 30)?;
     let took = asked.elapsed().as_secs_f64();
     assert_eq!(done["status"], "cancelled", "{done}");
     assert!(took < 2.0, "cancelled after {took:.2} s");
-    let pid = d.child.id();
-    wait_until("Whisper to stop", Duration::from_secs(15), || {
-        let before = cpu_seconds(pid);
-        std::thread::sleep(Duration::from_secs(1));
-        cpu_seconds(pid) - before < 0.3
-    })?;
+    let before = whisper_cpu(&d);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = whisper_cpu(&d) - before;
+    assert!(
+        used < 0.3,
+        "{used:.2} s of CPU in the second after the cancel"
+    );
     assert_eq!(the_job(&d)["status"], "cancelled");
     Ok(())
 }

@@ -164,6 +164,12 @@ impl ProcessGroups {
     pub fn count(&self) -> usize {
         self.groups.lock().map_or(0, |g| g.len())
     }
+    /// Registers a process group (of a program not started by [`run_ffmpeg_with`]) until
+    /// the guard drops.
+    pub fn register(&self, pgid: i32, tag: &str) -> impl Drop + '_ {
+        self.add(pgid, tag);
+        Registered(Some(self), Some(pgid))
+    }
 }
 
 /// Where a run registers its process group while it lives.

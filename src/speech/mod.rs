@@ -7,6 +7,7 @@
 //! complete segment, so speech cut at a window edge is decoded again whole.
 
 mod activity;
+pub mod child;
 pub mod cues;
 mod decode;
 mod features;
@@ -26,27 +27,21 @@ use serde::{Deserialize, Serialize};
 pub use cues::{to_srt, to_vtt, Cue, Word};
 pub use features::SAMPLE_RATE;
 
-/// How a running transcription is steered from outside: cancelled or paused (looked at
-/// before every window and every fallback decoding), and how far it got.
+/// How a running transcription is steered from outside: cancelled (looked at before every
+/// window and every fallback decoding), and how far it got. The engine runs Whisper in a
+/// child process (see `child`), which it pauses and kills as it does an ffmpeg.
 #[derive(Debug, Default, Clone)]
 pub struct Control {
     pub cancel: std::sync::Arc<AtomicBool>,
-    pub paused: std::sync::Arc<AtomicBool>,
     /// Samples behind the current window.
     pub done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Control {
-    /// Returns when neither paused nor cancelled; Cancelled when cancelled, paused or not.
     fn checkpoint(&self) -> Result<(), SpeechError> {
-        loop {
-            if self.cancel.load(Ordering::Relaxed) {
-                return Err(SpeechError::Cancelled);
-            }
-            if !self.paused.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        match self.cancel.load(Ordering::Relaxed) {
+            true => Err(SpeechError::Cancelled),
+            false => Ok(()),
         }
     }
 }
@@ -79,7 +74,7 @@ pub enum Compute {
     Default,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Options {
     /// ISO code (`en`, `de`); None detects it on multilingual models.
     pub language: Option<String>,

@@ -2,9 +2,11 @@
 //! per-workflow gates), the command trace, cancellation and the process-group registry.
 
 pub mod disk;
+mod helper;
 mod runner;
 mod slots;
 
+pub use helper::HelperError;
 pub use runner::{Command, Phase, Placement, Runner};
 pub use slots::{Priority, SlotGuard, Slots};
 

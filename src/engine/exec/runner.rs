@@ -5,7 +5,6 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
@@ -79,10 +78,7 @@ pub struct Placement {
 pub struct Runner {
     tools: Tools,
     slots: Arc<Slots>,
-    groups: ProcessGroups,
-    /// Work in spool's own threads (Whisper) that a gate's SIGSTOP/SIGCONT pauses and resumes
-    /// through a flag it polls, as the signal does to an ffmpeg.
-    pausable: Mutex<Vec<(Arc<str>, std::sync::Weak<AtomicBool>)>>,
+    pub(super) groups: ProcessGroups,
     /// Every command line run, as JSON lines (the benchmark replays it; tests compare it
     /// with `spool plan`).
     trace: Option<Mutex<std::fs::File>>,
@@ -101,7 +97,6 @@ impl Runner {
             tools,
             slots: Slots::new(concurrency),
             groups: ProcessGroups::default(),
-            pausable: Mutex::new(Vec::new()),
             trace: trace.map(Mutex::new),
             launcher,
         }
@@ -186,34 +181,10 @@ impl Runner {
         self.slots.set_gate(gate, open);
     }
 
-    /// Signals the running ffmpeg processes of one workflow (SIGSTOP, SIGCONT).
+    /// Signals the running processes of one workflow (SIGSTOP, SIGCONT): its ffmpegs and
+    /// spool's helpers (Whisper).
     pub fn signal_gate(&self, gate: &str, signal: Signal) -> usize {
-        let paused = match signal {
-            Signal::SIGSTOP => Some(true),
-            Signal::SIGCONT => Some(false),
-            _ => None,
-        };
-        let mut flagged = 0;
-        if let (Some(paused), Ok(mut flags)) = (paused, self.pausable.lock()) {
-            flags.retain(|(_, f)| f.strong_count() > 0);
-            for flag in flags.iter().filter(|(g, _)| g.as_ref() == gate) {
-                if let Some(f) = flag.1.upgrade() {
-                    f.store(paused, Ordering::Relaxed);
-                    flagged += 1;
-                }
-            }
-        }
-        self.groups.signal_tagged(gate, signal) + flagged
-    }
-
-    /// A flag that `signal_gate` sets on SIGSTOP and clears on SIGCONT for `gate`, for as
-    /// long as the caller holds it.
-    pub fn pause_flag(&self, gate: &str) -> Arc<AtomicBool> {
-        let flag = Arc::new(AtomicBool::new(false));
-        if let Ok(mut flags) = self.pausable.lock() {
-            flags.push((Arc::from(gate), Arc::downgrade(&flag)));
-        }
-        flag
+        self.groups.signal_tagged(gate, signal)
     }
 
     /// ffmpeg processes running now.

@@ -109,7 +109,14 @@ async fn run(
     let (transcript, cached) = match kept::find(ctx, &key).await? {
         Some(t) => (t, true),
         None => {
-            let t = whisper(ctx, &model, options, bytes).await?;
+            let program = crate::speech::child::detect_program().ok_or_else(|| {
+                StepError::Failed(
+                    "Whisper runs in a child process, and this program is not spool: set \
+                     SPOOL_WHISPER_RUNNER to the spool program"
+                        .into(),
+                )
+            })?;
+            let t = whisper_child(ctx, &program, &model, options, pcm, dir).await?;
             kept::keep(ctx, &key, &t).await?;
             (t, false)
         }
@@ -151,96 +158,65 @@ async fn run(
     Ok(StepDone { outputs, data })
 }
 
-/// Whisper on the 16 kHz samples, holding a slot like an ffmpeg would; cancelled with the job,
-/// paused by its workflow's schedule like its ffmpegs (a flag the gate's SIGSTOP sets).
+/// Whisper in a child process (`spool __whisper`, see speech::child), run like an ffmpeg: a
+/// slot, its process group paused by the schedule's SIGSTOP and killed on cancel, at once.
 #[cfg(feature = "whisper")]
-async fn whisper(
+async fn whisper_child(
     ctx: &StepCtx<'_>,
+    program: &std::path::Path,
     model: &std::path::Path,
     options: crate::speech::Options,
-    bytes: Vec<u8>,
+    pcm: &std::path::Path,
+    dir: &std::path::Path,
 ) -> Result<crate::speech::Transcript, StepError> {
-    use crate::speech::{Control, SpeechError, Transcriber};
-    let samples: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let Some(slot) = ctx.runner.slot(ctx.placement, ctx.cancel).await else {
-        return Err(StepError::Cancelled);
-    };
-    let control = Control {
-        paused: ctx.runner.pause_flag(&ctx.placement.gate),
-        ..Control::default()
-    };
-    let (flag, cancel) = (control.cancel.clone(), ctx.cancel.clone());
-    let watcher = tokio::spawn(async move {
-        cancel.cancelled().await;
-        flag.store(true, std::sync::atomic::Ordering::Relaxed);
-    });
-    let total = samples.len();
-    let ticker = tokio::spawn(report_progress(
-        ctx.events.clone(),
-        ctx.job.clone(),
-        control.done.clone(),
-        total,
-    ));
-    let model_dir = model.to_path_buf();
-    // The thread keeps the slot until it ends: a cancel answers at once, while the window
-    // being decoded finishes (CTranslate2 cannot be interrupted) and the thread then stops.
-    let mut work = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        Transcriber::open(&model_dir, options)?.transcribe(&samples, &control)
-    });
-    let result = tokio::select! {
-        r = &mut work => r,
-        _ = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
-    };
-    watcher.abort();
-    ticker.abort();
-    if matches!(result, Ok(Ok(_))) {
-        let _ = ctx.events.send(crate::engine::Event::TaskFinished {
-            job: ctx.job.clone(),
-            task: PROGRESS_LABEL.into(),
-            reused: 0,
-        });
-    }
-    match result {
-        Ok(Ok(t)) => Ok(t),
-        Ok(Err(SpeechError::Cancelled)) => Err(StepError::Cancelled),
-        Ok(Err(e)) => Err(e.to_string().into()),
-        Err(e) => Err(format!("internal error in Whisper: {e}").into()),
-    }
-}
-
-/// The task name transcription shows under in progress displays.
-#[cfg(feature = "whisper")]
-const PROGRESS_LABEL: &str = "transcribe";
-
-/// Every half second: how far Whisper got through the audio, and how fast (× real time).
-#[cfg(feature = "whisper")]
-async fn report_progress(
-    events: tokio::sync::mpsc::UnboundedSender<crate::engine::Event>,
-    job: crate::store::JobId,
-    done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    total: usize,
-) {
+    use crate::engine::exec::HelperError;
+    use crate::speech::child;
+    let out = dir.join("transcript.json");
+    let argv = child::command_line(program, model, pcm, &out, &options)
+        .map_err(|e| StepError::Failed(e.to_string()))?;
+    let total = tokio::fs::metadata(pcm)
+        .await
+        .map_or(0, |m| m.len() as usize / 4);
     let started = std::time::Instant::now();
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let at = done.load(std::sync::atomic::Ordering::Relaxed);
+    let (events, job) = (ctx.events.clone(), ctx.job.clone());
+    let on_line = |line: &str| {
+        let Some(at) = child::parse_progress(line) else {
+            return;
+        };
         let seconds = at as f64 / crate::speech::SAMPLE_RATE as f64;
-        let sent = events.send(crate::engine::Event::TaskProgress {
+        let _ = events.send(crate::engine::Event::TaskProgress {
             job: job.clone(),
             task: PROGRESS_LABEL.into(),
             fraction: at as f64 / total.max(1) as f64,
             fps: None,
             speed: Some(seconds / started.elapsed().as_secs_f64().max(1e-3)),
         });
-        if sent.is_err() {
-            return;
-        }
+    };
+    match ctx
+        .runner
+        .run_helper(&argv, ctx.placement, ctx.cancel, on_line)
+        .await
+    {
+        Ok(()) => {}
+        Err(HelperError::Cancelled) => return Err(StepError::Cancelled),
+        Err(e) => return Err(format!("Whisper: {e}").into()),
     }
+    let text = tokio::fs::read(&out)
+        .await
+        .map_err(|e| format!("Whisper's transcript {}: {e}", out.display()))?;
+    let _ = tokio::fs::remove_file(&out).await;
+    let _ = ctx.events.send(crate::engine::Event::TaskFinished {
+        job: ctx.job.clone(),
+        task: PROGRESS_LABEL.into(),
+        reused: 0,
+    });
+    serde_json::from_slice(&text)
+        .map_err(|e| format!("Whisper's transcript {}: {e}", out.display()).into())
 }
+
+/// The task name transcription shows under in progress displays.
+#[cfg(feature = "whisper")]
+const PROGRESS_LABEL: &str = "transcribe";
 
 /// Transcripts kept in the store by (the audio as Whisper hears it + the model's content +
 /// the decoding settings): the same speech is never transcribed twice, whatever file or
