@@ -5,7 +5,8 @@ on 60+ s of espeak-ng speech with silences: English (tiny.en) and German (multil
 
 Needs: cargo build --release; pip install faster-whisper; bash .ci/setup (models); espeak-ng.
 Prints every round's wall time (spool: the whole process; faster-whisper: model load + decoding,
-in-process, so Python's start is not counted against it), word error rate and the ratio.
+in-process, so Python's start is not counted against it), word error rate and the ratio, and how far
+each engine's rounds spread; LOAD=N runs N busy processes beside both.
 Not a test: the machine is noisy.
 """
 import json, os, re, subprocess, sys, tempfile, time
@@ -13,6 +14,9 @@ import json, os, re, subprocess, sys, tempfile, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPOOL = os.environ.get("SPOOL_BIN", os.path.join(ROOT, "target", "release", "spool"))
 THREADS, BEAM, ROUNDS = 2, 5, int(os.environ.get("ROUNDS", "2"))
+# LOAD=N: N busy processes (one core each) run through every round: both engines under the
+# same load, to compare how much their times spread.
+LOAD = int(os.environ.get("LOAD", "0"))
 
 SCRIPT = [
     "Welcome to the evening news. Tonight we look at the weather, the markets and the local football results.",
@@ -113,11 +117,22 @@ def run_faster_whisper(wav, model, lang):
 
 
 def main():
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(LOAD)]
+    try:
+        run_all()
+    finally:
+        for h in hogs:
+            h.kill()
+
+
+def run_all():
+    if LOAD:
+        print(f"under load: {LOAD} busy processes")
     with tempfile.TemporaryDirectory() as d:
         for lang, (model, lines, voice) in model_dirs().items():
             wav, dur = make_speech(d, lines, voice)
             print(f"[{lang}] speech: {dur:.1f} s, model {model}, {THREADS} threads, beam {BEAM}, int8")
-            best = {}
+            best, walls = {}, {}
             for r in range(ROUNDS):
                 order = [("spool", run_spool), ("faster-whisper", run_faster_whisper)]
                 if r % 2:
@@ -127,9 +142,13 @@ def main():
                     print(f"[{lang}] round {r + 1} {name:15s} wall {wall:6.2f} s  decoding {secs:6.2f} s  "
                           f"{dur / wall:5.1f}x real time  WER {wer(lines, text):.1%}")
                     best[name] = min(best.get(name, wall), wall)
+                    walls.setdefault(name, []).append(wall)
             s, f = best["spool"], best["faster-whisper"]
             print(f"[{lang}] best wall: spool {s:.2f} s, faster-whisper {f:.2f} s "
                   f"(its model load + decoding, in-process); spool / faster-whisper = {s / f:.2f}")
+            for name, w in walls.items():
+                print(f"[{lang}] {name:15s} slowest / fastest round = {max(w) / min(w):.2f} "
+                      f"({min(w):.2f}-{max(w):.2f} s)")
 
 
 if __name__ == "__main__":

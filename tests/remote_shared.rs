@@ -102,11 +102,21 @@ fn workers_on_a_shared_file_system_move_nothing_over_http_and_check_what_they_fi
     let sent = metric(&d, "spool_blob_bytes_sent_total");
     let size = bytes.len() as f64;
     assert!((1..=2).contains(&refusals), "{logs:?}");
-    assert_eq!(
-        sent,
-        size * refusals as f64,
-        "each refusing worker downloaded it once"
-    );
+    // A task taken back from a worker whose lease ran out (a loaded machine: leases here are
+    // 3 s) may have started a download of its own; none, and each refusal downloads once.
+    let redelivered = metric(&d, "spool_remote_tasks_redelivered_total");
+    if redelivered == 0.0 {
+        assert_eq!(
+            sent,
+            size * refusals as f64,
+            "each refusing worker downloaded it once; the workers' logs: {logs:?}"
+        );
+    } else {
+        assert!(
+            sent >= size * refusals as f64 && sent <= size * (refusals as f64 + redelivered),
+            "{sent} bytes sent for {refusals} refusals and {redelivered} redeliveries"
+        );
+    }
     assert_eq!(metric(&d, "spool_blob_bytes_received_total"), 0.0);
     assert!(files_in(&chunks).is_empty());
     Ok(())
