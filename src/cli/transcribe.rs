@@ -35,8 +35,14 @@ pub fn compute_from(name: &str) -> Result<Compute> {
 
 /// Exit 0 with the subtitles written; 1 when the input cannot be transcribed.
 pub async fn transcribe(args: Args) -> Result<u8> {
-    let tools = Tools::locate().await?;
     let model = find_model(args.model.as_deref())?;
+    // The model loads while ffmpeg extracts the audio.
+    let (options, model_dir) = (args.options.clone(), model.clone());
+    let loading = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        Transcriber::open(&model_dir, options).map(|t| (t, started.elapsed().as_secs_f64()))
+    });
+    let tools = Tools::locate().await?;
     let scratch = tempfile::Builder::new()
         .prefix("spool-transcribe-")
         .tempdir()?;
@@ -54,15 +60,16 @@ pub async fn transcribe(args: Args) -> Result<u8> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let (options, model_dir) = (args.options.clone(), model.clone());
-    let outcome = tokio::task::spawn_blocking(move || {
-        let loading = Instant::now();
-        let t = Transcriber::open(&model_dir, options)?;
-        let load_s = loading.elapsed().as_secs_f64();
-        t.transcribe(&samples, &spool::speech::Control::default())
-            .map(|r| (r, load_s))
-    })
-    .await?;
+    let outcome = match loading.await? {
+        Ok((t, load_s)) => {
+            tokio::task::spawn_blocking(move || {
+                t.transcribe(&samples, &spool::speech::Control::default())
+                    .map(|r| (r, load_s))
+            })
+            .await?
+        }
+        Err(e) => Err(e),
+    };
     let (transcript, load_s) = match outcome {
         Ok(t) => t,
         Err(e) => {
