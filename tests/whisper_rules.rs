@@ -127,6 +127,17 @@ fn whisper_cpu(d: &Daemon) -> f64 {
             .sum::<f64>()
 }
 
+/// A process's niceness (field 19 of its stat).
+fn niceness(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(16)?
+        .parse()
+        .ok()
+}
+
 /// A process's state letter (`R`, `S`, `T` for stopped…).
 fn process_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -214,9 +225,14 @@ fn a_closing_window_pauses_whisper_and_an_opening_one_resumes_it() -> TestResult
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (dir, clock, d) = whispering_daemon()?;
 
+    // Whisper runs below the daemon's priority, as its ffmpegs do (tests/nice.rs).
+    let children = whisper_children(&d.state);
+    let own = niceness(d.child.id()).unwrap_or(0);
+    for p in &children {
+        assert_eq!(niceness(*p), Some((own + 10).min(19)), "Whisper's niceness");
+    }
     std::fs::write(&clock, "mon 21:00")?;
     // The schedule looks every second and stops the child where it is, mid-window.
-    let children = whisper_children(&d.state);
     wait_until("Whisper stopped", Duration::from_secs(3), || {
         children.iter().all(|p| process_state(*p) == Some('T'))
     })?;

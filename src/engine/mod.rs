@@ -254,8 +254,8 @@ impl Engine {
             ),
             None => None,
         };
-        let launcher = exec::confining_launcher();
-        let runner = Arc::new(Runner::new(tools, cfg.concurrency, trace, launcher));
+        let launch = exec::launch();
+        let runner = Arc::new(Runner::new(tools, cfg.concurrency, trace, launch));
         let artifacts = Arc::new(ArtifactStore::new(state_dir.join("cache")));
         let metrics = Arc::new(metrics::Metrics::default());
         let (queue, local): (Arc<dyn TaskQueue>, _) = match cfg.remote {

@@ -185,6 +185,8 @@ pub struct RunOptions<'a> {
     pub registration: Option<Registration<'a>>,
     /// Started through this launcher, confined to these paths (see [`super::confine`]).
     pub confine: Option<(&'a Path, &'a crate::confine::Paths)>,
+    /// Started through this `nice` program at this niceness.
+    pub nice: Option<(&'a Path, i32)>,
 }
 
 /// Takes a process group out of the registry however the run ends.
@@ -214,6 +216,18 @@ pub fn ffmpeg_command_line(tools: &Tools, args: &[OsString]) -> Vec<OsString> {
     argv.extend(PREFIX.iter().map(OsString::from));
     argv.extend(args.iter().cloned());
     argv
+}
+
+/// `argv` run through `nice -n N` when a niceness is given.
+pub fn niced(nice: Option<(&Path, i32)>, argv: Vec<OsString>) -> Vec<OsString> {
+    match nice {
+        Some((program, n)) => {
+            let mut out: Vec<OsString> = vec![program.into(), "-n".into(), n.to_string().into()];
+            out.extend(argv);
+            out
+        }
+        None => argv,
+    }
 }
 
 #[derive(Debug)]
@@ -252,6 +266,7 @@ pub async fn run_ffmpeg_with(
         ),
         None => ffmpeg_command_line(tools, args),
     };
+    let argv = niced(options.nice, argv);
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())

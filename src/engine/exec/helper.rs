@@ -49,6 +49,8 @@ impl Runner {
         let Some(_slot) = self.slot(at, cancel).await else {
             return Err(HelperError::Cancelled);
         };
+        let nice = self.launch.nice.as_ref().map(|(p, n)| (p.as_path(), *n));
+        let argv = crate::media::run::niced(nice, argv.to_vec());
         let spawn_error = |source| HelperError::Spawn {
             program: program.clone(),
             source,

@@ -82,8 +82,9 @@ pub struct Runner {
     /// Every command line run, as JSON lines (the benchmark replays it; tests compare it
     /// with `spool plan`).
     trace: Option<Mutex<std::fs::File>>,
-    /// The launcher that confines each ffmpeg (spool itself), when the kernel enforces it.
-    launcher: Option<std::path::PathBuf>,
+    /// How each child starts: the launcher that confines an ffmpeg (spool itself, when the
+    /// kernel enforces it), and its niceness.
+    pub(super) launch: super::Launch,
 }
 
 impl Runner {
@@ -91,20 +92,20 @@ impl Runner {
         tools: Tools,
         concurrency: usize,
         trace: Option<std::fs::File>,
-        launcher: Option<std::path::PathBuf>,
+        launch: super::Launch,
     ) -> Runner {
         Runner {
             tools,
             slots: Slots::new(concurrency),
             groups: ProcessGroups::default(),
             trace: trace.map(Mutex::new),
-            launcher,
+            launch,
         }
     }
 
     /// Whether each ffmpeg runs confined by the kernel.
     pub fn confines(&self) -> bool {
-        self.launcher.is_some()
+        self.launch.confine.is_some()
     }
 
     pub fn tools(&self) -> &Tools {
@@ -147,7 +148,12 @@ impl Runner {
                 groups: &self.groups,
                 tag: &at.gate,
             }),
-            confine: self.launcher.as_deref().map(|l| (l, at.paths.as_ref())),
+            confine: self
+                .launch
+                .confine
+                .as_deref()
+                .map(|l| (l, at.paths.as_ref())),
+            nice: self.launch.nice.as_ref().map(|(p, n)| (p.as_path(), *n)),
         };
         run_ffmpeg_with(tools, &command.args, cancel, options, on_progress)
             .await

@@ -97,7 +97,7 @@ pub async fn plan_input(
     let job = JobId("plan".into());
     let out_dir = out_root.join(stem_of(input));
     std::fs::create_dir_all(work.join("enc")).map_err(JobError::io(work.display().to_string()))?;
-    let runner = Arc::new(Runner::new(tools.clone(), 1, None, None));
+    let runner = Arc::new(Runner::new(tools.clone(), 1, None, Default::default()));
     let deps = ScriptDeps {
         runner: runner.clone(),
         log: None,

@@ -98,8 +98,8 @@ pub async fn run(cfg: WorkerConfig, stop: CancellationToken) -> Result<(), Worke
             source,
         })?;
     }
-    let launcher = crate::engine::exec::confining_launcher();
-    let runner = Arc::new(Runner::new(tools, cfg.concurrency.max(1), None, launcher));
+    let launch = crate::engine::exec::launch();
+    let runner = Arc::new(Runner::new(tools, cfg.concurrency.max(1), None, launch));
     let Some(conn) = connect_patiently(&cfg.settings, Duration::from_secs(1), &stop).await else {
         return Ok(());
     };
