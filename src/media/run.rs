@@ -164,12 +164,6 @@ impl ProcessGroups {
     pub fn count(&self) -> usize {
         self.groups.lock().map_or(0, |g| g.len())
     }
-    /// Registers a process group (of a program not started by [`run_ffmpeg_with`]) until
-    /// the guard drops.
-    pub fn register(&self, pgid: i32, tag: &str) -> impl Drop + '_ {
-        self.add(pgid, tag);
-        Registered(Some(self), Some(pgid))
-    }
 }
 
 /// Where a run registers its process group while it lives.
@@ -267,81 +261,16 @@ pub async fn run_ffmpeg_with(
         None => ffmpeg_command_line(tools, args),
     };
     let argv = niced(options.nice, argv);
-    let mut child = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(RunError::Spawn)?;
-    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-    if let (Some(g), Some(r)) = (pgid, registration) {
-        r.groups.add(g.as_raw(), r.tag);
-    }
-    let _registered = Registered(registration.map(|r| r.groups), pgid.map(|g| g.as_raw()));
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(RunError::Spawn(std::io::Error::other(
-            "ffmpeg pipes were not captured",
-        )));
-    };
-
-    // The tail, and the first storage failure wherever it appears: a full disk makes ffmpeg
-    // print many more lines after it, which would push it out of the tail.
-    let stderr_task = tokio::spawn(async move {
-        let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
-        let mut disk: Option<(DiskProblem, String)> = None;
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if disk.is_none() {
-                disk = DISK_MESSAGES
-                    .iter()
-                    .find(|(m, _)| line.contains(m))
-                    .map(|(_, p)| (*p, line.clone()));
-            }
-            if tail.len() == STDERR_TAIL_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(line);
-        }
-        (Vec::from(tail), disk)
-    });
-
     let mut parser = ProgressParser::default();
     let mut last_progress = None;
-    let mut stdout_lines = BufReader::new(stdout).lines();
-    let mut stdout_open = true;
-    let status = loop {
-        tokio::select! {
-            _ = cancel.cancelled() => {
-                if let Some(pgid) = pgid {
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                }
-                let _ = child.wait().await;
-                stderr_task.abort();
-                return Err(RunError::Cancelled);
-            }
-            line = stdout_lines.next_line(), if stdout_open => match line {
-                Ok(Some(line)) => {
-                    if let Some(p) = parser.feed_line(&line) {
-                        on_progress(&p);
-                        last_progress = Some(p);
-                    }
-                }
-                _ => stdout_open = false,
-            },
-            status = child.wait() => break status.map_err(RunError::Spawn)?,
-        }
-    };
-    // Drain whatever progress is left after exit.
-    while let Ok(Some(line)) = stdout_lines.next_line().await {
-        if let Some(p) = parser.feed_line(&line) {
+    let ended = run_grouped(&argv, cancel, registration, |line| {
+        if let Some(p) = parser.feed_line(line) {
             on_progress(&p);
             last_progress = Some(p);
         }
-    }
-    let (stderr_tail, disk) = stderr_task.await.unwrap_or_default();
+    })
+    .await?;
+    let (status, stderr_tail, disk) = (ended.status, ended.stderr_tail, ended.disk);
     if status.success() {
         return Ok(RunOutcome {
             elapsed_s: started.elapsed().as_secs_f64(),
@@ -383,6 +312,96 @@ pub async fn run_ffmpeg_with(
         code,
         message,
         stderr_tail,
+    })
+}
+
+/// How a child run by [`run_grouped`] ended.
+pub struct Ended {
+    pub status: std::process::ExitStatus,
+    pub stderr_tail: Vec<String>,
+    /// The first storage failure its stderr reported, wherever it appeared.
+    pub disk: Option<(DiskProblem, String)>,
+}
+
+/// Runs `argv` (program first) in its own process group, registered while it lives, with
+/// each stdout line handed to `on_line` and stderr kept as a tail, both drained at once so
+/// neither pipe can fill; on cancel the whole group gets SIGKILL and the child is reaped.
+pub async fn run_grouped(
+    argv: &[OsString],
+    cancel: &CancellationToken,
+    registration: Option<Registration<'_>>,
+    mut on_line: impl FnMut(&str) + Send,
+) -> Result<Ended, RunError> {
+    let program = argv
+        .first()
+        .ok_or_else(|| RunError::Spawn(std::io::Error::other("no program")))?;
+    let mut child = tokio::process::Command::new(program)
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(RunError::Spawn)?;
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    if let (Some(g), Some(r)) = (pgid, registration) {
+        r.groups.add(g.as_raw(), r.tag);
+    }
+    let _registered = Registered(registration.map(|r| r.groups), pgid.map(|g| g.as_raw()));
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(RunError::Spawn(std::io::Error::other(
+            "the child's pipes were not captured",
+        )));
+    };
+    // The tail, and the first storage failure wherever it appears: a full disk makes ffmpeg
+    // print many more lines after it, which would push it out of the tail.
+    let stderr_task = tokio::spawn(async move {
+        let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
+        let mut disk: Option<(DiskProblem, String)> = None;
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if disk.is_none() {
+                disk = DISK_MESSAGES
+                    .iter()
+                    .find(|(m, _)| line.contains(m))
+                    .map(|(_, p)| (*p, line.clone()));
+            }
+            if tail.len() == STDERR_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+        (Vec::from(tail), disk)
+    });
+    let mut stdout_lines = BufReader::new(stdout).lines();
+    let mut stdout_open = true;
+    let status = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                if let Some(pgid) = pgid {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                }
+                let _ = child.wait().await;
+                stderr_task.abort();
+                return Err(RunError::Cancelled);
+            }
+            line = stdout_lines.next_line(), if stdout_open => match line {
+                Ok(Some(line)) => on_line(&line),
+                _ => stdout_open = false,
+            },
+            status = child.wait() => break status.map_err(RunError::Spawn)?,
+        }
+    };
+    // Drain whatever is left after exit.
+    while let Ok(Some(line)) = stdout_lines.next_line().await {
+        on_line(&line);
+    }
+    let (stderr_tail, disk) = stderr_task.await.unwrap_or_default();
+    Ok(Ended {
+        status,
+        stderr_tail,
+        disk,
     })
 }
 
