@@ -96,6 +96,7 @@ impl Coordinator {
                 }
                 Err((n, e @ TransferError::Unreachable(_))) => {
                     moved += n;
+                    tracing::warn!(blob = %sha256, received = n, error = %e, "the download broke; asking for the rest");
                     last = e;
                     continue;
                 }
