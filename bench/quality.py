@@ -80,6 +80,7 @@ def main():
     ap.add_argument("--per-title", action="store_true", help="fixed CRF-23 ladder vs ladder: per_title")
     ap.add_argument("--preset", default="veryfast", help="the rungs' x264 preset")
     ap.add_argument("--probe-preset", default="ultrafast", help="the fast-probe variant's probe preset")
+    ap.add_argument("--tolerance", type=float, help="the targets' tolerance (VMAF points above the target)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="spool-quality-"))
     sources = {}
@@ -91,9 +92,10 @@ def main():
         sources[name] = path
     for c in args.clip:
         sources[Path(c).name] = Path(c)
+    tol = f", tolerance: {args.tolerance}" if args.tolerance else ""
     variants = {
         "crf23": ("crf: 23", ""),
-        "vmaf93": ("quality: {metric: vmaf, target: 93, scope: chunk, scored_at: rung}", ""),
+        "vmaf93": (f"quality: {{metric: vmaf, target: 93, scope: chunk, scored_at: rung{tol}}}", ""),
         "vmaf93-fastprobe": ("quality: {metric: vmaf, target: 93, scope: chunk, scored_at: rung, "
                              f"probe_preset: {args.probe_preset}}}", ""),
     }
