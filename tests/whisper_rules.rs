@@ -2,8 +2,9 @@
 //! process (`spool __whisper`) that the daemon's schedule stops as it stops its ffmpegs (a
 //! closing window pauses it at once, an opening one resumes it and it finishes), and a job
 //! cancelled while Whisper works is cancelled within two seconds with its Whisper process gone
-//! within one, in the middle of a window; meanwhile the daemon's live stream shows its
-//! progress as a `transcribe` task.
+//! within one, in the middle of a window; a daemon killed (SIGKILL) while Whisper works leaves
+//! no Whisper behind; meanwhile the daemon's live stream shows its progress as a
+//! `transcribe` task.
 
 mod common;
 
@@ -293,5 +294,27 @@ fn a_job_cancelled_during_transcription_is_cancelled_at_once_and_whisper_stops()
         "{used:.2} s of CPU in the second after the cancel"
     );
     assert_eq!(the_job(&d)["status"], "cancelled");
+    Ok(())
+}
+
+#[test]
+fn a_daemon_killed_while_whisper_works_leaves_no_whisper_behind() -> TestResult {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (_dir, _clock, mut d) = whispering_daemon()?;
+    let children = whisper_children(&d.state);
+    assert!(!children.is_empty());
+    d.child.kill()?;
+    let _ = d.child.wait();
+    let killed = Instant::now();
+    wait_until(
+        "Whisper to die with the daemon",
+        Duration::from_secs(2),
+        || {
+            children
+                .iter()
+                .all(|p| !matches!(process_state(*p), Some(s) if s != 'Z'))
+        },
+    )?;
+    assert!(killed.elapsed() < Duration::from_secs(2));
     Ok(())
 }

@@ -3,8 +3,8 @@
 //! (CTranslate2 cannot be interrupted inside a window, which takes seconds), a schedule's
 //! SIGSTOP pauses it like an ffmpeg, and a crash inside the C++ library ends the child, not
 //! the daemon. The child confines itself to the model, the audio and its output (Landlock,
-//! where the kernel has it), prints `done SAMPLES` lines as it goes and writes the transcript
-//! as JSON.
+//! where the kernel has it), prints `done SAMPLES` lines as it goes, writes the transcript
+//! as JSON, and dies with the engine (parent-death signal).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -104,6 +104,15 @@ fn parse(args: Vec<OsString>) -> Result<Args, String> {
 
 /// Runs the child; returns its exit code.
 pub fn run(args: Vec<OsString>) -> u8 {
+    // The child dies with the engine that started it: a daemon killed mid-transcription leaves
+    // no Whisper decoding for no one. (Started through `nice`, which execs: the parent is
+    // the engine.) Already orphaned: nothing to do.
+    let orphaned = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err()
+        || nix::unistd::getppid() == nix::unistd::Pid::from_raw(1);
+    if orphaned {
+        eprintln!("spool {WHISPER_ARG}: the engine that started it is gone");
+        return 1;
+    }
     match parse(args).and_then(|a| transcribe(&a)) {
         Ok(()) => 0,
         Err(e) => {
