@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::sources::{say, whisper_model};
-use common::{ffmpeg, spool, TestResult};
-use serde_json::Value;
+use common::sources::{say, transcribe, whisper_model};
+use common::{ffmpeg, TestResult};
 
 /// Held notes of a melody over a pad, and a drum-and-bass loop.
 const MELODY: &str = "aevalsrc='0.25*sin(2*PI*t*(220*pow(2,floor(mod(t*2.5*7,12))/12)))\
@@ -53,19 +52,7 @@ fn music_alone_is_skipped_and_speech_over_music_is_heard() -> TestResult {
         "40",
         src.to_str().unwrap_or_default(),
     ])?;
-    let out = spool()
-        .arg("transcribe")
-        .arg(&src)
-        .arg("--model")
-        .arg(&model)
-        .args(["--threads", "2", "--json"])
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let heard: Value = serde_json::from_slice(&out.stdout)?;
+    let heard = transcribe(&model, &src, &[])?;
     let text = heard["text"].as_str().unwrap_or("").to_lowercase();
     for w in ["harbour", "boat", "storm"] {
         let w_us = w.replace("our", "or");

@@ -8,32 +8,9 @@ mod common;
 
 use std::path::Path;
 
-use common::sources::{say, say_in, whisper_base_model, whisper_model};
+use common::sources::{say, say_in, transcribe, whisper_base_model, whisper_model};
 use common::{ffmpeg, spool, TestResult};
 use serde_json::Value;
-
-fn transcribe(
-    model: &Path,
-    input: &Path,
-    extra: &[&str],
-) -> Result<Value, Box<dyn std::error::Error>> {
-    let out = spool()
-        .arg("transcribe")
-        .arg(input)
-        .arg("--model")
-        .arg(model)
-        .args(["--threads", "2", "--json"])
-        .args(extra)
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "transcribe failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
 
 fn words(v: &Value) -> String {
     v["text"].as_str().unwrap_or("").to_lowercase()

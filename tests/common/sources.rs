@@ -324,3 +324,27 @@ fn espeak(
     super::run_ok("espeak-ng", &args)?;
     super::probe_value(wav, "a:0", "duration").ok_or_else(|| "espeak-ng wrote no audio".into())
 }
+
+/// `spool transcribe INPUT --model MODEL --threads 2 --json EXTRA…`, its JSON report.
+pub fn transcribe(
+    model: &Path,
+    input: &Path,
+    extra: &[&str],
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let out = super::spool()
+        .arg("transcribe")
+        .arg(input)
+        .arg("--model")
+        .arg(model)
+        .args(["--threads", "2", "--json"])
+        .args(extra)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "transcribe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
