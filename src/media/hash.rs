@@ -48,6 +48,14 @@ pub fn md5_file(path: &Path) -> std::io::Result<String> {
     }
 }
 
+/// SHA-256 of a file alone (blobs moved between machines, the audio Whisper hears). Blocking.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut sha = Sha256::new();
+    std::io::copy(&mut file, &mut sha)?;
+    Ok(hex::encode(sha.finalize()))
+}
+
 /// SHA-256 of a byte string (fingerprints of encode settings).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -57,6 +57,8 @@ pub(super) struct JobCtx<'a> {
     pub script: JobScript,
     /// Where the job's own commands wait: first among its tasks, behind its workflow's gate.
     pub placement: Placement,
+    /// The scoring ffmpeg, found at the first need (searches, per-title sampling, checks).
+    pub metrics: tokio::sync::OnceCell<crate::media::quality::MetricsTool>,
 }
 
 impl Engine {
@@ -170,6 +172,7 @@ impl Engine {
             force,
             script,
             placement,
+            metrics: tokio::sync::OnceCell::new(),
         };
         let result = match decided {
             Ok((

@@ -18,7 +18,7 @@ use crate::engine::task::OutputPaths;
 use crate::media::command::reference_filters;
 use crate::media::hash::sha256_hex;
 use crate::media::profiles::Rung;
-use crate::media::quality::score::{read_scores, same_tags, score_args, Distorted, Reference};
+use crate::media::quality::score::{read_scores, score_args, share_runs, Distorted, Way};
 use crate::media::quality::MetricsTool;
 use crate::media::tools::Tools;
 use crate::store::{now_ms, ProbeRecord};
@@ -144,32 +144,11 @@ impl JobCtx<'_> {
             .collect();
         // Rungs scored the same way (metric, frames, reference picture) share one run, at
         // whatever sizes they are scored: the reference is decoded once for all of them.
-        let way = |i: usize| {
-            let (rung, search) = asked[i];
-            let filters = reference_filters(chunk.range.as_ref(), rung);
-            (
-                (search.scoring.metric, search.scoring.subsample),
-                filters,
-                rung.colour.pix_fmt(),
-                same_tags(&rung.colour),
-            )
-        };
-        let mut groups: Vec<(_, Vec<usize>)> = Vec::new();
-        for i in 0..asked.len() {
-            let w = way(i);
-            match groups.iter_mut().find(|(g, _)| *g == w) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((w, vec![i])),
-            }
-        }
-        for ((_, filters, pix_fmt, tags), members) in groups {
-            let reference = Reference {
-                path: &chunk.path,
-                range: chunk.range.as_ref(),
-                filters,
-                pix_fmt,
-                tags,
-            };
+        let runs = share_runs(asked, |(rung, search)| {
+            Way::of(chunk.range.as_ref(), rung, &search.scoring)
+        });
+        for (way, members) in runs {
+            let reference = way.reference(&chunk.path, chunk.range.as_ref());
             let distorted: Vec<Distorted> = members
                 .iter()
                 .map(|i| Distorted {

@@ -38,18 +38,24 @@ fn warm_starts(searches: &[&SearchPlan], first: &[(Choice, Vec<Probe>)]) -> Vec<
 }
 
 impl JobCtx<'_> {
-    /// The scoring ffmpeg, found once per job that needs one.
+    /// The scoring ffmpeg, found once per job that needs one (and kept for the job).
     pub(super) async fn metrics_tool(&self, rung: &str) -> Result<MetricsTool, JobStop> {
         let main = self.engine.runner.tools().ffmpeg.clone();
-        let found = tokio::task::spawn_blocking(move || MetricsTool::locate(&main))
-            .await
-            .map_err(|e| JobError::Internal(e.to_string()))?;
-        found.map_err(|e| {
-            JobStop::Failed(JobError::Quality {
-                rung: rung.to_string(),
-                message: e.to_string(),
+        let tool = self
+            .metrics
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || MetricsTool::locate(&main))
+                    .await
+                    .map_err(|e| JobStop::Failed(JobError::Internal(e.to_string())))?
+                    .map_err(|e| {
+                        JobStop::Failed(JobError::Quality {
+                            rung: rung.to_string(),
+                            message: e.to_string(),
+                        })
+                    })
             })
-        })
+            .await?;
+        Ok(tool.clone())
     }
 
     /// Runs every search of the plan and returns their results (empty when none).

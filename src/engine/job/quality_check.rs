@@ -10,11 +10,8 @@ use crate::engine::error::{JobError, JobStop};
 use crate::engine::exec::{Command, Phase};
 use crate::engine::manifest::MeasuredQuality;
 use crate::engine::plan::JobPlan;
-use crate::media::command::reference_filters;
 use crate::media::profiles::Rung;
-use crate::media::quality::score::{
-    read_scores, same_tags, score_args, Distorted, Reference, Scoring,
-};
+use crate::media::quality::score::{read_scores, score_args, share_runs, Distorted, Scoring, Way};
 
 /// One staged rung to score, and what it is held to.
 struct Check<'a> {
@@ -57,9 +54,10 @@ impl JobCtx<'_> {
             return Ok(());
         };
         let metrics = self.metrics_tool(&first.rung.name).await?;
-        for group in ways(&checks) {
+        let runs = share_runs(&checks, |c| Way::of(None, c.rung, &c.scoring));
+        for (way, group) in runs {
             let members: Vec<&Check> = group.iter().map(|i| &checks[*i]).collect();
-            self.score_group(&metrics, &members, staged).await?;
+            self.score_group(&metrics, way, &members, staged).await?;
         }
         for c in &checks {
             let scores = read_scores(c.scoring.metric, &c.log).map_err(|e| JobError::Quality {
@@ -98,17 +96,12 @@ impl JobCtx<'_> {
     async fn score_group(
         &self,
         metrics: &crate::media::quality::MetricsTool,
+        way: Way,
         members: &[&Check<'_>],
         staged: &[Staged],
     ) -> Result<(), JobStop> {
         let head = members[0];
-        let reference = Reference {
-            path: self.input,
-            range: None,
-            filters: reference_filters(None, head.rung),
-            pix_fmt: head.rung.colour.pix_fmt(),
-            tags: same_tags(&head.rung.colour),
-        };
+        let reference = way.reference(self.input, None);
         let distorted: Vec<Distorted> = members
             .iter()
             .map(|c| Distorted {
@@ -125,28 +118,6 @@ impl JobCtx<'_> {
         };
         self.score(metrics, &command).await
     }
-}
-
-/// The checks that can share a scoring run: same metric and frames, same reference picture.
-fn ways(checks: &[Check<'_>]) -> Vec<Vec<usize>> {
-    let way = |c: &Check<'_>| {
-        (
-            c.scoring.metric,
-            c.scoring.subsample,
-            reference_filters(None, c.rung),
-            c.rung.colour.pix_fmt(),
-            same_tags(&c.rung.colour),
-        )
-    };
-    let mut groups: Vec<(_, Vec<usize>)> = Vec::new();
-    for (i, c) in checks.iter().enumerate() {
-        let w = way(c);
-        match groups.iter_mut().find(|(g, _)| *g == w) {
-            Some((_, members)) => members.push(i),
-            None => groups.push((w, vec![i])),
-        }
-    }
-    groups.into_iter().map(|(_, m)| m).collect()
 }
 
 /// What a published rung is checked against: its search's target, or for a per-title rung the

@@ -89,8 +89,12 @@ async fn run(
         .await
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     ffmpeg(ctx, speech).await?;
-    let bytes = tokio::fs::read(pcm)
+    // The audio's identity, hashed as it streams: the samples themselves are read by the
+    // Whisper child, not held here.
+    let file = pcm.clone();
+    let audio = tokio::task::spawn_blocking(move || crate::media::hash::sha256_file(&file))
         .await
+        .map_err(|e| format!("internal error hashing the audio: {e}"))?
         .map_err(|e| format!("{}: {e}", pcm.display()))?;
     let options = Options {
         language: step.language.clone(),
@@ -105,7 +109,7 @@ async fn run(
         threads: step.threads as usize,
         word_timestamps: step.word_timestamps,
     };
-    let key = kept::key(&bytes, &model, &options)?;
+    let key = kept::key(&audio, &model, &options)?;
     let (transcript, cached) = match kept::find(ctx, &key).await? {
         Some(t) => (t, true),
         None => {
@@ -229,13 +233,13 @@ mod kept {
 
     const KIND: &str = "transcript";
 
+    /// `audio`: the SHA-256 of the 16 kHz samples.
     pub(super) fn key(
-        pcm: &[u8],
+        audio: &str,
         model: &std::path::Path,
         o: &Options,
     ) -> Result<String, StepError> {
         use sha2::{Digest, Sha256};
-        let audio = hex::encode(Sha256::digest(pcm));
         let model = model_fingerprint(model).map_err(|e| e.to_string())?;
         // Threads are left out: they change the speed, not the words.
         let print = serde_json::json!({

@@ -35,6 +35,59 @@ pub fn same_tags(colour: &crate::media::colour::ColourPlan) -> String {
     )
 }
 
+/// What encodes must share to be scored by one run (their reference decoded once): the
+/// metric and the frames scored, and the reference picture. Their sizes may differ.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Way {
+    pub metric: Metric,
+    pub subsample: u32,
+    pub filters: String,
+    pub pix_fmt: &'static str,
+    pub tags: String,
+}
+
+impl Way {
+    /// How `rung`'s encode of the frames `range` (all when None) is scored by `scoring`.
+    pub fn of(
+        range: Option<&FrameRange>,
+        rung: &crate::media::profiles::Rung,
+        scoring: &Scoring,
+    ) -> Way {
+        Way {
+            metric: scoring.metric,
+            subsample: scoring.subsample,
+            filters: crate::media::command::reference_filters(range, rung),
+            pix_fmt: rung.colour.pix_fmt(),
+            tags: same_tags(&rung.colour),
+        }
+    }
+
+    /// The reference these encodes are compared with.
+    pub fn reference<'a>(self, path: &'a Path, range: Option<&'a FrameRange>) -> Reference<'a> {
+        Reference {
+            path,
+            range,
+            filters: self.filters,
+            pix_fmt: self.pix_fmt,
+            tags: self.tags,
+        }
+    }
+}
+
+/// The indices of `items` grouped by their way of scoring, in first-seen order: one scoring
+/// run per group.
+pub fn share_runs<T>(items: &[T], way: impl Fn(&T) -> Way) -> Vec<(Way, Vec<usize>)> {
+    let mut groups: Vec<(Way, Vec<usize>)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let w = way(item);
+        match groups.iter_mut().find(|(g, _)| *g == w) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((w, vec![i])),
+        }
+    }
+    groups
+}
+
 /// How to score.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Scoring {
@@ -140,12 +193,13 @@ fn score_graph(reference: &Reference<'_>, distorted: &[Distorted<'_>], s: &Scori
         sizes.len()
     );
     for (k, size) in sizes.iter().enumerate() {
-        let members: String = (0..n)
-            .filter(|i| distorted[*i].display == *size)
-            .map(|i| format!("[r{i}]"))
-            .collect();
-        let count = members.matches('[').count();
-        g.push_str(&format!(";[s{k}]{},split={count}{members}", fit(*size)));
+        let members: Vec<usize> = (0..n).filter(|i| distorted[*i].display == *size).collect();
+        let labels: String = members.iter().map(|i| format!("[r{i}]")).collect();
+        g.push_str(&format!(
+            ";[s{k}]{},split={}{labels}",
+            fit(*size),
+            members.len()
+        ));
     }
     for (i, d) in distorted.iter().enumerate() {
         g.push_str(&format!(

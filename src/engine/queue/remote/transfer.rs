@@ -8,8 +8,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
     #[error("the coordinator refused {what}: HTTP {status}: {message}")]
@@ -222,8 +220,5 @@ fn refusal(e: ureq::Error, what: &str) -> TransferError {
 }
 
 pub fn sha256_of(path: &Path) -> Result<String, TransferError> {
-    let mut file = File::open(path).map_err(io(path.display().to_string()))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(io(path.display().to_string()))?;
-    Ok(hex::encode(hasher.finalize()))
+    crate::media::hash::sha256_file(path).map_err(io(path.display().to_string()))
 }
