@@ -59,12 +59,9 @@ pub fn decode_window(
     prompt: &[String],
     beam_size: usize,
     text_of: impl Fn(&[String]) -> Result<String, SpeechError>,
-    checkpoint: impl Fn() -> Result<(), SpeechError>,
 ) -> Result<WindowResult, SpeechError> {
     let mut tried: Vec<WindowResult> = Vec::new();
     for temperature in TEMPERATURES {
-        // A fallback decoding is as long as the first: pause or cancel between them.
-        checkpoint()?;
         let options = options_at(temperature, beam_size);
         let result = whisper
             .generate(view, &[prompt.to_vec()], &options)

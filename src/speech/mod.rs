@@ -17,7 +17,6 @@ mod walk;
 mod words;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper};
@@ -28,23 +27,12 @@ use serde::{Deserialize, Serialize};
 pub use cues::{to_srt, to_vtt, Cue, Word};
 pub use features::SAMPLE_RATE;
 
-/// How a running transcription is steered from outside: cancelled (looked at before every
-/// window and every fallback decoding), and how far it got. The engine runs Whisper in a
-/// child process (see `child`), which it pauses and kills as it does an ffmpeg.
+/// How far a running transcription got (samples behind the current window), for progress.
+/// It is stopped and paused from outside as a process: the engine runs it in a child (see
+/// `child`) and signals that.
 #[derive(Debug, Default, Clone)]
 pub struct Control {
-    pub cancel: std::sync::Arc<AtomicBool>,
-    /// Samples behind the current window.
     pub done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Control {
-    fn checkpoint(&self) -> Result<(), SpeechError> {
-        match self.cancel.load(Ordering::Relaxed) {
-            true => Err(SpeechError::Cancelled),
-            false => Ok(()),
-        }
-    }
 }
 
 /// Whisper's log-mel features of 16 kHz audio, the 30 s window from `start_frame` (10 ms
@@ -118,8 +106,6 @@ pub enum SpeechError {
     Engine(String),
     #[error("{0}")]
     Options(String),
-    #[error("transcription cancelled")]
-    Cancelled,
 }
 
 fn engine(e: impl std::fmt::Display) -> SpeechError {

@@ -41,7 +41,6 @@ impl Transcriber {
         let mut skipped = 0usize;
         while seek + SAMPLE_RATE / 10 < total {
             control.done.store(seek, Ordering::Relaxed);
-            control.checkpoint()?;
             let Some(start) = activity.next_start(seek) else {
                 skipped += total - seek;
                 break;
@@ -67,7 +66,6 @@ impl Transcriber {
                 &prompt,
                 self.options.beam_size,
                 |tokens| self.text_of(tokens),
-                || control.checkpoint(),
             )?;
             windows += 1;
             if result.temperature > 0.0 {
